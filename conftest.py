@@ -1,0 +1,25 @@
+"""Test configuration shared by every level.
+
+Fixtures live in tests/fixtures/ (one module per stand-in: emulator, s3, postgres, airflow) and are
+loaded as plugins here, so that each stand-in has one owner and one place.
+"""
+
+import os
+import pathlib
+import tempfile
+
+# Airflow reads its configuration at import: give every test session its own home, no examples.
+_HOME = tempfile.mkdtemp(prefix="qwenocr-airflow-home-")
+os.environ.setdefault("AIRFLOW_HOME", _HOME)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(pathlib.Path(__file__).parent / "dags"))
+
+REPO = pathlib.Path(__file__).resolve().parent
+RECORDINGS = REPO.parent / "shared" / "dashscope-recordings"
+
+pytest_plugins = [
+    p
+    for p in ("tests.fixtures.emulator", "tests.fixtures.s3", "tests.fixtures.postgres", "tests.fixtures.airflow")
+    if (REPO / (p.replace(".", "/") + ".py")).exists()
+]
