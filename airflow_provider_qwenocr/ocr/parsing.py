@@ -41,12 +41,12 @@ def parse_json_loose(text: str) -> Any:
     if not text:
         return None
     body = strip_fence(text)
-    candidates = [body]
-    m = re.search(r"[\[{].*[\]}]", body, re.S)
-    if m and m.group(0) != body:
-        candidates.append(m.group(0))
-    for cand in list(candidates):
-        candidates.append(cand.translate(_FULLWIDTH))
+    candidates = []
+    for form in (body, body.translate(_FULLWIDTH)):
+        candidates.append(form)
+        m = re.search(r"[\[{].*[\]}]", form, re.S)
+        if m and m.group(0) != form:
+            candidates.append(m.group(0))
     for cand in candidates:
         try:
             return json.loads(cand)
