@@ -1,0 +1,262 @@
+"""Turn what a DAG author writes in ``images=`` into a list of lazy sources, one per image (or PDF page).
+
+Accepted, alone or in a list: a local file, a directory (recursive, sorted, image and PDF files), a
+glob (``**`` allowed), an http(s) URL, ``s3://bucket/key`` or ``s3://bucket/prefix`` (amazon provider's
+S3Hook, ``aws_conn_id``), or any other URI/ObjectStoragePath with a scheme (``gs://``, ``file://``...).
+
+Why lazy: a backlog can hold hundreds of thousands of images. Expanding only lists names; the bytes are
+fetched by :meth:`Source.read` when a worker thread gets to that image and dropped right after, so the
+operator's memory does not grow with the number of images.
+
+Why http(s) URLs are flagged (:attr:`Source.is_remote_url`) and not fetched: the service can download a
+public URL itself, which saves our bandwidth; the operator fetches them only when asked (``fetch=True``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob as globlib
+import importlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from airflow_provider_qwenocr.io import storage
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dib", ".ico", ".jp2"}
+)
+PDF_EXTENSION = ".pdf"
+_GLOB_CHARS = set("*?[")
+
+
+class NoSourcesError(ValueError):
+    """An ``images`` entry matched nothing: almost always a typo or a wrong prefix, so say which one."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One image to recognise. ``read()`` fetches its bytes on demand (for a PDF page: renders the page)."""
+
+    uri: str
+    is_remote_url: bool = False
+    page: int | None = None  # 1-based page number for PDF pages
+    error: str | None = None  # set when this source cannot be recognised at all (becomes an error row)
+    _reader: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """What result rows call this source: the URI, plus ``#page=N`` for a PDF page."""
+        return self.uri if self.page is None else f"{self.uri}#page={self.page}"
+
+    def read(self) -> bytes:
+        if self.error:
+            raise ValueError(self.error)
+        if self._reader is None:
+            raise ValueError(f"{self.uri}: nothing to read")
+        return self._reader()
+
+
+def expand_sources(images: Any, *, aws_conn_id: str | None = "aws_default", fetch: bool = False) -> list[Source]:
+    """Expand ``images`` (one entry or a list) into sources, in the given order, de-duplicated.
+
+    ``fetch`` only changes what :meth:`Source.read` of an http(s) URL does; listing is the same.
+    Raises :class:`NoSourcesError` naming every entry that matched nothing.
+    """
+    entries = _as_list(images)
+    if not entries:
+        raise NoSourcesError("images is empty: give a path, directory, glob, URL or s3:// prefix")
+    out: list[Source] = []
+    seen: set[str] = set()
+    missing: list[str] = []
+    for entry in entries:
+        found = list(_expand_one(entry, aws_conn_id))
+        if not found:
+            missing.append(entry)
+        for src in found:
+            if src.name not in seen:
+                seen.add(src.name)
+                out.append(src)
+    if missing:
+        raise NoSourcesError("no images found for: " + ", ".join(repr(m) for m in missing))
+    return out
+
+
+def _as_list(images: Any) -> list[str]:
+    if images is None:
+        return []
+    if isinstance(images, (str, Path)) or hasattr(images, "protocol"):
+        return [str(images)]
+    if isinstance(images, Iterable):
+        return [str(i) for i in images if i is not None and str(i).strip()]
+    return [str(images)]
+
+
+def _expand_one(entry: str, aws_conn_id: str | None) -> Iterable[Source]:
+    entry = entry.strip()
+    scheme = storage.scheme_of(entry)
+    if scheme in ("http", "https"):
+        return [Source(entry, is_remote_url=True, _reader=_http_reader(entry))]
+    if scheme in ("", "file"):
+        return _expand_local(entry)
+    if scheme in storage.S3_SCHEMES:
+        return _expand_s3(entry, aws_conn_id)
+    return _expand_object_storage(entry)
+
+
+# -- local ----------------------------------------------------------------------------------------
+
+
+def _wanted(name: str) -> bool:
+    suffix = Path(name).suffix.lower()
+    return suffix in IMAGE_EXTENSIONS or suffix == PDF_EXTENSION
+
+
+def _expand_local(entry: str) -> list[Source]:
+    path = storage.local_path(entry)
+    if _GLOB_CHARS & set(str(path)):
+        files = sorted(p for p in globlib.glob(str(path), recursive=True) if Path(p).is_file() and _wanted(p))
+        paths = [Path(p) for p in files]
+    elif path.is_dir():
+        paths = sorted(p for p in path.rglob("*") if p.is_file() and _wanted(p.name))
+    elif path.is_file():
+        paths = [path]  # an explicitly named file is taken whatever its extension; the decoder judges
+    else:
+        return []
+    out: list[Source] = []
+    for p in paths:
+        uri = str(p.resolve())
+        reader = _local_reader(uri)
+        out.extend(_with_pdf_pages(uri, reader) if p.suffix.lower() == PDF_EXTENSION else [Source(uri, _reader=reader)])
+    return out
+
+
+def _local_reader(path: str) -> Callable[[], bytes]:
+    return lambda: Path(path).read_bytes()
+
+
+# -- s3 ---------------------------------------------------------------------------------------------
+
+
+def _expand_s3(entry: str, aws_conn_id: str | None) -> list[Source]:
+    bucket, key = storage.split_s3(entry)
+    hook = storage.s3_hook(aws_conn_id)
+    keys: list[str]
+    if _GLOB_CHARS & set(key):
+        literal = key[: min(key.index(c) for c in _GLOB_CHARS if c in key)]
+        keys = [k for k in hook.list_keys(bucket_name=bucket, prefix=literal) or [] if fnmatch.fnmatchcase(k, key)]
+        keys = [k for k in keys if _wanted(k)]
+    elif key and not key.endswith("/") and hook.check_for_key(key, bucket_name=bucket):
+        keys = [key]
+    else:
+        prefix = key if not key or key.endswith("/") else key + "/"
+        keys = [k for k in hook.list_keys(bucket_name=bucket, prefix=prefix) or [] if _wanted(k) and not k.endswith("/")]
+    out: list[Source] = []
+    for k in sorted(keys):
+        uri = f"s3://{bucket}/{k}"
+        reader = _s3_reader(bucket, k, aws_conn_id)
+        out.extend(_with_pdf_pages(uri, reader) if k.lower().endswith(PDF_EXTENSION) else [Source(uri, _reader=reader)])
+    return out
+
+
+_local = threading.local()
+
+
+def _s3_reader(bucket: str, key: str, aws_conn_id: str | None) -> Callable[[], bytes]:
+    def read() -> bytes:
+        # boto3 clients are thread-safe but creating one is slow: one per worker thread and connection.
+        clients = getattr(_local, "s3_clients", None)
+        if clients is None:
+            clients = _local.s3_clients = {}
+        client = clients.get(aws_conn_id)
+        if client is None:
+            client = clients[aws_conn_id] = storage.s3_hook(aws_conn_id).get_conn()
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    return read
+
+
+# -- any other object storage -----------------------------------------------------------------------
+
+
+def _expand_object_storage(entry: str) -> list[Source]:
+    root = storage.object_path(entry)
+    if root.is_dir():
+        paths = sorted((p for p in root.rglob("*") if p.is_file() and _wanted(p.name)), key=str)
+    elif root.exists():
+        paths = [root]
+    else:
+        return []
+    out: list[Source] = []
+    for p in paths:
+        uri = str(p)
+        reader = _object_reader(uri)
+        out.extend(_with_pdf_pages(uri, reader) if uri.lower().endswith(PDF_EXTENSION) else [Source(uri, _reader=reader)])
+    return out
+
+
+def _object_reader(uri: str) -> Callable[[], bytes]:
+    return lambda: storage.object_path(uri).read_bytes()
+
+
+# -- http -------------------------------------------------------------------------------------------
+
+
+def _http_reader(url: str, timeout: float = 60.0) -> Callable[[], bytes]:
+    def read() -> bytes:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) only, checked above
+            return resp.read()
+
+    return read
+
+
+# -- PDF pages --------------------------------------------------------------------------------------
+
+
+def _pdf_module():
+    """``airflow_provider_qwenocr.ocr.pdf`` if it and pypdfium2 are importable, else None."""
+    try:
+        return importlib.import_module("airflow_provider_qwenocr.ocr.pdf")
+    except ImportError:
+        return None
+
+
+def _with_pdf_pages(uri: str, reader: Callable[[], bytes]) -> list[Source]:
+    """One source per page. The PDF is read once here to count pages; each page re-reads it when its
+    turn comes (a small per-PDF cache avoids re-downloading it for every page of the same file)."""
+    pdf = _pdf_module()
+    if pdf is None or not hasattr(pdf, "page_count") or not hasattr(pdf, "render_pages"):
+        msg = "PDF input needs the pdf extra: pip install 'airflow-provider-qwenocr[pdf]'"
+        return [Source(uri, error=msg)]
+    try:
+        n_pages = int(pdf.page_count(reader()))
+    except Exception as exc:  # a corrupt PDF is that document's problem, not the whole task's
+        return [Source(uri, error=f"cannot read PDF: {exc}")]
+    cached = _OnePdf(reader, n_pages)
+
+    def render(number: int) -> bytes:
+        return next(iter(pdf.render_pages(cached.get(), pages=[number])))[1]
+
+    return [Source(uri, page=n, _reader=(lambda n=n: render(n))) for n in range(1, n_pages + 1)]
+
+
+class _OnePdf:
+    """Keeps the bytes of one PDF while its pages are being rendered, then lets them go."""
+
+    def __init__(self, reader: Callable[[], bytes], n_pages: int) -> None:
+        self._reader = reader
+        self._n_pages = n_pages
+        self._lock = threading.Lock()
+        self._data: bytes | None = None
+        self._uses = 0
+
+    def get(self) -> bytes:
+        with self._lock:
+            data = self._data if self._data is not None else self._reader()
+            self._uses += 1
+            # keep the bytes for the next page, drop them after the last one (memory stays flat)
+            self._data = data if self._uses < self._n_pages else None
+            return data

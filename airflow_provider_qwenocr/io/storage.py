@@ -1,0 +1,178 @@
+"""Where bytes live: a local path, ``s3://`` (through the amazon provider's S3Hook) or any other
+object-storage URI (through Airflow's ObjectStoragePath).
+
+Why S3 goes through S3Hook and not ObjectStoragePath: ObjectStoragePath needs ``s3fs`` (an extra of the
+amazon provider most installs do not have), while S3Hook is what every amazon-provider user already has
+configured with an ``aws_conn_id``. Everything is imported lazily, so the provider works without the
+amazon provider as long as no ``s3://`` URI is used.
+
+Only the sources and the results store use this module; it holds no OCR logic.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+S3_SCHEMES = ("s3", "s3a", "s3n")
+
+
+def scheme_of(uri: str) -> str:
+    """URI scheme in lower case, or "" for a local path (a Windows drive letter is not a scheme)."""
+    if "://" not in uri:
+        return ""
+    return uri.split("://", 1)[0].lower()
+
+
+def is_local(uri: str) -> bool:
+    return scheme_of(uri) in ("", "file")
+
+
+def local_path(uri: str) -> Path:
+    """A local path for ``uri`` (``file:///x`` or a plain path), with ``~`` expanded."""
+    if uri.startswith("file://"):
+        return Path(urlparse(uri).path)
+    return Path(uri).expanduser()
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://bucket/key``."""
+    parsed = urlparse(uri)
+    if not parsed.netloc:
+        raise ValueError(f"{uri!r} has no bucket name")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def s3_hook(aws_conn_id: str | None):
+    try:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError(
+            "s3:// URIs need the amazon provider: pip install 'airflow-provider-qwenocr[amazon]'"
+        ) from exc
+    return S3Hook(aws_conn_id=aws_conn_id)
+
+
+def object_path(uri: str, conn_id: str | None = None):
+    from airflow_provider_qwenocr._compat import ObjectStoragePath
+
+    if ObjectStoragePath is None:  # pragma: no cover - Airflow < 2.8
+        raise ImportError(f"{uri!r}: this Airflow has no ObjectStoragePath")
+    return ObjectStoragePath(uri, conn_id=conn_id) if conn_id else ObjectStoragePath(uri)
+
+
+def join(base: str, *parts: str) -> str:
+    """``base`` / parts for a local path or a URI (URIs always use ``/``)."""
+    if is_local(base):
+        return str(local_path(base).joinpath(*parts))
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def parent(uri: str) -> str:
+    if is_local(uri):
+        return str(local_path(uri).parent)
+    head, _, _ = uri.rstrip("/").rpartition("/")
+    return head
+
+
+def read_bytes(uri: str, *, aws_conn_id: str | None = None) -> bytes | None:
+    """Bytes at ``uri``, or None when nothing is there (the cache's miss path must be one cheap call)."""
+    scheme = scheme_of(uri)
+    if scheme in ("", "file"):
+        try:
+            return local_path(uri).read_bytes()
+        except FileNotFoundError:
+            return None
+    if scheme in S3_SCHEMES:
+        bucket, key = split_s3(uri)
+        client = s3_hook(aws_conn_id).get_conn()
+        try:
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except client.exceptions.NoSuchKey:
+            return None
+    path = object_path(uri)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def write_bytes(uri: str, data: bytes, *, aws_conn_id: str | None = None) -> None:
+    """Write ``data`` at ``uri`` so that a reader never sees a half-written object.
+
+    Local: temp file in the same directory + ``os.replace`` (atomic on POSIX). S3 PUTs are atomic.
+    """
+    scheme = scheme_of(uri)
+    if scheme in ("", "file"):
+        target = local_path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return
+    if scheme in S3_SCHEMES:
+        bucket, key = split_s3(uri)
+        s3_hook(aws_conn_id).get_conn().put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    path = object_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def publish_file(local_file: str | Path, uri: str, *, aws_conn_id: str | None = None) -> None:
+    """Move a finished local file to ``uri`` in one step (rename locally, one upload remotely)."""
+    scheme = scheme_of(uri)
+    if scheme in ("", "file"):
+        target = local_path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(local_file, target)
+        except OSError:  # another filesystem: copy beside the target, then rename
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+            os.close(fd)
+            shutil.copyfile(local_file, tmp)
+            os.replace(tmp, target)
+            _unlink(str(local_file))
+        return
+    if scheme in S3_SCHEMES:
+        bucket, key = split_s3(uri)
+        s3_hook(aws_conn_id).load_file(str(local_file), key=key, bucket_name=bucket, replace=True)
+        _unlink(str(local_file))
+        return
+    path = object_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(local_file, "rb") as src, path.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    _unlink(str(local_file))
+
+
+def open_text_lines(uri: str, *, aws_conn_id: str | None = None):
+    """Iterate the text lines at ``uri`` without loading the whole object (results files can be big)."""
+    scheme = scheme_of(uri)
+    if scheme in ("", "file"):
+        with open(local_path(uri), encoding="utf-8") as fh:
+            yield from fh
+        return
+    if scheme in S3_SCHEMES:
+        bucket, key = split_s3(uri)
+        body = s3_hook(aws_conn_id).get_conn().get_object(Bucket=bucket, Key=key)["Body"]
+        for raw in body.iter_lines():
+            yield raw.decode("utf-8")
+        return
+    with object_path(uri).open("r", encoding="utf-8") as fh:
+        yield from fh
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
