@@ -1,0 +1,97 @@
+"""ResultsWriter (atomic publish), read_results, ResultCache (per key, ok rows only): local and s3 (moto)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter, read_results
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, Word
+
+
+def _ok(name: str, key: str) -> OcrResult:
+    return OcrResult(source=name, task="text_recognition", model="qwen-vl-ocr", key=key, sha256="ab" * 32,
+                     text=f"text of {name} 中文", words=[Word("w", [0, 0, 1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 0])],
+                     usage=Usage(10, 2, 8, 12))
+
+
+def test_writer_publishes_only_on_clean_exit(tmp_path):
+    out = tmp_path / "sub" / "results.jsonl"
+    with ResultsWriter(str(out)) as w:
+        w.write(_ok("a.png", "k1"))
+        w.write(OcrResult.failure("b.png", "text_recognition", "qwen-vl-ocr", "InvalidImage", "too small"))
+        assert not out.exists(), "nothing may appear at output_uri before the end"
+    rows = list(read_results(str(out)))
+    assert [r["source"] for r in rows] == ["a.png", "b.png"]
+    assert rows[0]["text"] == "text of a.png 中文" and rows[0]["words"][0]["location"][2] == 1
+    assert rows[1]["status"] == "error" and rows[1]["error"] == {"code": "InvalidImage", "message": "too small"}
+    assert [p.name for p in out.parent.iterdir()] == ["results.jsonl"], "temp file left behind"
+
+
+def test_writer_crash_leaves_previous_file_untouched(tmp_path):
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"old": true}\n')
+    with pytest.raises(RuntimeError):
+        with ResultsWriter(str(out)) as w:
+            w.write(_ok("a.png", "k1"))
+            raise RuntimeError("killed")
+    assert out.read_text() == '{"old": true}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
+
+
+def test_cache_round_trip_only_ok_rows(tmp_path):
+    cache = ResultCache(str(tmp_path / "cache"))
+    assert cache.get("ffff") is None
+    assert cache.put(_ok("a.png", "abcdef")) is True
+    assert cache.get("abcdef")["text"] == "text of a.png 中文"
+    assert (tmp_path / "cache" / "ab" / "abcdef.json").is_file()
+    err = OcrResult.failure("b.png", "text_recognition", "m", "Throttling", "x", key="bbbb")
+    assert cache.put(err) is False and cache.get("bbbb") is None
+    assert cache.put({"status": "ok"}) is False  # no key, nothing to store under
+    with pytest.raises(ValueError):
+        cache.get("../etc")
+
+
+def test_cache_ignores_torn_file(tmp_path):
+    cache = ResultCache(str(tmp_path))
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "abcd.json").write_text('{"status": "ok", "te')
+    assert cache.get("abcd") is None
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_s3, monkeypatch):
+    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"region_name": "us-east-1", "endpoint_url": moto_s3}}
+    monkeypatch.setenv("AIRFLOW_CONN_QWENOCR_STORE_S3", json.dumps(conn))
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id="qwenocr_store_s3")
+    if not hook.check_for_bucket("qwenocr-results"):
+        hook.create_bucket(bucket_name="qwenocr-results")
+    return hook
+
+
+def test_s3_writer_reader_and_cache(s3):
+    uri = "s3://qwenocr-results/run1/part.jsonl"
+    with ResultsWriter(uri, aws_conn_id="qwenocr_store_s3") as w:
+        w.write(_ok("a.png", "k1"))
+        w.write(_ok("b.png", "k2"))
+        assert not s3.check_for_key("run1/part.jsonl", bucket_name="qwenocr-results")
+    assert [r["key"] for r in read_results(uri, aws_conn_id="qwenocr_store_s3")] == ["k1", "k2"]
+    cache = ResultCache("s3://qwenocr-results/cache", aws_conn_id="qwenocr_store_s3")
+    assert cache.get("cafe01") is None
+    cache.put(_ok("a.png", "cafe01"))
+    assert s3.check_for_key("cache/ca/cafe01.json", bucket_name="qwenocr-results")
+    assert cache.get("cafe01")["source"] == "a.png"
