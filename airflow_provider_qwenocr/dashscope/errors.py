@@ -1,0 +1,179 @@
+"""Typed DashScope errors and the one place that decides what is worth retrying.
+
+Why a classifier and not ``if status == 429`` scattered around: the dashscope SDK does not raise on HTTP
+errors (it returns a response with ``status_code != 200``), the OpenAI-compatible endpoints put the same
+codes in another shape, and transport failures arrive as ``requests`` exceptions. Every path funnels
+into :func:`classify`, so the retry policy (tenacity, in ``retry.py``) only has to look at the type:
+
+- :class:`RetryableError` — throttling (429 ``Throttling*``), any 5xx, 408, timeouts, dropped connections.
+  Trying again later can succeed.
+- :class:`PermanentError` — the request itself is wrong for this image (``InvalidParameter*``,
+  ``DataInspectionFailed``, ``BadRequest.*``, 413, other 4xx): retrying re-bills nothing useful, so the
+  image becomes an error row at once.
+- :class:`InvalidApiKeyError` — a permanent error that also dooms every other image in the task
+  (``InvalidApiKey``, HTTP 401, or no key at all), so callers stop the whole task instead of failing N
+  images one by one. ``Arrearage`` and ``AccessDenied*`` stay plain :class:`PermanentError` (as issue #5
+  lists them): they fail each image at once without a retry, and ``max_failed_ratio`` then fails the task.
+
+Messages never carry the API key: :func:`redact` scrubs any ``sk-…`` token and the configured key.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import parsedate_to_datetime
+from typing import Any, Mapping
+
+#: Codes that mean "this key cannot call the service at all": stop the task.
+FATAL_CODES = frozenset({"InvalidApiKey"})
+THROTTLING_PREFIX = "Throttling"
+RETRYABLE_CODES = frozenset({"RequestTimeOut", "InternalError", "ServiceUnavailable", "RequestTimeout"})
+
+_SK = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+
+
+def redact(text: Any, secret: str | None = None) -> str:
+    """``text`` as a string with the key (and anything that looks like a DashScope key) replaced by ***."""
+    s = "" if text is None else str(text)
+    if secret:
+        s = s.replace(secret, "***")
+    s = _SK.sub("sk-***", s)
+    return _BEARER.sub(r"\1***", s)
+
+
+class QwenOcrError(Exception):
+    """An error from (or on the way to) DashScope, with the service's code and request id when known."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.code = code or type(self).__name__
+        self.message = message
+        self.status_code = status_code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        parts = [f"{self.code}: {self.message}"]
+        if self.status_code is not None:
+            parts.append(f"(HTTP {self.status_code}")
+            parts[-1] += f", request_id {self.request_id})" if self.request_id else ")"
+        return " ".join(parts)
+
+    def __reduce__(self):  # keep keyword fields across pickling (Airflow ships exceptions between processes)
+        return (_rebuild, (type(self), self.message, self.code, self.status_code, self.request_id, self.retry_after))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+def _rebuild(cls, message, code, status_code, request_id, retry_after):
+    return cls(message, code=code, status_code=status_code, request_id=request_id, retry_after=retry_after)
+
+
+class RetryableError(QwenOcrError):
+    """Transient: throttled, server error, timeout, connection dropped. Retried with backoff."""
+
+    retryable = True
+
+
+class PermanentError(QwenOcrError):
+    """This request will not succeed as sent. The image fails at once with an error row."""
+
+
+class InvalidApiKeyError(PermanentError):
+    """The key (or the account behind it) cannot call the service: stop the whole task, not just this image."""
+
+
+def parse_retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None when absent or unreadable."""
+    if not headers:
+        return None
+    value = None
+    for k, v in headers.items():
+        if str(k).lower() == "retry-after":
+            value = v
+            break
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        pass
+    try:
+        import datetime as _dt
+
+        when = parsedate_to_datetime(str(value))
+        return max(0.0, (when - _dt.datetime.now(when.tzinfo)).total_seconds())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def error_class(status_code: int | None, code: str | None) -> type[QwenOcrError]:
+    """Which exception type an HTTP status + DashScope code maps to (the retry policy in one table)."""
+    code = code or ""
+    if code in FATAL_CODES or status_code == 401:
+        return InvalidApiKeyError
+    if code.startswith(THROTTLING_PREFIX) or code in RETRYABLE_CODES or code.startswith("InternalError"):
+        return RetryableError
+    if status_code is None:
+        return RetryableError  # no HTTP answer at all: transport trouble
+    if status_code in (408, 429) or status_code >= 500:
+        return RetryableError
+    return PermanentError
+
+
+def classify(
+    status_code: int | None,
+    code: str | None,
+    message: Any,
+    *,
+    request_id: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    secret: str | None = None,
+) -> QwenOcrError:
+    """The typed exception for one failed response (not raised: the caller decides)."""
+    cls = error_class(status_code, code)
+    if not code or code == "Unknown":
+        code = {401: "InvalidApiKey", 408: "RequestTimeOut", 413: "BadRequest.TooLarge", 429: "Throttling"}.get(
+            status_code or 0, f"HTTP{status_code}" if status_code else "ConnectionError"
+        )
+    text = redact(message, secret) or "(no message)"
+    if len(text) > 500:
+        text = text[:500] + "…"
+    return cls(text, code=code, status_code=status_code, request_id=request_id or None,
+               retry_after=parse_retry_after(headers))
+
+
+def from_exception(exc: BaseException, *, secret: str | None = None) -> QwenOcrError:
+    """Map a transport exception (requests / urllib3 / socket / SDK client-side) to a typed error."""
+    if isinstance(exc, QwenOcrError):
+        return exc
+    name = type(exc).__name__
+    text = redact(f"{name}: {exc}", secret)
+    try:
+        import requests
+
+        if isinstance(exc, requests.exceptions.Timeout):
+            return RetryableError(text, code="RequestTimeOut")
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return RetryableError(text, code="ConnectionError")
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return RetryableError(text, code="ConnectionError")
+    except ImportError:  # pragma: no cover - requests comes with dashscope
+        pass
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return RetryableError(text, code="RequestTimeOut" if isinstance(exc, TimeoutError) else "ConnectionError")
+    if name == "AuthenticationError":  # dashscope: no key configured
+        return InvalidApiKeyError(text, code="InvalidApiKey")
+    return PermanentError(text, code=name)
