@@ -1,0 +1,290 @@
+"""Realtime OCR calls over the official dashscope SDK (native multimodal-generation API).
+
+Why the native API: the built-in tasks (``parameters.ocr_options``) and ``enable_rotate`` exist only there,
+and only there does the answer carry ``ocr_result`` (``words_info`` boxes on the image the service
+received, ``kv_result`` already parsed).
+
+Why the base URL goes in every call: ``dashscope.base_http_api_url`` is a module global, so two
+connections in one worker (or two hooks in two threads) would clobber each other. The SDK's request
+builder takes ``base_address`` per call; we pass it, and never touch the global. Each client also
+owns its own ``requests.Session`` (pool sized for its concurrency), so connections are reused and never
+shared with another connection's host.
+
+One image per call: prepare (elsewhere) → wait for the rate limiter → call → classify errors → retry
+the transient ones (tenacity) → typed :class:`~airflow_provider_qwenocr.ocr.results.OcrResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from airflow_provider_qwenocr.dashscope.config import ClientConfig
+from airflow_provider_qwenocr.dashscope.errors import PermanentError, QwenOcrError, classify, from_exception
+from airflow_provider_qwenocr.dashscope.limits import RateLimiter
+from airflow_provider_qwenocr.dashscope.retry import retrying
+from airflow_provider_qwenocr.ocr.images import PreparedImage, decode_data_url, sha256_hex
+from airflow_provider_qwenocr.ocr.models import ModelSpec, get_model
+from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
+from airflow_provider_qwenocr.ocr.tasks import OcrTask, ocr_options, prompt_for, validate_schema
+
+log = logging.getLogger(__name__)
+
+#: Output tokens reserved in the TPM budget per call (OCR answers are short; a dense page is ~1–2K).
+DEFAULT_OUTPUT_ALLOWANCE = 512
+#: Token estimate for an image sent by URL (we never see its pixels): about a 1.5-MP page at 32-px patches.
+URL_IMAGE_TOKENS = 1500
+DEFAULT_POOL_SIZE = 64
+
+
+def request_key(
+    sha256: str,
+    task: str | OcrTask,
+    model: str,
+    *,
+    prompt: str | None = None,
+    result_schema: dict | None = None,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    enable_rotate: bool = False,
+) -> str:
+    """The idempotency key of one request: callers compute it BEFORE calling to skip cached results."""
+    task = OcrTask.parse(task).value
+    params = {
+        "prompt": prompt if task == OcrTask.CUSTOM.value else None,
+        "result_schema": result_schema,
+        "min_pixels": min_pixels,
+        "max_pixels": max_pixels,
+        "enable_rotate": bool(enable_rotate),
+    }
+    return idempotency_key(sha256, task, model, params)
+
+
+def _text_tokens(text: str | None) -> int:
+    # Chinese ≈ 1 token per character, English ≈ 4 characters per token: len/2 is a safe middle.
+    return (len(text) + 1) // 2 if text else 0
+
+
+class RealtimeClient:
+    """One DashScope connection's realtime OCR client. Thread-safe: share it across worker threads.
+
+    :param config: key, endpoint, region, timeouts and retry bounds.
+    :param limiter: the RPM/TPM limiter every call waits on (None = no client-side limit).
+    :param output_allowance: output tokens reserved per call in the TPM budget.
+    :param pool_size: HTTP connections kept per host (≥ the number of threads calling ``recognize``).
+    :param sleep: the retry sleep (tests pass a no-op).
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        output_allowance: int = DEFAULT_OUTPUT_ALLOWANCE,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.limiter = limiter
+        self.output_allowance = output_allowance
+        self._sleep = sleep
+        self._session = self._make_session(pool_size)
+        self.calls = 0  # HTTP attempts, for progress and tests (approximate under threads)
+
+    def __repr__(self) -> str:  # never the key
+        return f"RealtimeClient(base={self.config.native_base!r}, limiter={self.limiter!r})"
+
+    @staticmethod
+    def _make_session(pool_size: int):
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> RealtimeClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- request shape -------------------------------------------------------------------------------
+
+    def build_request(
+        self,
+        image_url: str,
+        spec: ModelSpec,
+        *,
+        task: OcrTask,
+        prompt: str | None,
+        result_schema: dict | None,
+        enable_rotate: bool,
+        min_pixels: int | None,
+        max_pixels: int | None,
+    ) -> tuple[list[dict], dict | None]:
+        """(messages, ocr_options) as the recordings show: pixel bounds and rotation on the image item,
+        ``ocr_options`` for built-in tasks, a text item for custom prompts (and for snapshots without
+        built-in tasks, which get the task's fixed prompt)."""
+        item: dict[str, Any] = {"image": image_url}
+        if min_pixels is not None:
+            item["min_pixels"] = int(min_pixels)
+        if max_pixels is not None:
+            item["max_pixels"] = int(max_pixels)
+        if enable_rotate:
+            item["enable_rotate"] = True
+        content: list[dict] = [item]
+        options = None
+        if task is OcrTask.CUSTOM:
+            content.append({"text": prompt_for(task, prompt=prompt)})
+        elif spec.builtin_tasks:
+            options = ocr_options(task, result_schema)
+        else:
+            content.append({"text": prompt_for(task, result_schema=result_schema)})
+        return [{"role": "user", "content": content}], options
+
+    # -- one HTTP attempt ----------------------------------------------------------------------------
+
+    def _call_once(self, model: str, messages: list[dict], options: dict | None, tokens: int):
+        if self.limiter is not None:
+            self.limiter.acquire(tokens)
+        from dashscope import MultiModalConversation
+
+        kwargs: dict[str, Any] = {
+            "base_address": self.config.native_base,
+            "request_timeout": self.config.timeout,
+            "session": self._session,
+        }
+        if options is not None:
+            kwargs["ocr_options"] = options
+        if self.config.workspace_id:
+            kwargs["workspace"] = self.config.workspace_id
+        self.calls += 1
+        key = self.config.api_key
+        try:
+            response = MultiModalConversation.call(model=model, messages=messages, api_key=key, **kwargs)
+        except Exception as exc:  # transport or SDK client-side failure
+            raise from_exception(exc, secret=key) from None
+        status = getattr(response, "status_code", None)
+        if status != 200:
+            raise classify(
+                status,
+                getattr(response, "code", None),
+                getattr(response, "message", None),
+                request_id=getattr(response, "request_id", None),
+                headers=getattr(response, "headers", None),
+                secret=key,
+            )
+        return response
+
+    def call(self, model: str, messages: list[dict], options: dict | None = None, *, tokens: int = 0):
+        """One request with retries: the SDK response, or the last typed error raised."""
+        for attempt in retrying(self.config.max_retries, self.config.max_retry_seconds, sleep=self._sleep):
+            with attempt:
+                return self._call_once(model, messages, options, tokens)
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
+
+    # -- public API ----------------------------------------------------------------------------------
+
+    def recognize(
+        self,
+        image: PreparedImage | str,
+        *,
+        task: str | OcrTask = OcrTask.TEXT_RECOGNITION,
+        prompt: str | None = None,
+        result_schema: dict | str | None = None,
+        model: str | None = None,
+        enable_rotate: bool = False,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        source: str | None = None,
+    ) -> OcrResult:
+        """OCR one image: a :class:`PreparedImage` (preferred: resized to the grid, boxes mapped back) or a
+        URL string (``https://``, ``oss://`` or ``data:``) passed to the service untouched.
+
+        Returns an ``ok`` result; raises :class:`PermanentError` (incl. ``InvalidApiKeyError``) at once and
+        :class:`RetryableError` when retries are exhausted.
+        """
+        task = OcrTask.parse(task)
+        if task is OcrTask.CUSTOM and not prompt:
+            raise PermanentError("task 'custom' needs a prompt", code="InvalidParameter")
+        if prompt and task is OcrTask.TEXT_RECOGNITION:
+            task = OcrTask.CUSTOM  # a prompt with the default task means "my own prompt"
+        elif prompt and task is not OcrTask.CUSTOM:
+            log.warning("prompt ignored: task %r uses its built-in prompt (use task='custom')", task.value)
+            prompt = None
+        try:
+            schema = validate_schema(result_schema)
+        except ValueError as exc:
+            raise PermanentError(str(exc), code="InvalidParameter") from None
+        model = model or self.config.default_model
+        spec = get_model(model)
+
+        if isinstance(image, PreparedImage):
+            url, sha, img_tokens = image.data_url, image.sha256, image.tokens
+            scale_x, scale_y = image.scale_x, image.scale_y
+            width, height = image.width, image.height
+        else:
+            url = str(image)
+            if url.startswith("data:"):
+                sha = sha256_hex(decode_data_url(url)[1])
+            else:
+                sha = sha256_hex(url.encode())  # a remote URL: the key follows the URL, not the bytes
+            img_tokens, scale_x, scale_y, width, height = URL_IMAGE_TOKENS, 1.0, 1.0, None, None
+
+        messages, options = self.build_request(
+            url, spec, task=task, prompt=prompt, result_schema=schema, enable_rotate=enable_rotate,
+            min_pixels=min_pixels, max_pixels=max_pixels,
+        )
+        text_in = prompt_for(task, prompt=prompt, result_schema=schema)
+        tokens = img_tokens + _text_tokens(text_in) + self.output_allowance
+
+        response = self.call(model, messages, options, tokens=tokens)
+        return self._to_result(
+            response, source=source or (url if not url.startswith("data:") else f"sha256:{sha}"),
+            task=task, model=model, spec=spec, sha=sha, scale=(scale_x, scale_y), size=(width, height),
+            key=request_key(sha, task, model, prompt=prompt, result_schema=schema, min_pixels=min_pixels,
+                            max_pixels=max_pixels, enable_rotate=enable_rotate),
+        )
+
+    def _to_result(self, response, *, source, task, model, spec, sha, scale, size, key) -> OcrResult:
+        output = getattr(response, "output", None) or {}
+        choices = output.get("choices") or []
+        if not choices:
+            raise PermanentError("response has no choices", code="EmptyResponse",
+                                 status_code=200, request_id=getattr(response, "request_id", None))
+        choice = choices[0]
+        message = choice.get("message") or {}
+        text, ocr = content_text(message.get("content"))
+        parsed = parse_answer(task, text, ocr, scale_x=scale[0], scale_y=scale[1])
+        usage = Usage.from_api(dict(getattr(response, "usage", None) or {}))
+        cost = spec.price(self.config.region).cost(usage.input_tokens, usage.output_tokens)
+        return OcrResult(
+            source=source,
+            task=task.value,
+            model=model,
+            status="ok",
+            sha256=sha,
+            key=key,
+            text=parsed.text,
+            kv=parsed.kv,
+            words=parsed.words,
+            html=parsed.html,
+            latex=parsed.latex,
+            usage=usage,
+            cost=cost,
+            request_id=getattr(response, "request_id", None) or None,
+            width=size[0],
+            height=size[1],
+            finish_reason=choice.get("finish_reason"),
+        )
+
+
+__all__ = ["RealtimeClient", "request_key", "QwenOcrError"]
