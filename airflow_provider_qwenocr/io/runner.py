@@ -1,0 +1,266 @@
+"""The realtime OCR loop the operator runs: for each source read → hash → cache? → prepare → recognise → row.
+
+Why this lives outside the operator: the operator is Airflow glue (templating, context, XCom); this
+loop is plain Python over a client object, so it is tested without Airflow and reused by anything that
+wants the same semantics (idempotent, bounded memory, per-image failures as rows).
+
+Guarantees:
+- Bounded memory: at most ``2 × max_concurrency`` images are in flight; an image's bytes are dropped as
+  soon as its row is written. Memory does not grow with the number of images.
+- Idempotent: an image whose idempotency key is in the cache is not sent again (no tokens billed);
+  every finished ``ok`` image is cached at once, so a killed task's retry re-bills nothing done.
+- Failure isolation: a bad image (undecodable, refused by the service, retries exhausted) becomes an
+  error row; only :class:`InvalidApiKeyError` stops the whole run, because every other call would fail too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError, QwenOcrError, redact
+from airflow_provider_qwenocr.io.progress import Progress
+from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
+from airflow_provider_qwenocr.io.sources import Source
+from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens, prepare_image, sha256_hex
+from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
+
+log = logging.getLogger(__name__)
+
+MAX_FAILED_IN_SUMMARY = 20
+
+
+@dataclass(frozen=True)
+class OcrJob:
+    """What to do with every image of one task: the task, the model and the request knobs."""
+
+    task: str
+    spec: ModelSpec
+    prompt: str | None = None
+    result_schema: dict | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    enable_rotate: bool = False
+    fetch: bool = False
+    region: str = DEFAULT_REGION
+    secret: str | None = field(default=None, repr=False)  # only used to scrub messages
+
+    @property
+    def model(self) -> str:
+        return self.spec.name
+
+    def params(self) -> dict[str, Any]:
+        """Everything besides bytes, task and model that changes the answer (part of the idempotency key)."""
+        return {
+            "prompt": self.prompt,
+            "result_schema": self.result_schema,
+            "min_pixels": self.min_pixels,
+            "max_pixels": self.max_pixels,
+            "enable_rotate": self.enable_rotate,
+            "patch": self.spec.patch,
+        }
+
+    def key(self, sha256: str, page: int | None = None) -> str:
+        params = self.params()
+        if page is not None:
+            params["page"] = page
+        return idempotency_key(sha256, self.task, self.model, params)
+
+
+@dataclass
+class RunSummary:
+    n_images: int = 0
+    n_ok: int = 0
+    n_failed: int = 0
+    n_cached: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost: dict[str, float] = field(default_factory=lambda: {"usd": 0.0, "cny": 0.0})
+    failed: list[dict[str, str]] = field(default_factory=list)  # every failure: {source, code, error}
+
+    def add(self, result: OcrResult, *, cached: bool) -> None:
+        self.n_images += 1
+        if result.ok:
+            self.n_ok += 1
+        else:
+            self.n_failed += 1
+            err = result.error
+            self.failed.append({"source": result.source, "code": err.code if err else "Unknown",
+                                "error": err.message if err else ""})
+        if cached:
+            self.n_cached += 1
+            return  # a cached row was paid for by an earlier run: this run's usage and cost exclude it
+        self.usage = self.usage + result.usage
+        for cur in ("usd", "cny"):
+            value = (result.cost or {}).get(cur)
+            if value is not None:
+                self.cost[cur] = round(self.cost[cur] + value, 8)
+
+    @property
+    def failed_ratio(self) -> float:
+        return self.n_failed / self.n_images if self.n_images else 0.0
+
+    def to_xcom(self, results_uri: str) -> dict[str, Any]:
+        return {
+            "results_uri": results_uri,
+            "n_images": self.n_images,
+            "n_ok": self.n_ok,
+            "n_failed": self.n_failed,
+            "n_cached": self.n_cached,
+            "usage": self.usage.to_dict(),
+            "cost": dict(self.cost),
+            "failed": [{"source": f["source"], "error": f"{f['code']}: {f['error']}"}
+                       for f in self.failed[:MAX_FAILED_IN_SUMMARY]],
+        }
+
+
+Drawer = Callable[[bytes, OcrResult, Source], None]
+
+
+def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None,
+                drawer: Drawer | None = None) -> tuple[OcrResult, bool]:
+    """(row, was_cached) for one source. Raises only :class:`InvalidApiKeyError` (stop everything)."""
+    base = {"source": src.name, "task": job.task, "model": job.model}
+    if src.error:
+        return OcrResult.failure(**base, code="UnsupportedSource", message=src.error, page=src.page), False
+    image: Any
+    data: bytes | None = None
+    if src.is_remote_url and not job.fetch:
+        sha = hashlib.sha256(src.uri.encode("utf-8")).hexdigest()  # the service fetches it: key on the URL
+        image = src.uri
+    else:
+        try:
+            data = src.read()
+        except Exception as exc:
+            msg = redact(f"cannot read source: {type(exc).__name__}: {exc}", job.secret)
+            return OcrResult.failure(**base, code="SourceReadError", message=msg, page=src.page), False
+        sha = sha256_hex(data)
+    key = job.key(sha, src.page)
+    ident = {"sha256": sha, "key": key, "page": src.page}
+    if cache is not None:
+        row = cache.get(key)
+        if row is not None:
+            cached = OcrResult.from_row(row)
+            cached.source, cached.page = src.name, src.page  # same bytes under another name: still free
+            return cached, True
+    try:
+        if data is not None:
+            image = prepare_image(data, job.spec, min_pixels=job.min_pixels, max_pixels=job.max_pixels, sha256=sha)
+        result = client.recognize(
+            image, task=job.task, prompt=job.prompt, result_schema=job.result_schema, model=job.model,
+            enable_rotate=job.enable_rotate, min_pixels=job.min_pixels, max_pixels=job.max_pixels,
+            source=src.name,
+        )
+    except InvalidApiKeyError:
+        raise
+    except ImageValidationError as exc:
+        return OcrResult.failure(**base, code=exc.code, message=str(exc), **ident), False
+    except QwenOcrError as exc:
+        return OcrResult.failure(**base, code=exc.code, message=redact(exc.message, job.secret),
+                                 request_id=exc.request_id, **ident), False
+    except Exception as exc:  # an unexpected bug for one image must not lose the other images' rows
+        log.exception("unexpected error on %s", src.name)
+        return OcrResult.failure(**base, code=type(exc).__name__, message=redact(exc, job.secret), **ident), False
+    result.source, result.sha256, result.key, result.page = src.name, sha, key, src.page
+    if result.cost is None:
+        result.cost = job.spec.price(job.region).cost(result.usage.input_tokens, result.usage.output_tokens)
+    if result.ok and cache is not None:
+        cache.put(result)
+    if result.ok and drawer is not None and data is not None and result.words:
+        try:
+            drawer(data, result, src)
+        except Exception:  # a picture is a by-product: never fail the image for it
+            log.warning("could not draw boxes for %s", src.name, exc_info=True)
+    return result, False
+
+
+def run(
+    sources: list[Source],
+    job: OcrJob,
+    client: Any,
+    writer: ResultsWriter,
+    *,
+    cache: ResultCache | None = None,
+    max_concurrency: int = 8,
+    progress: Progress | None = None,
+    drawer: Drawer | None = None,
+) -> RunSummary:
+    """Recognise ``sources`` with at most ``max_concurrency`` calls in flight, writing rows as they finish."""
+    summary = RunSummary()
+    workers = max(1, int(max_concurrency))
+    window = 2 * workers
+    stop = threading.Event()
+
+    def task(src: Source) -> tuple[OcrResult, bool]:
+        if stop.is_set():
+            raise _Cancelled()
+        return process_one(src, job, client, cache, drawer)
+
+    pending: set[Future] = set()
+    it = iter(sources)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qwenocr")
+    try:
+        while True:
+            while len(pending) < window:
+                src = next(it, None)
+                if src is None:
+                    break
+                pending.add(pool.submit(task, src))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                result, cached = fut.result()  # InvalidApiKeyError propagates from here
+                writer.write(result)
+                summary.add(result, cached=cached)
+                if progress is not None:
+                    progress.update(ok=result.ok, cached=cached)
+    except BaseException:
+        stop.set()
+        for fut in pending:
+            fut.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return summary
+
+
+class _Cancelled(Exception):
+    """Raised in workers that start after the run was stopped."""
+
+
+def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCache | None,
+                        max_concurrency: int = 8) -> tuple[int, int, int]:
+    """(image tokens to be billed, images counted at the per-image maximum, images already cached).
+
+    Reads every uncached image once (header only is decoded). URLs the service fetches itself cannot be
+    measured, so they count at the model's per-image maximum: the budget check stays on the safe side.
+    """
+    def one(src: Source) -> tuple[int, int, int]:
+        if src.error:
+            return 0, 0, 0
+        if src.is_remote_url and not job.fetch:
+            sha = hashlib.sha256(src.uri.encode("utf-8")).hexdigest()
+            if cache is not None and cache.get(job.key(sha, src.page)) is not None:
+                return 0, 0, 1
+            return job.spec.max_image_tokens, 1, 0
+        try:
+            data = src.read()
+        except Exception:
+            return 0, 0, 0  # becomes an error row later; costs nothing
+        if cache is not None and cache.get(job.key(sha256_hex(data), src.page)) is not None:
+            return 0, 0, 1
+        try:
+            return estimate_tokens(data, job.spec, job.min_pixels, job.max_pixels), 0, 0
+        except (ImageValidationError, ValueError):
+            return 0, 0, 0
+
+    total = unknown = cached = 0
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="qwenocr-est") as pool:
+        for t, u, c in pool.map(one, sources):
+            total, unknown, cached = total + t, unknown + u, cached + c
+    return total, unknown, cached

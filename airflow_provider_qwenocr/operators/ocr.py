@@ -1,0 +1,298 @@
+"""QwenOcrOperator: OCR a folder, a glob, a list of URLs or an S3 prefix in realtime, results to JSONL.
+
+Airflow glue only: templating, the task context, the output location, the XCom summary and the
+failure policy. The per-image loop (read → hash → cache → prepare → recognise → row) is
+:mod:`airflow_provider_qwenocr.io.runner`; HTTP and retries live in the client behind the hook.
+
+Results never go through XCom: rows go to ``output_uri`` (one JSON line per image); XCom gets a small
+dict (URI, counts, usage, cost, the first failures).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_qwenocr._compat import AirflowException, BaseOperator
+from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
+
+if TYPE_CHECKING:
+    from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+    from airflow_provider_qwenocr.io.runner import OcrJob, RunSummary
+    from airflow_provider_qwenocr.io.sources import Source
+
+MAX_FAILED_IN_LOG = 50
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+class QwenOcrOperator(BaseOperator):
+    """Recognise every image of ``images`` with Qwen-VL-OCR; write one JSON line per image to ``output_uri``.
+
+    :param images: a local file, directory (recursive), glob, http(s) URL, ``s3://bucket/key-or-prefix``,
+        any ObjectStoragePath URI, or a list of these. PDFs become one image per page (``pdf`` extra).
+    :param task: one of the seven built-in tasks (``text_recognition``, ``multi_lan``, ``table_parsing``,
+        ``document_parsing``, ``formula_recognition``, ``key_information_extraction``,
+        ``advanced_recognition``) or ``custom`` with ``prompt``.
+    :param prompt: the prompt of a ``custom`` task.
+    :param result_schema: fields to extract for ``key_information_extraction`` (dict or JSON, ≤ 3 levels).
+    :param model: model name; default is the connection's ``default_model`` (``qwen-vl-ocr``).
+    :param min_pixels: lower pixel bound of the model's resize (default: the model's).
+    :param max_pixels: upper pixel bound of the model's resize (default: the model's).
+    :param enable_rotate: let the service correct rotated images.
+    :param output_uri: where the JSONL goes (local path or any object-storage URI). Default:
+        ``$AIRFLOW_HOME/qwenocr/<dag_id>/<run_id>/<task_id>[_<map_index>].jsonl`` so each mapped instance
+        writes its own file.
+    :param cache_uri: the per-image result cache (a directory or prefix). Default:
+        ``$AIRFLOW_HOME/qwenocr/<dag_id>/_cache`` when ``output_uri`` is not given, else ``_cache`` beside
+        ``output_uri``. Shared across runs on purpose: a re-run, a retry or a new run over the same
+        documents pays nothing for images already done. ``use_cache=False`` disables it.
+    :param conn_id: the ``dashscope`` connection.
+    :param aws_conn_id: AWS connection for ``s3://`` sources and outputs.
+    :param max_concurrency: calls in flight at once (the connection's RPM/TPM limiter still applies).
+    :param max_failed_ratio: the task fails when failed images / all images exceeds this (0 = any failure).
+    :param token_budget: refuse to start (before any call) when the estimated image tokens of the images
+        not yet cached exceed this.
+    :param draw_boxes_uri: for ``advanced_recognition``, write ``<name>.boxes.png`` per image there.
+    :param fetch: download http(s) URLs ourselves (and resize them) instead of letting the service fetch them.
+    :param use_cache: look up and store results in the cache (default True).
+    :param progress_interval: seconds between progress lines in the task log.
+    """
+
+    template_fields: Sequence[str] = (
+        "images", "task", "prompt", "result_schema", "model", "min_pixels", "max_pixels", "output_uri",
+        "cache_uri", "conn_id", "aws_conn_id", "draw_boxes_uri", "token_budget",
+    )
+    template_fields_renderers = {"result_schema": "json", "prompt": "md"}
+    ui_color = "#ff6a00"
+
+    def __init__(
+        self,
+        *,
+        images: Any,
+        task: str = "text_recognition",
+        prompt: str | None = None,
+        result_schema: dict | str | None = None,
+        model: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        enable_rotate: bool = False,
+        output_uri: str | None = None,
+        cache_uri: str | None = None,
+        conn_id: str = DEFAULT_CONN_ID,
+        aws_conn_id: str | None = "aws_default",
+        max_concurrency: int = 8,
+        max_failed_ratio: float = 0.0,
+        token_budget: int | None = None,
+        draw_boxes_uri: str | None = None,
+        fetch: bool = False,
+        use_cache: bool = True,
+        progress_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.images = images
+        self.task = task
+        self.prompt = prompt
+        self.result_schema = result_schema
+        self.model = model
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.enable_rotate = enable_rotate
+        self.output_uri = output_uri
+        self.cache_uri = cache_uri
+        self.conn_id = conn_id
+        self.aws_conn_id = aws_conn_id
+        self.max_concurrency = max_concurrency
+        self.max_failed_ratio = max_failed_ratio
+        self.token_budget = token_budget
+        self.draw_boxes_uri = draw_boxes_uri
+        self.fetch = fetch
+        self.use_cache = use_cache
+        self.progress_interval = progress_interval
+        self.results_uri: str | None = None
+
+    @cached_property
+    def hook(self) -> QwenOcrHook:
+        from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+
+        return QwenOcrHook(conn_id=self.conn_id)
+
+    # -- execution --------------------------------------------------------------------------------
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError
+        from airflow_provider_qwenocr.io import runner
+        from airflow_provider_qwenocr.io.progress import Progress
+        from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
+        from airflow_provider_qwenocr.io.sources import NoSourcesError, expand_sources
+
+        job = self._job()
+        try:
+            sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch)
+        except NoSourcesError as exc:
+            raise AirflowException(str(exc)) from exc
+        output_uri, cache_uri = self._locations(context)
+        self.results_uri = output_uri
+        cache = ResultCache(cache_uri, aws_conn_id=self.aws_conn_id) if self.use_cache else None
+        self.log.info(
+            "OCR of %d image(s): task=%s model=%s concurrency=%d -> %s (cache: %s)",
+            len(sources), job.task, job.model, self.max_concurrency, output_uri, cache_uri if cache else "off",
+        )
+        if self.token_budget is not None:
+            self._check_budget(sources, job, cache)
+
+        client = self.hook.get_client()
+        progress = Progress(len(sources), self.log, interval=self.progress_interval)
+        try:
+            with ResultsWriter(output_uri, aws_conn_id=self.aws_conn_id) as writer:
+                summary = runner.run(
+                    sources, job, client, writer, cache=cache, max_concurrency=self.max_concurrency,
+                    progress=progress, drawer=self._drawer(job),
+                )
+        except InvalidApiKeyError as exc:
+            raise AirflowException(
+                f"DashScope rejected the API key of connection {self.conn_id!r} ({exc.code}); stopping the task. "
+                "Check the connection's password (API Key) and region."
+            ) from None
+        self._log_summary(summary, progress, output_uri)
+        result = summary.to_xcom(output_uri)
+        if summary.n_images and summary.failed_ratio > self.max_failed_ratio:
+            raise AirflowException(
+                f"{summary.n_failed} of {summary.n_images} images failed ({summary.failed_ratio:.1%} > "
+                f"max_failed_ratio {self.max_failed_ratio:.1%}); results (incl. error rows) are in {output_uri}"
+            )
+        return result
+
+    def _job(self) -> OcrJob:
+        import json
+
+        from airflow_provider_qwenocr.io.runner import OcrJob
+        from airflow_provider_qwenocr.ocr.models import get_model
+        from airflow_provider_qwenocr.ocr.tasks import OcrTask, validate_schema
+
+        try:
+            task = OcrTask.parse(self.task)
+            schema = validate_schema(json.loads(self.result_schema) if isinstance(self.result_schema, str)
+                                     else self.result_schema)
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from exc
+        if task is OcrTask.CUSTOM and not self.prompt:
+            raise AirflowException("task 'custom' needs a prompt")
+        config = self.hook.config
+        model_name = self.model or config.default_model
+        spec = self.hook.model_spec(model_name) if hasattr(self.hook, "model_spec") else get_model(model_name)
+        return OcrJob(
+            task=task.value, spec=spec, prompt=self.prompt, result_schema=schema,
+            min_pixels=_opt_int(self.min_pixels), max_pixels=_opt_int(self.max_pixels),
+            enable_rotate=bool(self.enable_rotate), fetch=bool(self.fetch), region=config.region,
+            secret=config.api_key,
+        )
+
+    def _locations(self, context: Any) -> tuple[str, str]:
+        """(output_uri, cache_uri) with the documented defaults; each mapped instance gets its own file."""
+        from airflow_provider_qwenocr.io import storage
+        from airflow_provider_qwenocr.io.results_store import default_base_dir
+
+        dag_id, task_id, run_id, map_index = _ids(self, context)
+        if self.output_uri:
+            output = str(self.output_uri)
+            cache = self.cache_uri or storage.join(storage.parent(output), "_cache")
+        else:
+            base = default_base_dir() / _safe(dag_id)
+            suffix = f"_{map_index}" if map_index is not None and map_index >= 0 else ""
+            output = str(base / _safe(run_id) / f"{_safe(task_id)}{suffix}.jsonl")
+            cache = self.cache_uri or str(base / "_cache")
+        return output, str(cache)
+
+    def _check_budget(self, sources: list[Source], job: OcrJob, cache: Any) -> None:
+        from airflow_provider_qwenocr.io.runner import estimate_job_tokens
+
+        tokens, unknown, cached = estimate_job_tokens(sources, job, cache, self.max_concurrency)
+        budget = int(self.token_budget)
+        note = f" ({unknown} URL(s) counted at {job.spec.max_image_tokens} tokens each)" if unknown else ""
+        self.log.info("Estimated image tokens: %d for %d uncached image(s)%s, %d cached; budget %d",
+                      tokens, len(sources) - cached, note, cached, budget)
+        if tokens > budget:
+            raise AirflowException(
+                f"token_budget exceeded before any call: the {len(sources) - cached} uncached image(s) need "
+                f"about {tokens:,} image tokens{note}, the budget is {budget:,}. Raise token_budget, lower "
+                "max_pixels, or split the input."
+            )
+
+    def _drawer(self, job: OcrJob):
+        if not self.draw_boxes_uri or job.task != "advanced_recognition":
+            return None
+        try:
+            from airflow_provider_qwenocr.ocr import draw
+        except ImportError:
+            self.log.warning("draw_boxes_uri is set but box drawing is unavailable; no pictures written")
+            return None
+        from airflow_provider_qwenocr.io import storage
+
+        target, aws_conn_id = str(self.draw_boxes_uri), self.aws_conn_id
+
+        def drawer(data: bytes, result: Any, src: Any) -> None:
+            png = draw.draw_words(data, result.words or [])
+            storage.write_bytes(storage.join(target, draw.boxed_name(src.uri, src.page)), png,
+                                aws_conn_id=aws_conn_id)
+
+        return drawer
+
+    def _log_summary(self, summary: RunSummary, progress: Any, output_uri: str) -> None:
+        usage = summary.usage
+        self.log.info(
+            "OCR done: %d image(s), %d ok, %d failed, %d from cache (not billed again) in %.1fs -> %s",
+            summary.n_images, summary.n_ok, summary.n_failed, summary.n_cached,
+            progress.clock() - progress.started, output_uri,
+        )
+        self.log.info(
+            "Usage this run: input %d, output %d, image %d tokens; cost USD %.6f, CNY %.6f",
+            usage.input_tokens, usage.output_tokens, usage.image_tokens,
+            summary.cost.get("usd") or 0.0, summary.cost.get("cny") or 0.0,
+        )
+        if summary.failed:
+            self.log.warning("%d image(s) failed:", summary.n_failed)
+            for f in summary.failed[:MAX_FAILED_IN_LOG]:
+                self.log.warning("  %s: %s: %s", f["source"], f["code"], f["error"])
+            if summary.n_failed > MAX_FAILED_IN_LOG:
+                self.log.warning("  ... and %d more (see error rows in %s)", summary.n_failed - MAX_FAILED_IN_LOG,
+                                 output_uri)
+
+    # -- lineage ----------------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the sources; output: the results file. None when the lineage helpers are unavailable."""
+        try:
+            from airflow_provider_qwenocr import lineage
+        except ImportError:
+            return None
+        builder = getattr(lineage, "ocr_operator_lineage", None)
+        if builder is None:
+            return None
+        try:
+            return builder(self, task_instance)
+        except Exception:  # lineage must never fail the task
+            logging.getLogger(__name__).debug("OpenLineage facets failed", exc_info=True)
+            return None
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def _safe(part: Any) -> str:
+    return _UNSAFE.sub("_", str(part)).strip("_") or "none"
+
+
+def _ids(op: BaseOperator, context: Any) -> tuple[str, str, str, int | None]:
+    """dag_id, task_id, run_id, map_index from the context (also from a minimal dict in tests)."""
+    ctx = context or {}
+    ti = ctx.get("ti") or ctx.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or getattr(op, "dag_id", None) or "adhoc"
+    task_id = getattr(ti, "task_id", None) or op.task_id
+    run_id = ctx.get("run_id") or getattr(ti, "run_id", None) or getattr(ctx.get("dag_run"), "run_id", None) or "manual"
+    map_index = getattr(ti, "map_index", None)
+    return str(dag_id), str(task_id), str(run_id), map_index if isinstance(map_index, int) else None
