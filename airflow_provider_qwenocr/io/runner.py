@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError, QwenOcrError, redact
+from airflow_provider_qwenocr.dashscope.realtime import request_key
 from airflow_provider_qwenocr.io.progress import Progress
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.io.sources import Source
 from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens, prepare_image, sha256_hex
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec
-from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +55,11 @@ class OcrJob:
     def model(self) -> str:
         return self.spec.name
 
-    def params(self) -> dict[str, Any]:
-        """Everything besides bytes, task and model that changes the answer (part of the idempotency key)."""
-        return {
-            "prompt": self.prompt,
-            "result_schema": self.result_schema,
-            "min_pixels": self.min_pixels,
-            "max_pixels": self.max_pixels,
-            "enable_rotate": self.enable_rotate,
-            "patch": self.spec.patch,
-        }
-
-    def key(self, sha256: str, page: int | None = None) -> str:
-        params = self.params()
-        if page is not None:
-            params["page"] = page
-        return idempotency_key(sha256, self.task, self.model, params)
+    def key(self, sha256: str) -> str:
+        """The idempotency key, computed exactly as the client computes it for the row it returns
+        (same bytes + task + model + request knobs), so a cache lookup before the call finds the row."""
+        return request_key(sha256, self.task, self.model, prompt=self.prompt, result_schema=self.result_schema,
+                           min_pixels=self.min_pixels, max_pixels=self.max_pixels, enable_rotate=self.enable_rotate)
 
 
 @dataclass
@@ -139,7 +129,7 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
             msg = redact(f"cannot read source: {type(exc).__name__}: {exc}", job.secret)
             return OcrResult.failure(**base, code="SourceReadError", message=msg, page=src.page), False
         sha = sha256_hex(data)
-    key = job.key(sha, src.page)
+    key = job.key(sha)
     ident = {"sha256": sha, "key": key, "page": src.page}
     if cache is not None:
         row = cache.get(key)
@@ -245,14 +235,14 @@ def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCac
             return 0, 0, 0
         if src.is_remote_url and not job.fetch:
             sha = hashlib.sha256(src.uri.encode("utf-8")).hexdigest()
-            if cache is not None and cache.get(job.key(sha, src.page)) is not None:
+            if cache is not None and cache.get(job.key(sha)) is not None:
                 return 0, 0, 1
             return job.spec.max_image_tokens, 1, 0
         try:
             data = src.read()
         except Exception:
             return 0, 0, 0  # becomes an error row later; costs nothing
-        if cache is not None and cache.get(job.key(sha256_hex(data), src.page)) is not None:
+        if cache is not None and cache.get(job.key(sha256_hex(data))) is not None:
             return 0, 0, 1
         try:
             return estimate_tokens(data, job.spec, job.min_pixels, job.max_pixels), 0, 0

@@ -179,13 +179,19 @@ class QwenOcrOperator(BaseOperator):
                                      else self.result_schema)
         except ValueError as exc:
             raise AirflowException(str(exc)) from exc
-        if task is OcrTask.CUSTOM and not self.prompt:
+        prompt = self.prompt or None
+        if task is OcrTask.CUSTOM and not prompt:
             raise AirflowException("task 'custom' needs a prompt")
+        if prompt and task is OcrTask.TEXT_RECOGNITION:
+            task = OcrTask.CUSTOM  # as the client does: a prompt with the default task means "my own prompt"
+        elif prompt and task is not OcrTask.CUSTOM:
+            self.log.warning("prompt ignored: task %r uses its built-in prompt (use task='custom')", task.value)
+            prompt = None
         config = self.hook.config
         model_name = self.model or config.default_model
         spec = self.hook.model_spec(model_name) if hasattr(self.hook, "model_spec") else get_model(model_name)
         return OcrJob(
-            task=task.value, spec=spec, prompt=self.prompt, result_schema=schema,
+            task=task.value, spec=spec, prompt=prompt, result_schema=schema,
             min_pixels=_opt_int(self.min_pixels), max_pixels=_opt_int(self.max_pixels),
             enable_rotate=bool(self.enable_rotate), fetch=bool(self.fetch), region=config.region,
             secret=config.api_key,
