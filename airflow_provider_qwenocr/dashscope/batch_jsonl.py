@@ -1,0 +1,302 @@
+"""Batch input files (JSONL) in and result rows out: build, split, manifest, parse.
+
+Why this exists apart from the client: the Batch API only speaks OpenAI-compatible chat requests, so the
+built-in OCR tasks must be expressed as their fixed prompt text (``ocr.tasks.prompt_for``) and the answers
+parsed by us (``ocr.parsing.parse_answer``) into the very same rows the realtime path writes. The service
+also imposes file rules we enforce before uploading, because a violation fails the whole batch after a
+wait: ≤ 50,000 lines, ≤ 500 MB per file, ≤ 6 MB per line, one model per file, unique ``custom_id``.
+
+The *manifest* (custom_id → source, sha256, task, model, scale back to the original image) is what lets a
+fresh process — a resumed deferred task, a sensor in another DAG — rebuild full rows from output files
+that only carry ``custom_id``. Images that could not be sent are kept in it as error entries, so they
+land as error rows next to the batch results instead of crashing the submit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Iterator
+
+from airflow_provider_qwenocr.dashscope.batch import BATCH_ENDPOINT
+from airflow_provider_qwenocr.ocr.images import ImageValidationError, prepare_image, sha256_hex
+from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, get_model
+from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
+from airflow_provider_qwenocr.ocr.tasks import OcrTask, prompt_for, validate_schema
+
+MAX_LINES = 50_000
+MAX_FILE_BYTES = 500 * 1024 * 1024
+MAX_LINE_BYTES = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """The service's per-file limits; tests pass small ones to exercise the split."""
+
+    max_lines: int = MAX_LINES
+    max_file_bytes: int = MAX_FILE_BYTES
+    max_line_bytes: int = MAX_LINE_BYTES
+
+
+@dataclass
+class ManifestEntry:
+    custom_id: str
+    source: str
+    task: str
+    model: str
+    sha256: str | None = None
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+    width: int | None = None
+    height: int | None = None
+    page: int | None = None
+    part: int | None = None  # index of the input file the line went to; None when rejected
+    error: dict[str, str] | None = None  # set when the image was rejected before submission
+    duplicates: list[str] = field(default_factory=list)  # other sources with identical bytes (same key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ManifestEntry:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+@dataclass
+class BatchPlan:
+    """The input files to upload (``parts``, JSONL bytes) and the manifest of every image, sent or not."""
+
+    model: str
+    task: str
+    parts: list[bytes]
+    manifest: list[ManifestEntry]
+
+    @property
+    def rejected(self) -> list[ManifestEntry]:
+        return [e for e in self.manifest if e.error is not None]
+
+    @property
+    def n_requests(self) -> int:
+        return sum(1 for e in self.manifest if e.error is None)
+
+    @property
+    def n_images(self) -> int:
+        return sum(1 + len(e.duplicates) for e in self.manifest)
+
+
+def request_line(custom_id: str, image_url: str, text: str, *, model: str,
+                 min_pixels: int | None = None, max_pixels: int | None = None) -> dict[str, Any]:
+    """One Batch request: ``min_pixels``/``max_pixels`` sit next to ``image_url`` (as the docs show)."""
+    image: dict[str, Any] = {"type": "image_url", "image_url": {"url": image_url}}
+    if min_pixels is not None:
+        image["min_pixels"] = min_pixels
+    if max_pixels is not None:
+        image["max_pixels"] = max_pixels
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": BATCH_ENDPOINT,
+        "body": {"model": model, "messages": [{"role": "user", "content": [image, {"type": "text", "text": text}]}]},
+    }
+
+
+def encode_line(line: dict[str, Any]) -> bytes:
+    return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+class BatchBuilder:
+    """Collects images for ONE model and task and turns them into size-limited JSONL parts.
+
+    Lines are kept encoded (bytes) so the size checks are exact. Identical images (same idempotency key)
+    are sent once; their other sources are recorded as duplicates and get a row of their own on landing.
+    """
+
+    def __init__(self, *, task: str | OcrTask = OcrTask.TEXT_RECOGNITION, model: str | None = None,
+                 prompt: str | None = None, result_schema: dict | str | None = None,
+                 min_pixels: int | None = None, max_pixels: int | None = None,
+                 limits: BatchLimits | None = None) -> None:
+        self.task = OcrTask.parse(task)
+        self.spec = get_model(model)
+        self.model = model or self.spec.name
+        self.result_schema = validate_schema(result_schema)
+        self.text = prompt_for(self.task, prompt=prompt, result_schema=self.result_schema)
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.limits = limits or BatchLimits()
+        self.params = {k: v for k, v in {
+            "prompt": prompt if self.task is OcrTask.CUSTOM else None,
+            "result_schema": self.result_schema, "min_pixels": min_pixels, "max_pixels": max_pixels,
+        }.items() if v is not None}
+        self._entries: dict[str, ManifestEntry] = {}
+        self._lines: dict[str, bytes] = {}
+
+    def _entry(self, key: str, source: str, sha: str | None, page: int | None) -> ManifestEntry | None:
+        existing = self._entries.get(key)
+        if existing is not None:
+            existing.duplicates.append(source)
+            return None
+        entry = ManifestEntry(custom_id=key, source=source, task=self.task.value, model=self.model, sha256=sha,
+                              page=page)
+        self._entries[key] = entry
+        return entry
+
+    def reject(self, source: str, code: str, message: str, *, data: bytes | None = None,
+               page: int | None = None) -> ManifestEntry:
+        sha = sha256_hex(data) if data is not None else None
+        key = idempotency_key(sha or f"unreadable:{source}", self.task.value, self.model, self.params)
+        entry = self._entry(key, source, sha, page) or self._entries[key]
+        entry.error = {"code": code, "message": message}
+        return entry
+
+    def add_image(self, source: str, data: bytes, *, page: int | None = None) -> ManifestEntry:
+        """Prepare ``data`` (resize to the model grid, base64) and queue its request line."""
+        sha = sha256_hex(data)
+        key = idempotency_key(sha, self.task.value, self.model, self.params)
+        entry = self._entry(key, source, sha, page)
+        if entry is None:
+            return self._entries[key]
+        try:
+            prepared = prepare_image(data, self.spec, min_pixels=self.min_pixels, max_pixels=self.max_pixels,
+                                     sha256=sha)
+        except ImageValidationError as exc:
+            entry.error = {"code": exc.code, "message": str(exc)}
+            return entry
+        except ValueError as exc:
+            entry.error = {"code": "InvalidParameter", "message": str(exc)}
+            return entry
+        entry.width, entry.height = prepared.width, prepared.height
+        entry.scale_x, entry.scale_y = prepared.scale_x, prepared.scale_y
+        self._queue(entry, prepared.data_url)
+        return entry
+
+    def add_url(self, url: str, *, page: int | None = None) -> ManifestEntry:
+        """A public http(s) URL, passed to the service untouched (keyed by the URL: its bytes are unknown)."""
+        key = idempotency_key(sha256_hex(url.encode()), self.task.value, self.model, {**self.params, "url": url})
+        entry = self._entry(key, url, None, page)
+        if entry is None:
+            return self._entries[key]
+        self._queue(entry, url)
+        return entry
+
+    def _queue(self, entry: ManifestEntry, image_url: str) -> None:
+        line = encode_line(request_line(entry.custom_id, image_url, self.text, model=self.model,
+                                        min_pixels=self.min_pixels, max_pixels=self.max_pixels))
+        if len(line) > self.limits.max_line_bytes:
+            entry.error = {
+                "code": "LineTooLarge",
+                "message": f"request line is {len(line):,} bytes; a Batch line may hold at most "
+                           f"{self.limits.max_line_bytes:,} bytes (lower max_pixels to send a smaller image)",
+            }
+            return
+        self._lines[entry.custom_id] = line
+
+    def build(self) -> BatchPlan:
+        """Split the queued lines into parts within the line-count and file-size limits (insertion order)."""
+        parts: list[bytes] = []
+        current: list[bytes] = []
+        size = 0
+        for key, line in self._lines.items():
+            if current and (len(current) >= self.limits.max_lines or size + len(line) > self.limits.max_file_bytes):
+                parts.append(b"".join(current))
+                current, size = [], 0
+            current.append(line)
+            size += len(line)
+            self._entries[key].part = len(parts)
+        if current:
+            parts.append(b"".join(current))
+        return BatchPlan(model=self.model, task=self.task.value, parts=parts, manifest=list(self._entries.values()))
+
+
+# -- manifest (de)serialisation ----------------------------------------------------------------------------
+
+def dump_manifest(entries: Iterable[ManifestEntry]) -> str:
+    return "".join(json.dumps(e.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n" for e in entries)
+
+
+def load_manifest(text: str) -> list[ManifestEntry]:
+    return [ManifestEntry.from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
+
+
+# -- output / error files -> rows --------------------------------------------------------------------------
+
+def iter_jsonl(content: bytes | str | None) -> Iterator[dict[str, Any]]:
+    if not content:
+        return
+    text = content.decode("utf-8") if isinstance(content, bytes) else content
+    for raw in text.splitlines():
+        raw = raw.strip()
+        if raw:
+            yield json.loads(raw)
+
+
+def _line_error(line: dict[str, Any]) -> tuple[str, str] | None:
+    """(code, message) when an output/error-file line is a failure, else None."""
+    response = line.get("response") or {}
+    body = response.get("body") or {}
+    err = line.get("error") or (body.get("error") if isinstance(body, dict) else None)
+    status = response.get("status_code")
+    if err:
+        if isinstance(err, dict):
+            return str(err.get("code") or err.get("type") or "BatchRequestError"), str(err.get("message") or "")
+        return "BatchRequestError", str(err)
+    if status is not None and int(status) != 200:
+        return f"HTTP{status}", json.dumps(body, ensure_ascii=False)[:500]
+    if not response:
+        return "BatchRequestError", "no response in the batch output line"
+    return None
+
+
+def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *, region: str = DEFAULT_REGION,
+                     missing_reason: str = "no output for this request") -> OcrResult:
+    """The row for one manifest entry, from its output/error-file line (or its absence)."""
+    common = dict(sha256=entry.sha256, key=entry.custom_id, width=entry.width, height=entry.height, page=entry.page)
+    if entry.error is not None:
+        return OcrResult.failure(entry.source, entry.task, entry.model, entry.error["code"], entry.error["message"],
+                                 **common)
+    if line is None:
+        return OcrResult.failure(entry.source, entry.task, entry.model, "NotProcessed", missing_reason, **common)
+    response = line.get("response") or {}
+    request_id = response.get("request_id") or line.get("id")
+    failure = _line_error(line)
+    if failure is not None:
+        return OcrResult.failure(entry.source, entry.task, entry.model, failure[0], failure[1],
+                                 request_id=request_id, **common)
+    body = response.get("body") or {}
+    choice = (body.get("choices") or [{}])[0]
+    text, ocr_result = content_text((choice.get("message") or {}).get("content"))
+    parsed = parse_answer(entry.task, text, ocr_result, scale_x=entry.scale_x, scale_y=entry.scale_y)
+    usage = Usage.from_api(body.get("usage"))
+    price = get_model(entry.model).price(region)
+    return OcrResult(
+        source=entry.source, task=entry.task, model=body.get("model") or entry.model, status="ok",
+        text=parsed.text, kv=parsed.kv, words=parsed.words, html=parsed.html, latex=parsed.latex,
+        usage=usage, cost=price.cost(usage.input_tokens, usage.output_tokens, batch=True),
+        request_id=request_id, finish_reason=choice.get("finish_reason"), **common,
+    )
+
+
+def results_for(manifest: Iterable[ManifestEntry], lines: dict[str, dict[str, Any]], *,
+                region: str = DEFAULT_REGION, missing_reason: str = "no output for this request") -> Iterator[OcrResult]:
+    """Every row of a batch run: one per source (duplicates included), in manifest order.
+
+    Duplicate sources share the answer but carry no usage/cost of their own: the request was billed once.
+    """
+    for entry in manifest:
+        result = result_from_line(entry, lines.get(entry.custom_id), region=region, missing_reason=missing_reason)
+        yield result
+        for other in entry.duplicates:
+            dup = OcrResult.from_row({**result.to_row(), "source": other, "usage": None, "cost": None})
+            yield dup
+
+
+def index_lines(*contents: bytes | str | None) -> dict[str, dict[str, Any]]:
+    """custom_id → line over output and error files; a success line wins over an error line for one id."""
+    out: dict[str, dict[str, Any]] = {}
+    for content in contents:
+        for line in iter_jsonl(content):
+            cid = str(line.get("custom_id"))
+            if cid in out and _line_error(line) is not None:
+                continue
+            out[cid] = line
+    return out
