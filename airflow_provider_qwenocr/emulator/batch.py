@@ -1,8 +1,368 @@
-"""Batch API routes of the emulator (compatible-mode /files and /batches). Owned by the BATCH engineer.
+"""The emulator's files and batches endpoints (OpenAI-compatible, DashScope shapes as recorded).
 
-Placeholder: the emulator app calls ``register_batch_routes(app, state)`` at creation.
+Why a real lifecycle and not canned answers: the operator, sensor and trigger decide on ``status``,
+``request_counts`` and the output/error file ids, and they must be exercised through every path the
+service takes — validating → in_progress → finalizing → completed, cancel → cancelling → cancelled,
+validation failures (``url_not_found``, ``mismatched_model``, ``duplicate_custom_id``) as ``failed`` with
+``errors``, and (for tests) ``fail`` / ``expire`` outcomes. Each line is answered by the same OCR path as
+realtime compatible-mode calls (``answer_chat_completion``), in a worker thread so the event loop keeps
+serving polls while a batch is in progress. ``--batch-seconds`` sets how long a batch stays busy.
+
+Imports only ``ocr/`` siblings and FastAPI (never ``dashscope/`` or Airflow).
 """
 
+from __future__ import annotations
 
-def register_batch_routes(app, state):
-    pass
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+PREFIX = "/compatible-mode/v1"
+ENDPOINTS = {"/v1/chat/completions", "/v1/chat/ds-test"}
+PURPOSES = {"batch", "file-extract", "fine-tune"}
+BEIJING = timezone(timedelta(hours=8))  # create_after/create_before are read as Beijing wall time
+Answer = Callable[[Any, dict], "tuple[int, dict]"]
+
+
+@dataclass
+class BatchStore:
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    content: dict[str, bytes] = field(default_factory=dict)
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task] = field(default_factory=dict)
+    cancel_requested: set[str] = field(default_factory=set)
+
+
+def _knob(state: Any, name: str, default: Any) -> Any:
+    config = getattr(state, "config", None)
+    if isinstance(config, dict):
+        value = config.get(name, default)
+    else:
+        value = getattr(config, name, default)
+    return default if value is None else value
+
+
+def _error(status: int, message: str, *, param: str | None = None, code: str | None = None,
+           type_: str = "invalid_request_error") -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers={"x-request-id": str(uuid.uuid4())})
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _default_answer(state: Any, body: dict) -> tuple[int, dict]:
+    from airflow_provider_qwenocr.emulator.compatible import answer_chat_completion  # the shared OCR path
+
+    return answer_chat_completion(state, body)
+
+
+def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = None) -> BatchStore:
+    """Add /files and /batches to ``app``. ``answer(state, body) -> (status, body)`` answers one line."""
+    store: BatchStore = getattr(state, "batch_store", None) or BatchStore()
+    try:
+        state.batch_store = store
+    except AttributeError:  # pragma: no cover - a frozen state object
+        pass
+    answer_fn: Answer = answer or _default_answer
+
+    def guard(request: Request, kind: str) -> Response | None:
+        check = getattr(state, "check_auth", None)
+        denied = check(request) if check else None
+        if denied is not None:
+            _count(kind, getattr(denied, "status_code", 401))
+        return denied
+
+    def _count(kind: str, status: int) -> None:
+        counter = getattr(state, "count", None)
+        if counter:
+            counter(kind, status)
+
+    def reply(kind: str, body: Any, status: int = 200) -> JSONResponse:
+        _count(kind, status)
+        return JSONResponse(body, status_code=status, headers={"x-request-id": str(uuid.uuid4())})
+
+    def missing(kind: str, what: str, ident: str) -> JSONResponse:
+        _count(kind, 404)
+        return _error(404, f"{what} {ident!r} not found", code="NotFound", type_="not_found_error")
+
+    # -- files ---------------------------------------------------------------------------------------------
+    def new_file(data: bytes, filename: str, purpose: str, prefix: str) -> dict[str, Any]:
+        fid = f"{prefix}-{uuid.uuid4().hex[:24]}"
+        obj = {"id": fid, "object": "file", "bytes": len(data), "filename": filename, "purpose": purpose,
+               "status": "processed", "created_at": _now()}
+        store.files[fid], store.content[fid] = obj, data
+        return obj
+
+    @app.post(PREFIX + "/files")
+    async def upload_file(request: Request, file: UploadFile = File(...), purpose: str = Form(...)):
+        if (denied := guard(request, "files")) is not None:
+            return denied
+        if purpose not in PURPOSES:
+            _count("files", 400)
+            return _error(400, f"'purpose' must be one of {', '.join(sorted(PURPOSES))}", param="purpose")
+        data = await file.read()
+        prefix = {"batch": "file-batch", "file-extract": "file-fe"}.get(purpose, "file-ft")
+        return reply("files", new_file(data, file.filename or "upload", purpose, prefix))
+
+    @app.get(PREFIX + "/files")
+    async def list_files(request: Request):
+        if (denied := guard(request, "files")) is not None:
+            return denied
+        data = sorted(store.files.values(), key=lambda f: f["created_at"], reverse=True)
+        return reply("files", {"object": "list", "data": data, "has_more": False})
+
+    @app.get(PREFIX + "/files/{file_id}")
+    async def get_file(request: Request, file_id: str):
+        if (denied := guard(request, "files")) is not None:
+            return denied
+        obj = store.files.get(file_id)
+        return reply("files", obj) if obj else missing("files", "file", file_id)
+
+    @app.get(PREFIX + "/files/{file_id}/content")
+    async def file_content(request: Request, file_id: str):
+        if (denied := guard(request, "files")) is not None:
+            return denied
+        if file_id not in store.content:
+            return missing("files", "file", file_id)
+        _count("files", 200)
+        return Response(store.content[file_id], media_type="application/octet-stream",
+                        headers={"x-request-id": str(uuid.uuid4())})
+
+    @app.delete(PREFIX + "/files/{file_id}")
+    async def delete_file(request: Request, file_id: str):
+        if (denied := guard(request, "files")) is not None:
+            return denied
+        if store.files.pop(file_id, None) is None:
+            return missing("files", "file", file_id)
+        store.content.pop(file_id, None)
+        return reply("files", {"id": file_id, "object": "file", "deleted": True})
+
+    # -- batches -------------------------------------------------------------------------------------------
+    @app.post(PREFIX + "/batches")
+    async def create_batch(request: Request):
+        if (denied := guard(request, "batches")) is not None:
+            return denied
+        try:
+            body = await request.json()
+        except ValueError:
+            _count("batches", 400)
+            return _error(400, "request body is not JSON")
+        file_id = body.get("input_file_id")
+        if file_id not in store.files:
+            _count("batches", 400)
+            return _error(400, f"input_file_id {file_id!r} not found", param="input_file_id")
+        if body.get("endpoint") not in ENDPOINTS:
+            _count("batches", 400)
+            return _error(400, f"endpoint {body.get('endpoint')!r} is not supported", param="endpoint")
+        if body.get("completion_window", "24h") != "24h":
+            _count("batches", 400)
+            return _error(400, "completion_window must be '24h'", param="completion_window")
+        batch = _new_batch(file_id, body)
+        store.batches[batch["id"]] = batch
+        store.tasks[batch["id"]] = asyncio.get_running_loop().create_task(_run(batch))
+        return reply("batches", dict(batch))
+
+    @app.get(PREFIX + "/batches")
+    async def list_batches(request: Request):
+        if (denied := guard(request, "batches")) is not None:
+            return denied
+        return reply("batches", _list(dict(request.query_params)))
+
+    @app.get(PREFIX + "/batches/{batch_id}")
+    async def get_batch(request: Request, batch_id: str):
+        if (denied := guard(request, "batches")) is not None:
+            return denied
+        batch = store.batches.get(batch_id)
+        return reply("batches", dict(batch)) if batch else missing("batches", "batch", batch_id)
+
+    @app.post(PREFIX + "/batches/{batch_id}/cancel")
+    async def cancel_batch(request: Request, batch_id: str):
+        if (denied := guard(request, "batches")) is not None:
+            return denied
+        batch = store.batches.get(batch_id)
+        if batch is None:
+            return missing("batches", "batch", batch_id)
+        if batch["status"] in ("validating", "in_progress", "finalizing"):
+            batch["status"] = "cancelling"
+            batch["cancelling_at"] = _now()
+            store.cancel_requested.add(batch_id)
+        return reply("batches", dict(batch))
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def _new_batch(file_id: str, body: dict) -> dict[str, Any]:
+        return {
+            "id": f"batch_{uuid.uuid4()}", "object": "batch", "endpoint": body["endpoint"], "errors": None,
+            "input_file_id": file_id, "completion_window": "24h", "status": "validating",
+            "output_file_id": None, "error_file_id": None, "created_at": _now(), "in_progress_at": None,
+            "expires_at": None, "finalizing_at": None, "completed_at": None, "failed_at": None,
+            "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": body.get("metadata") or None,
+        }
+
+    async def _run(batch: dict[str, Any]) -> None:
+        seconds = float(_knob(state, "batch_seconds", 2.0))
+        outcome = str(_knob(state, "batch_outcome", "complete"))
+        bid = batch["id"]
+        lines, errors = validate_input(store.content[batch["input_file_id"]], batch["endpoint"])
+        await asyncio.sleep(seconds * 0.1)
+        if bid in store.cancel_requested:
+            return _finish_cancel(batch, [], [], lines)
+        if errors:
+            batch.update(status="failed", failed_at=_now(), errors={"object": "list", "data": errors})
+            return
+        batch.update(status="in_progress", in_progress_at=_now())
+        batch["request_counts"]["total"] = len(lines)
+        started = time.monotonic()
+        if outcome == "fail":
+            await asyncio.sleep(seconds * 0.4)
+            batch.update(status="failed", failed_at=_now(), errors={"object": "list", "data": [
+                {"code": "internal_error", "message": "the batch failed (emulated --batch-outcome fail)",
+                 "param": None, "line": None}]})
+            return
+        todo = lines[: len(lines) // 2] if outcome == "expire" else lines
+        done: list[dict] = []
+        failed: list[dict] = []
+        for line in todo:
+            if bid in store.cancel_requested:
+                break
+            out = await asyncio.to_thread(_answer_line, line)
+            (failed if out["error"] else done).append(out)
+            batch["request_counts"]["completed" if not out["error"] else "failed"] += 1
+        remaining = seconds * 0.8 - (time.monotonic() - started)
+        while remaining > 0 and bid not in store.cancel_requested:
+            await asyncio.sleep(min(remaining, 0.05))
+            remaining = seconds * 0.8 - (time.monotonic() - started)
+        if bid in store.cancel_requested:
+            return _finish_cancel(batch, done, failed, lines)
+        if outcome == "expire":
+            unfinished = [_error_line(x, "batch_expired", "the batch expired before this request ran")
+                          for x in lines[len(todo):]]
+            _write_outputs(batch, done, failed + unfinished)
+            batch["request_counts"]["failed"] += len(unfinished)
+            batch.update(status="expired", expired_at=_now())
+            return
+        batch.update(status="finalizing", finalizing_at=_now())
+        await asyncio.sleep(seconds * 0.1)
+        _write_outputs(batch, done, failed)
+        if bid in store.cancel_requested:  # a cancel during finalizing is too late: it completes
+            store.cancel_requested.discard(bid)
+        batch.update(status="completed", completed_at=_now())
+
+    def _finish_cancel(batch: dict, done: list[dict], failed: list[dict], lines: list[dict]) -> None:
+        finished = {x["custom_id"] for x in done + failed}
+        unfinished = [_error_line(x, "batch_cancelled", "the batch was cancelled before this request ran")
+                      for x in lines if x.get("custom_id") not in finished]
+        _write_outputs(batch, done, failed + unfinished)
+        batch["request_counts"]["failed"] = len(failed) + len(unfinished)
+        batch["request_counts"]["total"] = max(batch["request_counts"]["total"], len(lines))
+        batch.update(status="cancelled", cancelled_at=_now())
+
+    def _write_outputs(batch: dict, done: list[dict], failed: list[dict]) -> None:
+        if done:
+            batch["output_file_id"] = new_file(_jsonl(done), f"{batch['id']}_output.jsonl", "batch_output",
+                                               "file-batch_output")["id"]
+        if failed:
+            batch["error_file_id"] = new_file(_jsonl(failed), f"{batch['id']}_error.jsonl", "batch_output",
+                                              "file-batch_output")["id"]
+
+    def _answer_line(line: dict) -> dict[str, Any]:
+        rid = str(uuid.uuid4())
+        try:
+            status, body = answer_fn(state, line["body"])
+        except Exception as exc:  # the engine crashing on one line fails that line, not the batch
+            status, body = 500, {"error": {"code": "InternalError", "message": str(exc)}}
+        if status == 200:
+            return {"id": rid, "custom_id": line["custom_id"],
+                    "response": {"status_code": 200, "request_id": rid, "body": body}, "error": None}
+        body = body or {}
+        err = body.get("error") or {}
+        code = err.get("code") or body.get("code") or f"HTTP{status}"
+        message = err.get("message") or body.get("message") or ""
+        return {"id": rid, "custom_id": line["custom_id"],
+                "response": {"status_code": status, "request_id": rid, "body": body},
+                "error": {"code": code, "message": message}}
+
+    def _list(params: dict[str, str]) -> dict[str, Any]:
+        items = sorted(store.batches.values(), key=lambda b: (b["created_at"], b["id"]), reverse=True)
+        if params.get("status"):
+            wanted = set(params["status"].split(","))
+            items = [b for b in items if b["status"] in wanted]
+        if params.get("input_file_ids"):
+            ids = set(params["input_file_ids"].split(","))
+            items = [b for b in items if b["input_file_id"] in ids]
+        if params.get("ds_name"):
+            items = [b for b in items if params["ds_name"] in ((b.get("metadata") or {}).get("ds_name") or "")]
+        for key, keep in (("create_after", lambda t, lim: t >= lim), ("create_before", lambda t, lim: t <= lim)):
+            if params.get(key):
+                limit = int(datetime.strptime(params[key], "%Y%m%d%H%M%S").replace(tzinfo=BEIJING).timestamp())
+                items = [b for b in items if keep(b["created_at"], limit)]
+        if params.get("after"):
+            ids = [b["id"] for b in items]
+            items = items[ids.index(params["after"]) + 1:] if params["after"] in ids else []
+        limit = int(params.get("limit") or 20)
+        page, more = items[:limit], len(items) > limit
+        if not page:
+            return {"object": "list", "data": None, "first_id": None, "last_id": None, "has_more": False}
+        return {"object": "list", "data": [dict(b) for b in page], "first_id": page[0]["id"],
+                "last_id": page[-1]["id"], "has_more": more}
+
+    return store
+
+
+def validate_input(content: bytes, endpoint: str) -> tuple[list[dict], list[dict]]:
+    """(lines, errors) for a batch input file, with the service's error codes and 1-based line numbers."""
+    lines: list[dict] = []
+    errors: list[dict] = []
+    seen: set[str] = set()
+    model: str | None = None
+
+    def err(code: str, message: str, param: str | None, n: int) -> None:
+        errors.append({"code": code, "message": message, "param": param, "line": n})
+
+    for n, raw in enumerate(content.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            err("invalid_json_line", f"line {n} is not valid JSON", None, n)
+            continue
+        url = line.get("url")
+        if url != endpoint:
+            err("url_not_found", f"The provided url '{url}' is not supported by the Batch API.", "url", n)
+            continue
+        cid = line.get("custom_id")
+        if cid in seen:
+            err("duplicate_custom_id", f"The custom_id '{cid}' is duplicated.", "custom_id", n)
+            continue
+        seen.add(cid)
+        line_model = (line.get("body") or {}).get("model")
+        if model is None:
+            model = line_model
+        elif line_model != model:
+            err("mismatched_model", f"The model '{line_model}' differs from '{model}' used by earlier lines.",
+                "body.model", n)
+            continue
+        lines.append(line)
+    if not lines and not errors:
+        err("empty_file", "The input file has no requests.", None, 0)
+    return lines, errors
+
+
+def _error_line(line: dict, code: str, message: str) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "custom_id": line.get("custom_id"), "response": None,
+            "error": {"code": code, "message": message}}
+
+
+def _jsonl(items: list[dict]) -> bytes:
+    return "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in items).encode("utf-8")

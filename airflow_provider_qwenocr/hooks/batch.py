@@ -1,11 +1,335 @@
 """Batch API methods of the hook, and the batch policy shared by the batch operator, sensor and trigger.
 
-(Skeleton: filled in by the batch work, issue #3.) ``BatchHookMixin`` is mixed into ``QwenOcrHook`` and
-reads ``self.config`` (a :class:`~airflow_provider_qwenocr.dashscope.config.ClientConfig`).
+``BatchHookMixin`` is mixed into ``QwenOcrHook`` and reads ``self.config`` (a
+:class:`~airflow_provider_qwenocr.dashscope.config.ClientConfig`), so files and batches use the same
+``dashscope`` connection as realtime calls. It holds no HTTP (that is :mod:`..dashscope.batch`) and no
+parsing (that is :mod:`..dashscope.batch_jsonl`): it wires sources, storage and the client together.
+
+Why the policy lives here: the operator (waiting on batches it submitted) and the sensor (waiting on ids
+from elsewhere) must decide *identically* when a batch counts as done, partial, skipped or failed, and
+must accept the same trigger events. Putting the rules in the hook module lets both import them without
+importing each other (the pattern of the anthropic provider's batch trio).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Iterable
+
+from airflow_provider_qwenocr.dashscope.batch import BatchClient, BatchStatus
+from airflow_provider_qwenocr.dashscope.batch_jsonl import (
+    BatchBuilder,
+    BatchLimits,
+    ManifestEntry,
+    dump_manifest,
+    index_lines,
+    load_manifest,
+    results_for,
+)
+from airflow_provider_qwenocr.ocr.results import Usage
+
+log = logging.getLogger(__name__)
+
+#: Machine-readable reasons a batch trigger ends with; ``status`` is success | error | timeout.
+EVENT_REASONS = frozenset({"success", "failed", "expired", "cancelled", "timeout", "polling_error"})
+EVENT_STATUSES = frozenset({"success", "error", "timeout"})
+MAX_FAILED_LISTED = 20  # sources of failed rows named in the XCom summary; the rest are in the results file
+
+
+# -- shared policy ------------------------------------------------------------------------------------------
+
+@dataclass
+class BatchVerdict:
+    """What to do once every batch is terminal: ``success`` | ``partial`` | ``skip`` | ``fail``."""
+
+    action: str
+    message: str
+    counts: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def should_land(self) -> bool:
+        """Results are worth downloading whenever something completed (it was billed), even on failure."""
+        return self.counts.get("completed", 0) > 0 or self.action in ("success", "partial")
+
+
+def evaluate_batch_counts(batches: Iterable[dict[str, Any]], fail_on_partial_error: bool = False) -> BatchVerdict:
+    """The partial-failure policy over terminal batches.
+
+    - every batch ``completed`` and no failed request → ``success``;
+    - every batch ``cancelled`` and nothing completed → ``skip`` (someone cancelled the work on purpose);
+    - a batch ``failed`` (validation or service failure: its requests never ran) → ``fail``;
+    - nothing completed at all (e.g. ``expired`` before any request ran) → ``fail``;
+    - otherwise some requests failed, expired or were cancelled → ``partial``, or ``fail`` when
+      ``fail_on_partial_error`` is set.
+    """
+    batches = list(batches)
+    statuses = {b.get("id", "?"): str(b.get("status")) for b in batches}
+    counts = {"total": 0, "completed": 0, "failed": 0}
+    for b in batches:
+        rc = b.get("request_counts") or {}
+        for k in counts:
+            counts[k] += int(rc.get(k) or 0)
+    kinds = {BatchStatus.of(b) for b in batches}
+    desc = ", ".join(f"{i}={s}" for i, s in statuses.items())
+    summary = f"{counts['completed']}/{counts['total']} requests completed, {counts['failed']} failed ({desc})"
+    if not batches:
+        return BatchVerdict("fail", "no batches to evaluate", counts, statuses)
+    if any(not k.is_terminal for k in kinds):
+        raise ValueError(f"evaluate_batch_counts needs terminal batches: {desc}")
+    if kinds == {BatchStatus.COMPLETED} and counts["failed"] == 0:
+        return BatchVerdict("success", summary, counts, statuses)
+    if kinds == {BatchStatus.CANCELLED} and counts["completed"] == 0:
+        return BatchVerdict("skip", f"every batch was cancelled before any request completed: {summary}",
+                            counts, statuses)
+    if BatchStatus.FAILED in kinds:
+        errors = [e for b in batches for e in ((b.get("errors") or {}).get("data") or [])]
+        detail = "; ".join(f"{e.get('code')}: {e.get('message')} (line {e.get('line')})" for e in errors[:5])
+        return BatchVerdict("fail", f"batch failed: {summary}" + (f" — {detail}" if detail else ""), counts, statuses)
+    if counts["completed"] == 0:
+        return BatchVerdict("fail", f"no request completed: {summary}", counts, statuses)
+    if fail_on_partial_error:
+        return BatchVerdict("fail", f"partial failure (fail_on_partial_error=True): {summary}", counts, statuses)
+    return BatchVerdict("partial", f"partial failure: {summary}", counts, statuses)
+
+
+def validate_execute_complete_event(event: Any) -> dict[str, Any]:
+    """Reject anything but a well-formed terminal event of :class:`QwenOcrBatchTrigger`.
+
+    The resumed task is a fresh instance: everything it needs (batch ids, final batch objects) must come
+    from the event, so a malformed event is an error, never a silent success.
+    """
+    from airflow_provider_qwenocr._compat import AirflowException
+
+    if not isinstance(event, dict):
+        raise AirflowException(f"unexpected trigger event (not a dict): {event!r}")
+    status, reason = event.get("status"), event.get("reason")
+    if status not in EVENT_STATUSES or reason not in EVENT_REASONS:
+        raise AirflowException(f"unexpected trigger event status/reason {status!r}/{reason!r}: {event!r}")
+    ids = event.get("batch_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise AirflowException(f"trigger event carries no batch ids: {event!r}")
+    if status == "success" and reason != "success":
+        raise AirflowException(f"inconsistent trigger event: {event!r}")
+    return event
+
+
+def compact_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """The fields decisions and landing need: small enough for trigger events and XCom."""
+    keys = ("id", "status", "request_counts", "output_file_id", "error_file_id", "errors", "input_file_id")
+    return {k: batch.get(k) for k in keys}
+
+
+# -- the hook mixin -----------------------------------------------------------------------------------------
 
 class BatchHookMixin:
-    pass
+    """Files, batches and the submit/land helpers of ``QwenOcrHook``."""
+
+    config: Any  # ClientConfig, provided by QwenOcrHook
+
+    @cached_property
+    def batch_client(self) -> BatchClient:
+        """Refuses (``BatchRegionError``) when the connection's region has no OCR batch and no custom URL."""
+        return BatchClient(self.config)
+
+    # files
+    def upload_file(self, content: bytes, filename: str = "requests.jsonl", purpose: str = "batch") -> dict:
+        return self.batch_client.upload_file(content, filename, purpose)
+
+    def get_file(self, file_id: str) -> dict:
+        return self.batch_client.get_file(file_id)
+
+    def file_content(self, file_id: str) -> bytes:
+        return self.batch_client.file_content(file_id)
+
+    def delete_file(self, file_id: str) -> dict:
+        return self.batch_client.delete_file(file_id)
+
+    # batches
+    def create_batch(self, input_file_id: str, *, metadata: dict[str, str] | None = None) -> dict:
+        return self.batch_client.create_batch(input_file_id, metadata=metadata)
+
+    def get_batch(self, batch_id: str) -> dict:
+        return self.batch_client.get_batch(batch_id)
+
+    def get_batches(self, batch_ids: Iterable[str]) -> list[dict]:
+        return [self.batch_client.get_batch(b) for b in batch_ids]
+
+    def list_batches(self, **filters: Any) -> dict:
+        return self.batch_client.list_batches(**filters)
+
+    def cancel_batch(self, batch_id: str) -> dict:
+        return self.batch_client.cancel_batch(batch_id)
+
+    def cancel_batches(self, batch_ids: Iterable[str]) -> list[str]:
+        """Best-effort cancel of every non-terminal batch; returns the ids a cancel was sent for.
+
+        Never raises: it runs on timeout, error and kill paths where the original problem must surface.
+        """
+        sent = []
+        for bid in batch_ids:
+            try:
+                if BatchStatus.of(self.get_batch(bid)).is_terminal:
+                    continue
+                self.cancel_batch(bid)
+                sent.append(bid)
+            except Exception as exc:  # noqa: BLE001 - keep cancelling the others
+                log.warning("could not cancel batch %s: %s", bid, exc)
+        if sent:
+            log.warning("cancelled batch(es) %s (requests that already completed are still billed)", sent)
+        return sent
+
+    # submit / land
+    def submit_ocr_batch(
+        self,
+        sources: Iterable[Any],
+        *,
+        task: str = "text_recognition",
+        prompt: str | None = None,
+        result_schema: dict | str | None = None,
+        model: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        manifest_uri: str,
+        metadata: dict[str, str] | None = None,
+        limits: BatchLimits | None = None,
+        aws_conn_id: str | None = "aws_default",
+        on_batch_created: Callable[[list[str]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
+
+        ``sources`` are ``io.sources.Source`` objects or ``(name, bytes)`` pairs. The manifest is written
+        *before* anything billable starts, so results can always be rebuilt. If creating a later part
+        fails, the batches already created are cancelled before the error propagates: a half-submitted
+        run must not keep billing behind a failed task. ``on_batch_created`` receives the ids so far
+        after every creation (the operator pushes them to XCom at once).
+        """
+        from airflow_provider_qwenocr.io import storage
+
+        model = model or self.config.default_model
+        builder = BatchBuilder(task=task, model=model, prompt=prompt, result_schema=result_schema,
+                               min_pixels=min_pixels, max_pixels=max_pixels, limits=limits)
+        for src in sources:
+            _add_source(builder, src)
+        plan = builder.build()
+        storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"), aws_conn_id=aws_conn_id)
+        batch_ids: list[str] = []
+        file_ids: list[str] = []
+        n = len(plan.parts)
+        try:
+            for i, part in enumerate(plan.parts, start=1):
+                f = self.upload_file(part, filename=f"qwenocr-{plan.task}-{i}of{n}.jsonl")
+                file_ids.append(f["id"])
+                meta = {"ds_name": f"qwenocr {plan.task}", "ds_description": f"part {i}/{n}, model {plan.model}",
+                        **(metadata or {})}
+                batch = self.create_batch(f["id"], metadata=meta)
+                batch_ids.append(batch["id"])
+                log.info("created batch %s (part %d/%d, input file %s)", batch["id"], i, n, f["id"])
+                if on_batch_created:
+                    on_batch_created(list(batch_ids))
+        except BaseException:
+            self.cancel_batches(batch_ids)
+            raise
+        return {
+            "batch_ids": batch_ids, "input_file_ids": file_ids, "manifest_uri": manifest_uri,
+            "model": plan.model, "task": plan.task, "n_images": plan.n_images, "n_requests": plan.n_requests,
+            "n_rejected": len(plan.rejected),
+        }
+
+    def download_batch_results(
+        self,
+        batch_ids: list[str],
+        *,
+        output_uri: str,
+        manifest_uri: str | None = None,
+        batches: list[dict] | None = None,
+        aws_conn_id: str | None = "aws_default",
+    ) -> dict[str, Any]:
+        """Download output + error files of terminal batches and write result rows at ``output_uri``.
+
+        Rows are the realtime rows (``source, sha256, task, model, status, text, kv, words, usage, error``
+        …) with batch prices in ``cost``. Without a manifest, rows are keyed by ``custom_id`` only (no
+        source name, no box rescaling). Returns the XCom summary: URI, counts, usage, cost — never rows.
+        """
+        from airflow_provider_qwenocr.io import storage
+        from airflow_provider_qwenocr.io.results_store import ResultsWriter
+
+        batches = batches if batches is not None else self.get_batches(batch_ids)
+        contents = [self.file_content(fid) for b in batches
+                    for fid in (b.get("output_file_id"), b.get("error_file_id")) if fid]
+        lines = index_lines(*contents)
+        manifest: list[ManifestEntry] | None = None
+        if manifest_uri:
+            raw = storage.read_bytes(manifest_uri, aws_conn_id=aws_conn_id)
+            manifest = load_manifest(raw.decode("utf-8")) if raw is not None else None
+            if manifest is None:
+                log.warning("manifest %s not found: rows will be keyed by custom_id only", manifest_uri)
+        if manifest is None:
+            manifest = [_entry_from_line(cid, line) for cid, line in lines.items()]
+        ended = ", ".join(f"{b.get('id')}={b.get('status')}" for b in batches)
+        summary = _Summary()
+        with ResultsWriter(output_uri, aws_conn_id=aws_conn_id) as writer:
+            for result in results_for(manifest, lines, region=self.config.region,
+                                      missing_reason=f"no output for this request (batches: {ended})"):
+                writer.write(result)
+                summary.add(result)
+        return summary.to_xcom(output_uri, batch_ids, manifest_uri)
+
+
+def _add_source(builder: BatchBuilder, src: Any) -> None:
+    if isinstance(src, tuple):
+        name, data = src
+        builder.add_image(str(name), data)
+        return
+    name = getattr(src, "name", None) or src.uri
+    page = getattr(src, "page", None)
+    if getattr(src, "error", None):
+        builder.reject(name, "InvalidSource", str(src.error), page=page)
+    elif getattr(src, "is_remote_url", False):
+        builder.add_url(src.uri, page=page)
+    else:
+        try:
+            data = src.read()
+        except Exception as exc:  # noqa: BLE001 - an unreadable source is an error row, not a crash
+            builder.reject(name, "SourceReadError", f"{type(exc).__name__}: {exc}", page=page)
+            return
+        builder.add_image(name, data, page=page)
+
+
+def _entry_from_line(custom_id: str, line: dict[str, Any]) -> ManifestEntry:
+    body = ((line.get("response") or {}).get("body") or {})
+    return ManifestEntry(custom_id=custom_id, source=custom_id, task="custom", model=body.get("model") or "unknown")
+
+
+class _Summary:
+    def __init__(self) -> None:
+        self.n_images = self.n_ok = self.n_failed = 0
+        self.usage = Usage()
+        self.cost: dict[str, float | None] = {"usd": 0.0, "cny": 0.0}
+        self.failed: list[dict[str, str]] = []
+
+    def add(self, result: Any) -> None:
+        self.n_images += 1
+        self.usage = self.usage + result.usage
+        for cur, value in (result.cost or {}).items():
+            # A currency without a list price for this region stays None (unknown), never a wrong 0.
+            if value is None or self.cost.get(cur, 0.0) is None:
+                self.cost[cur] = None
+            else:
+                self.cost[cur] = round((self.cost.get(cur) or 0.0) + value, 8)
+        if result.ok:
+            self.n_ok += 1
+        else:
+            self.n_failed += 1
+            if len(self.failed) < MAX_FAILED_LISTED:
+                self.failed.append({"source": result.source, "code": result.error.code if result.error else "?"})
+
+    def to_xcom(self, uri: str, batch_ids: list[str], manifest_uri: str | None) -> dict[str, Any]:
+        return json.loads(json.dumps({
+            "results_uri": uri, "manifest_uri": manifest_uri, "batch_ids": list(batch_ids),
+            "n_images": self.n_images, "n_ok": self.n_ok, "n_failed": self.n_failed, "n_cached": 0,
+            "usage": self.usage.to_dict(), "cost": self.cost, "failed": self.failed,
+        }))

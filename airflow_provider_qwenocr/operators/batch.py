@@ -1,0 +1,230 @@
+"""QwenOcrBatchOperator: OCR many images through the half-price Batch API and land the result rows.
+
+Why ``retries=0`` is the safe default for this operator: the submit step is billable and not idempotent on
+the service side — a retry after a crash uploads again and creates *new* batches that bill again, while
+the first ones keep running. The ids are pushed to XCom (key ``batch_ids``) the moment each batch is
+created, so a failed or killed run can be recovered without re-submitting: pair the operator with
+``wait_for_completion=False`` and a :class:`~airflow_provider_qwenocr.sensors.batch.QwenOcrBatchSensor`
+(which is idempotent and can retry freely) when you want retries on the waiting part.
+
+Cost safety: the operator cancels its batches on timeout, on error (polling error, exception while
+waiting) and on kill (``on_kill`` when running, the trigger's ``on_kill`` while deferred on Airflow 3.3+).
+The deferral's own framework timeout is set *beyond* the trigger's absolute deadline, so the trigger's
+clean ``timeout`` event — which cancels — arrives first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow_provider_qwenocr._compat import AirflowException, BaseOperator, Context, default_deferrable
+from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.hooks.batch import (
+    compact_batch,
+    evaluate_batch_counts,
+    validate_execute_complete_event,
+)
+from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
+
+DEFAULT_TIMEOUT = 24 * 3600 + 3600  # the service's 24 h window plus an hour of slack
+
+
+class QwenOcrBatchOperator(BaseOperator):
+    """Submit images as DashScope batch job(s) (one model per file, split at the service limits) and wait.
+
+    :param images: what to recognise — local file/dir/glob, http(s) URL, ``s3://``, any object-storage URI,
+        or a list of those (see ``io.sources.expand_sources``).
+    :param task: built-in OCR task or ``custom`` (with ``prompt``); sent as the task's fixed prompt text.
+    :param output_uri: where the JSONL result rows land (local path or object-storage URI). Default:
+        ``$AIRFLOW_HOME/qwenocr/batch/<dag>/<task>/<run>/results.jsonl``.
+    :param manifest_uri: where the manifest (custom_id → source, scale …) goes; default next to the output.
+    :param wait_for_completion: False → return right after submission (use the sensor to wait).
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    :param poll_interval: seconds between status polls (the docs suggest 1–2 minutes for real batches).
+    :param timeout: seconds to wait before cancelling the batches and failing.
+    :param fail_on_partial_error: fail when some requests failed/expired/were cancelled (results still land).
+    :return: ``{"results_uri", "manifest_uri", "batch_ids", "n_images", "n_ok", "n_failed", "n_cached",
+        "usage", "cost", "failed"}`` — never the rows themselves.
+    """
+
+    template_fields: Sequence[str] = (
+        "images", "task", "prompt", "result_schema", "model", "output_uri", "manifest_uri", "conn_id",
+        "min_pixels", "max_pixels", "metadata",
+    )
+    ui_color = "#ffd9b3"
+
+    def __init__(
+        self,
+        *,
+        images: Any,
+        task: str = "text_recognition",
+        prompt: str | None = None,
+        result_schema: dict | str | None = None,
+        model: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        output_uri: str | None = None,
+        manifest_uri: str | None = None,
+        conn_id: str = "dashscope_default",
+        aws_conn_id: str | None = "aws_default",
+        metadata: dict[str, str] | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool | None = None,
+        poll_interval: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        fail_on_partial_error: bool = False,
+        max_poll_failures: int = 5,
+        batch_limits: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.images = images
+        self.task = task
+        self.prompt = prompt
+        self.result_schema = result_schema
+        self.model = model
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.output_uri = output_uri
+        self.manifest_uri = manifest_uri
+        self.conn_id = conn_id
+        self.aws_conn_id = aws_conn_id
+        self.metadata = metadata
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.fail_on_partial_error = fail_on_partial_error
+        self.max_poll_failures = max_poll_failures
+        self.batch_limits = batch_limits
+        self.batch_ids: list[str] = []
+
+    @cached_property
+    def hook(self) -> QwenOcrHook:
+        return QwenOcrHook(conn_id=self.conn_id)
+
+    # -- submit ---------------------------------------------------------------------------------------------
+    def _resolve_uris(self, context: Context) -> tuple[str, str]:
+        output = self.output_uri
+        if not output:
+            from airflow_provider_qwenocr.io.results_store import default_base_dir
+
+            ti = context.get("ti") or context.get("task_instance")
+            run_id = str(getattr(ti, "run_id", None) or context.get("run_id") or int(time.time()))
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+            output = str(default_base_dir() / "batch" / self.dag_id / self.task_id / safe / "results.jsonl")
+        manifest = self.manifest_uri or (output[: -len(".jsonl")] if output.endswith(".jsonl") else output) \
+            + ".manifest.jsonl"
+        return output, manifest
+
+    def execute(self, context: Context) -> Any:
+        from airflow_provider_qwenocr.io.sources import expand_sources
+
+        self.output_uri, self.manifest_uri = self._resolve_uris(context)
+        sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id)
+        ti = context.get("ti") or context.get("task_instance")
+
+        def pushed(ids: list[str]) -> None:
+            self.batch_ids = ids
+            if ti is not None:
+                ti.xcom_push(key="batch_ids", value=ids)
+
+        submitted = self.hook.submit_ocr_batch(
+            sources, task=self.task, prompt=self.prompt, result_schema=self.result_schema, model=self.model,
+            min_pixels=self.min_pixels, max_pixels=self.max_pixels, manifest_uri=self.manifest_uri,
+            metadata=self.metadata, limits=self.batch_limits, aws_conn_id=self.aws_conn_id,
+            on_batch_created=pushed,
+        )
+        self.batch_ids = submitted["batch_ids"]
+        if ti is not None:
+            ti.xcom_push(key="manifest_uri", value=self.manifest_uri)
+            ti.xcom_push(key="output_uri", value=self.output_uri)
+        self.log.info("submitted %d image(s) as %d request(s) in batch(es) %s; %d rejected before submission",
+                      submitted["n_images"], submitted["n_requests"], self.batch_ids, submitted["n_rejected"])
+        if not self.batch_ids:  # nothing sendable: land the error rows and stop
+            return self._land([], evaluate=False)
+        if not self.wait_for_completion:
+            return {"batch_ids": self.batch_ids, "manifest_uri": self.manifest_uri, "output_uri": self.output_uri,
+                    "n_images": submitted["n_images"], "n_requests": submitted["n_requests"],
+                    "n_rejected": submitted["n_rejected"]}
+        if self.deferrable:
+            end_time = time.time() + self.timeout
+            self.defer(
+                trigger=QwenOcrBatchTrigger(batch_ids=self.batch_ids, conn_id=self.conn_id, end_time=end_time,
+                                            poll_interval=self.poll_interval,
+                                            max_poll_failures=self.max_poll_failures, cancel_on_exit=True),
+                method_name="execute_complete",
+                kwargs={"output_uri": self.output_uri, "manifest_uri": self.manifest_uri},
+                timeout=timedelta(seconds=self.timeout + self.poll_interval + 60),
+            )
+        return self._wait_blocking()
+
+    # -- wait -----------------------------------------------------------------------------------------------
+    def _wait_blocking(self) -> Any:
+        from airflow_provider_qwenocr.dashscope.batch import is_transient_error
+
+        deadline = time.monotonic() + self.timeout
+        failures = 0
+        try:
+            while True:
+                try:
+                    batches = [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    if not is_transient_error(exc) or failures >= self.max_poll_failures:
+                        raise AirflowException(f"polling batches {self.batch_ids} failed: {exc}") from exc
+                    self.log.warning("transient poll error (%d/%d): %s", failures, self.max_poll_failures, exc)
+                else:
+                    if all(BatchStatus.of(b).is_terminal for b in batches):
+                        return self._land(batches)
+                if time.monotonic() >= deadline:
+                    raise AirflowException(f"batches {self.batch_ids} not finished after {self.timeout:.0f} s")
+                time.sleep(max(0.0, min(self.poll_interval, deadline - time.monotonic())))
+        except BaseException:
+            self.hook.cancel_batches(self.batch_ids)
+            raise
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
+                         output_uri: str | None = None, manifest_uri: str | None = None) -> Any:
+        """Resume after the trigger: the instance is fresh, so ids and URIs come from the event and kwargs."""
+        event = validate_execute_complete_event(event)
+        self.batch_ids = event["batch_ids"]
+        self.output_uri = output_uri or self.output_uri
+        self.manifest_uri = manifest_uri or self.manifest_uri
+        if event["reason"] in ("timeout", "polling_error"):
+            cancelled = self.hook.cancel_batches(self.batch_ids)  # the trigger tried too; cancel is idempotent
+            raise AirflowException(f"batch wait ended with {event['reason']}: {event.get('message')} "
+                                   f"(cancelled now: {cancelled}; already: {event.get('cancelled')})")
+        return self._land(event.get("batches") or None)
+
+    def _land(self, batches: list[dict] | None, *, evaluate: bool = True) -> dict[str, Any]:
+        batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
+        verdict = evaluate_batch_counts(batches, self.fail_on_partial_error) if evaluate else None
+        if verdict is not None and not verdict.should_land and verdict.action == "skip":
+            from airflow.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(verdict.message)
+        summary = self.hook.download_batch_results(
+            self.batch_ids, output_uri=self.output_uri, manifest_uri=self.manifest_uri, batches=batches,
+            aws_conn_id=self.aws_conn_id,
+        )
+        if verdict is not None:
+            summary["verdict"] = verdict.action
+            if verdict.action == "fail":
+                raise AirflowException(f"{verdict.message}; rows landed at {summary['results_uri']}")
+            if verdict.action == "partial":
+                self.log.warning("%s; rows (incl. errors) at %s", verdict.message, summary["results_uri"])
+        self.log.info("landed %d row(s) (%d ok, %d failed) at %s; usage %s; cost %s", summary["n_images"],
+                      summary["n_ok"], summary["n_failed"], summary["results_uri"], summary["usage"], summary["cost"])
+        return summary
+
+    def on_kill(self) -> None:
+        if self.batch_ids:
+            self.hook.cancel_batches(self.batch_ids)

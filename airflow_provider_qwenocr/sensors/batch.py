@@ -1,0 +1,155 @@
+"""QwenOcrBatchSensor: wait for existing DashScope batches, apply the partial-failure policy, land results.
+
+Why a sensor next to the operator: it only *reads* batch state, never submits, so it is idempotent across
+task retries — a retried sensor re-attaches to the same batch ids and bills nothing. Pair it with
+``QwenOcrBatchOperator(wait_for_completion=False)`` (ids from XCom key ``batch_ids``) to get retries on the
+long wait without risking a second, billable submission. Poke, reschedule and deferrable modes share one
+decision function with the operator (``hooks.batch.evaluate_batch_counts``), so both judge a partially
+failed batch the same way.
+
+By default the sensor does not cancel batches when it times out (they may belong to another DAG); set
+``cancel_on_timeout=True`` when it owns them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow_provider_qwenocr._compat import AirflowException, BaseSensorOperator, Context, default_deferrable
+from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.hooks.batch import (
+    compact_batch,
+    evaluate_batch_counts,
+    validate_execute_complete_event,
+)
+from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
+
+
+class QwenOcrBatchSensor(BaseSensorOperator):
+    """Succeeds when every batch in ``batch_ids`` is terminal and the policy accepts the outcome.
+
+    :param batch_ids: one id or a list (templated, e.g. ``"{{ ti.xcom_pull('submit', key='batch_ids') }}"``).
+    :param conn_id: the ``dashscope`` connection.
+    :param fail_on_partial_error: fail when some requests failed/expired/were cancelled.
+    :param output_uri: when set, download output/error files and write result rows there.
+    :param manifest_uri: the submit's manifest (default: next to ``output_uri``) to rebuild full rows.
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    :param cancel_on_timeout: cancel the batches when the sensor times out (off: they may not be ours).
+    :return: the landing summary (URI, counts, usage, cost) or, without ``output_uri``, the verdict.
+    """
+
+    template_fields: Sequence[str] = ("batch_ids", "conn_id", "output_uri", "manifest_uri")
+
+    def __init__(
+        self,
+        *,
+        batch_ids: str | list[str],
+        conn_id: str = "dashscope_default",
+        fail_on_partial_error: bool = False,
+        output_uri: str | None = None,
+        manifest_uri: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        deferrable: bool | None = None,
+        cancel_on_timeout: bool = False,
+        max_poll_failures: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch_ids = batch_ids
+        self.conn_id = conn_id
+        self.fail_on_partial_error = fail_on_partial_error
+        self.output_uri = output_uri
+        self.manifest_uri = manifest_uri
+        self.aws_conn_id = aws_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.cancel_on_timeout = cancel_on_timeout
+        self.max_poll_failures = max_poll_failures
+        self._result: Any = None
+
+    @cached_property
+    def hook(self) -> QwenOcrHook:
+        return QwenOcrHook(conn_id=self.conn_id)
+
+    def _ids(self) -> list[str]:
+        ids = self.batch_ids
+        if isinstance(ids, str):
+            ids = ids.strip()
+            if ids.startswith("["):  # a rendered list from a template without render_template_as_native_obj
+                import ast
+
+                ids = ast.literal_eval(ids)
+            else:
+                ids = [i.strip() for i in ids.split(",") if i.strip()]
+        ids = [str(i) for i in (ids or [])]
+        if not ids:
+            raise AirflowException("QwenOcrBatchSensor needs at least one batch id")
+        return ids
+
+    def _manifest(self) -> str | None:
+        if self.manifest_uri or not self.output_uri:
+            return self.manifest_uri
+        base = self.output_uri[: -len(".jsonl")] if self.output_uri.endswith(".jsonl") else self.output_uri
+        return base + ".manifest.jsonl"
+
+    def execute(self, context: Context) -> Any:
+        if self.deferrable:
+            ids = self._ids()
+            batches = [compact_batch(b) for b in self.hook.get_batches(ids)]
+            if all(BatchStatus.of(b).is_terminal for b in batches):  # already done: no need to defer
+                return self._finish(ids, batches)
+            self.defer(
+                trigger=QwenOcrBatchTrigger(batch_ids=ids, conn_id=self.conn_id,
+                                            end_time=time.time() + float(self.timeout),
+                                            poll_interval=float(self.poke_interval),
+                                            max_poll_failures=self.max_poll_failures,
+                                            cancel_on_exit=self.cancel_on_timeout),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=float(self.timeout) + float(self.poke_interval) + 60),
+            )
+        super().execute(context)
+        return self._result
+
+    def poke(self, context: Context) -> bool:
+        ids = self._ids()
+        batches = [compact_batch(b) for b in self.hook.get_batches(ids)]
+        pending = [b["id"] for b in batches if not BatchStatus.of(b).is_terminal]
+        if pending:
+            self.log.info("waiting for %s: %s", pending, [b["status"] for b in batches])
+            return False
+        self._result = self._finish(ids, batches)
+        return True
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        event = validate_execute_complete_event(event)
+        if event["reason"] in ("timeout", "polling_error"):
+            raise AirflowException(f"batch wait ended with {event['reason']}: {event.get('message')} "
+                                   f"(cancelled: {event.get('cancelled')})")
+        return self._finish(event["batch_ids"], event.get("batches") or None)
+
+    def _finish(self, ids: list[str], batches: list[dict] | None) -> Any:
+        batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(ids)]
+        verdict = evaluate_batch_counts(batches, self.fail_on_partial_error)
+        if verdict.action == "skip":
+            from airflow.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(verdict.message)
+        result: dict[str, Any] = {"batch_ids": ids, "verdict": verdict.action, "counts": verdict.counts,
+                                  "statuses": verdict.statuses}
+        if self.output_uri and verdict.should_land:
+            result.update(self.hook.download_batch_results(ids, output_uri=self.output_uri,
+                                                           manifest_uri=self._manifest(), batches=batches,
+                                                           aws_conn_id=self.aws_conn_id))
+        if verdict.action == "fail":
+            raise AirflowException(verdict.message)
+        if verdict.action == "partial":
+            self.log.warning(verdict.message)
+        return result
+
+    def on_kill(self) -> None:
+        if self.cancel_on_timeout:
+            self.hook.cancel_batches(self._ids())
