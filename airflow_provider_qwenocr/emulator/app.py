@@ -1,0 +1,145 @@
+"""The emulator's ASGI app: routes, the error handler, and the middleware that stamps service headers.
+
+Why a pure ASGI middleware (not ``@app.middleware("http")``): it adds the headers the service sends on
+every response (``x-request-id``, ``req-cost-time``, ``req-arrive-time``, ``resp-start-time``,
+``x-envoy-upstream-service-time``, ``server: istio-envoy``) and counts requests per kind and status without
+buffering bodies, so SSE streams flow and the echo engine keeps its ≥100 requests/s.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import time
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from airflow_provider_qwenocr.emulator import batch as batch_plugin
+from airflow_provider_qwenocr.emulator.compatible import register_compatible_routes
+from airflow_provider_qwenocr.emulator.config import EmulatorConfig
+from airflow_provider_qwenocr.emulator.engine import make_engine
+from airflow_provider_qwenocr.emulator.faults import DropConnection, FaultInjector
+from airflow_provider_qwenocr.emulator.native import register_native_routes
+from airflow_provider_qwenocr.emulator.responses import json_response
+from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, new_request_id
+from airflow_provider_qwenocr.emulator.uploads import OSS_PATH, register_upload_routes
+
+UNCOUNTED = ("/health", "/emulator/stats", "/emulator/reset")
+_GROUP = getattr(builtins, "BaseExceptionGroup", None)
+BATCH_PREFIXES = ("/compatible-mode/v1/files", "/compatible-mode/v1/batches")
+
+
+def request_kind(path: str) -> str | None:
+    """Counter bucket for a path; None for health/stats and for batch routes (the plug-in counts those)."""
+    if path in UNCOUNTED or path.startswith(BATCH_PREFIXES):
+        return None
+    if path == "/api/v1/services/aigc/multimodal-generation/generation":
+        return "native"
+    if path.startswith("/api/v1/services/"):
+        return "native_other"
+    if path == "/compatible-mode/v1/chat/completions":
+        return "compatible"
+    if path == "/api/v1/uploads":
+        return "upload_policy"
+    if path == OSS_PATH:
+        return "oss_upload"
+    if path.startswith("/api/v1/files"):
+        return "files"
+    return "other"
+
+
+class ServiceHeaders:
+    def __init__(self, app, state: EmulatorState):
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        arrive = time.time()
+        rid = new_request_id()
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = rid
+        kind = request_kind(scope["path"])
+        status_box = {}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                start = time.time()
+                cost = str(max(0, round((start - arrive) * 1000)))
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                extra = {
+                    b"x-request-id": rid.encode(),
+                    b"req-cost-time": cost.encode(),
+                    b"req-arrive-time": str(int(arrive * 1000)).encode(),
+                    b"resp-start-time": str(int(start * 1000)).encode(),
+                    b"x-envoy-upstream-service-time": cost.encode(),
+                    b"server": b"istio-envoy",
+                }
+                headers += [(k, v) for k, v in extra.items() if k not in names]
+                message = {**message, "headers": headers}
+                status_box["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if kind is not None and "status" in status_box:
+                dropped = scope["state"].get("dropped")
+                self.state.count(kind, 0 if dropped else status_box["status"])
+
+
+class _DropFilter(logging.Filter):
+    """Keep the deliberate dropped connections (--fail-rate-timeout) out of the server's error log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        for _ in range(10):
+            if exc is None:
+                return True
+            if isinstance(exc, DropConnection):
+                return False
+            if _GROUP is not None and isinstance(exc, _GROUP) and exc.exceptions:
+                exc = exc.exceptions[0]
+            else:
+                exc = exc.__cause__ or exc.__context__
+        return True
+
+
+def create_app(config: EmulatorConfig | None = None, *, state: EmulatorState | None = None) -> FastAPI:
+    state = state or EmulatorState(config or EmulatorConfig())
+    state.faults = state.faults or FaultInjector(state.config)
+    state.engine = state.engine or make_engine(state.config.engine)
+    for name in ("uvicorn.error", "uvicorn"):
+        logging.getLogger(name).addFilter(_DropFilter())
+
+    app = FastAPI(title="DashScope emulator (Qwen-VL-OCR)", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.emulator = state
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, err: ApiError) -> Response:
+        rid = request.state.request_id
+        return json_response(err.body_for(request.url.path, rid), err.status, request_id=rid,
+                             headers={**err.headers, "x-dashscope-call-gateway": "true"})
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "engine": state.config.engine}
+
+    @app.get("/emulator/stats")
+    async def stats() -> dict:
+        return state.stats()
+
+    @app.post("/emulator/reset")
+    async def reset() -> dict:
+        state.reset_stats()
+        return {"status": "ok"}
+
+    register_native_routes(app, state)
+    register_compatible_routes(app, state)
+    register_upload_routes(app, state)
+    batch_plugin.register_batch_routes(app, state)
+    app.add_middleware(ServiceHeaders, state=state)
+    return app

@@ -1,0 +1,224 @@
+"""The emulator's "model": images + task in, answer text + ``ocr_result`` + usage out.
+
+Both endpoints and the batch plug-in go through here, so every path bills the same tokens and reads
+the same text. Per image: decode + EXIF-transpose the received bytes, validate (decodable, both sides
+> 10 px, aspect ≤ 200:1), compute the model's grid with ``ocr.images.smart_resize`` for that image's
+``min_pixels``/``max_pixels`` (tokens = h·w/patch² + 2), run the engine on the image resized to that
+grid (what the model sees), and map boxes back to the received image's pixels.
+
+``enable_rotate``: when nothing is recognised or the mean confidence is below ``ROTATE_THRESHOLD``, the
+image is also read turned by 90°, 180° and 270°; the reading with the highest Σ(confidence × length)
+wins and its boxes are mapped back onto the unrotated image.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from airflow_provider_qwenocr.emulator import layout
+from airflow_provider_qwenocr.emulator.engine import EchoEngine, Line
+from airflow_provider_qwenocr.emulator.faults import inspection_error
+from airflow_provider_qwenocr.emulator.imagesrc import ImageRef, load_bytes
+from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, invalid_parameter
+from airflow_provider_qwenocr.ocr.images import MAX_ASPECT, MIN_SIDE, pixel_bounds, smart_resize
+from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.ocr.parsing import parse_json_loose
+from airflow_provider_qwenocr.ocr.tasks import OcrTask
+
+ROTATE_THRESHOLD = 0.85
+CHAT_OVERHEAD_TOKENS = 11  # system prompt + chat template around the user's text
+_CJK = re.compile(r"[\u3000-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+def text_tokens(text: str | None) -> int:
+    """Rough token count: one per CJK character, one per ~4 other characters."""
+    if not text:
+        return 0
+    cjk = len(_CJK.findall(text))
+    return cjk + math.ceil((len(text) - cjk) / 4)
+
+
+@dataclass
+class Received:
+    """One image as the service received it, validated, with its grid and token count."""
+
+    img: Image.Image
+    data: bytes
+    name: str
+    grid: tuple[int, int]  # (h, w) after smart_resize
+    tokens: int
+    enable_rotate: bool
+
+
+@dataclass
+class Answer:
+    text: str
+    ocr_result: dict[str, Any] | None
+    image_tokens: int
+    prompt_tokens: int
+    output_tokens: int
+    ocr_seconds: float = 0.0
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def input_tokens(self) -> int:
+        return self.image_tokens + self.prompt_tokens
+
+
+def receive(refs: list[ImageRef], state: EmulatorState, model: str | None, *, oss_resolve: bool) -> list[Received]:
+    """Load, decode and validate every image; raises ApiError 400 like the service."""
+    if not refs:
+        raise invalid_parameter("The request must contain at least one image.")
+    try:
+        spec = get_model(model)
+    except ValueError as exc:
+        raise invalid_parameter(str(exc)) from exc
+    out = []
+    for ref in refs:
+        data, name = load_bytes(ref, state, oss_resolve=oss_resolve)
+        try:
+            img = Image.open(io.BytesIO(data))
+            img = ImageOps.exif_transpose(img)
+            img.load()
+        except Exception as exc:
+            raise invalid_parameter(f"The image format is illegal and cannot be opened: {exc}") from exc
+        w, h = img.size
+        if w <= MIN_SIDE or h <= MIN_SIDE:
+            raise invalid_parameter(f"The image length and width must be greater than {MIN_SIDE} pixels "
+                                    f"(got {w}x{h}).")
+        if max(w, h) / min(w, h) > MAX_ASPECT:
+            raise invalid_parameter(f"The aspect ratio of the image must not exceed {MAX_ASPECT}:1 (got {w}x{h}).")
+        try:
+            lo, hi = pixel_bounds(spec, _int(ref.min_pixels, "min_pixels"), _int(ref.max_pixels, "max_pixels"))
+            gh, gw = smart_resize(h, w, spec.patch, lo, hi)
+        except ValueError as exc:
+            raise invalid_parameter(str(exc)) from exc
+        out.append(Received(img=img, data=data, name=name, grid=(gh, gw),
+                            tokens=gh * gw // (spec.patch * spec.patch) + 2, enable_rotate=bool(ref.enable_rotate)))
+    return out
+
+
+def _int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise invalid_parameter(f"{name} must be a positive integer, not {value!r}.")
+    return int(value)
+
+
+def inspect(received: list[Received], state: EmulatorState) -> None:
+    for rec in received:
+        if state.faults.inspection_fails(rec.img, rec.name):
+            raise inspection_error()
+
+
+_TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+
+
+def _unrotate(lines: list[Line], angle: int, w: int, h: int) -> list[Line]:
+    """Map boxes read on the image turned ``angle``° counter-clockwise back onto the original (w x h)."""
+    def back(x: float, y: float) -> tuple[float, float]:
+        if angle == 90:
+            return (w - y, x)
+        if angle == 180:
+            return (w - x, h - y)
+        return (y, h - x)  # 270
+
+    return [Line(l.text, [back(x, y) for x, y in l.box], l.score) for l in lines]
+
+
+def _quality(lines: list[Line]) -> float:
+    return sum(l.score * len(l.text) for l in lines)
+
+
+def read_lines(rec: Received, state: EmulatorState) -> list[Line]:
+    engine = state.engine
+    state.count_ocr()
+    if isinstance(engine, EchoEngine):
+        return engine.recognize(rec.img, rec.data)
+    w, h = rec.img.size
+    gh, gw = rec.grid
+    seen = rec.img.convert("RGB")
+    if (gw, gh) != (w, h):
+        seen = seen.resize((gw, gh), Image.Resampling.BICUBIC)
+    sx, sy = w / gw, h / gh
+    lines = engine.recognize(seen)
+    if rec.enable_rotate and (not lines or sum(l.score for l in lines) / len(lines) < ROTATE_THRESHOLD):
+        best, best_q = (0, lines), _quality(lines)
+        for angle, op in _TRANSPOSE.items():
+            cand = engine.recognize(seen.transpose(op))
+            q = _quality(cand)
+            if q > best_q:
+                best, best_q = (angle, cand), q
+        angle, lines = best
+        if angle:
+            lines = _unrotate(lines, angle, gw, gh)
+    return [Line(l.text, [(x * sx, y * sy) for x, y in l.box], l.score) for l in lines]
+
+
+def answer(received: list[Received], state: EmulatorState, task: OcrTask, *, schema: dict | None = None,
+           prompt: str | None = None, with_ocr_result: bool = True) -> Answer:
+    """Run the engine on every image and derive the task's answer (rules: emulator/layout.py)."""
+    started = time.perf_counter()
+    rows: layout.Rows = []
+    words: list[dict] = []
+    all_lines: list[Line] = []
+    for rec in received:
+        lines = read_lines(rec, state)
+        all_lines.extend(lines)
+        image_rows = layout.reading_order(lines)
+        rows.extend(image_rows)
+        if task is OcrTask.ADVANCED_RECOGNITION:
+            words.extend(layout.words_info(image_rows))
+    ocr_result = None
+    if task is OcrTask.ADVANCED_RECOGNITION:
+        w, h = received[0].img.size
+        text = layout.advanced_text(words, w, h)
+        ocr_result = {"words_info": words}
+    elif task is OcrTask.KEY_INFORMATION_EXTRACTION:
+        kv = layout.fill_schema(schema, rows) if schema else layout.free_pairs(rows)
+        text = layout.json_text(kv)
+        ocr_result = {"kv_result": kv}
+    elif task is OcrTask.TABLE_PARSING:
+        text = layout.table_html(rows)
+    elif task is OcrTask.DOCUMENT_PARSING:
+        text = layout.document_latex(rows)
+    elif task is OcrTask.FORMULA_RECOGNITION:
+        text = layout.formula_latex(rows)
+    elif task is OcrTask.CUSTOM and prompt and _prompt_schema(prompt) is not None:
+        text = layout.json_text(layout.fill_schema(_prompt_schema(prompt), rows))
+    else:
+        text = layout.rows_text(rows)
+    if task is OcrTask.CUSTOM:
+        prompt_tokens = text_tokens(prompt) + CHAT_OVERHEAD_TOKENS
+    else:
+        from airflow_provider_qwenocr.ocr.tasks import prompt_for
+
+        prompt_tokens = text_tokens(prompt_for(task, result_schema=schema)) + CHAT_OVERHEAD_TOKENS
+    return Answer(
+        text=text,
+        ocr_result=ocr_result if with_ocr_result else None,
+        image_tokens=sum(r.tokens for r in received),
+        prompt_tokens=prompt_tokens,
+        output_tokens=max(1, text_tokens(text)),
+        ocr_seconds=time.perf_counter() - started,
+        lines=all_lines,
+    )
+
+
+def _prompt_schema(prompt: str) -> dict | None:
+    """A custom prompt that embeds a JSON object (a field template) is answered like KIE with that schema."""
+    if "{" not in prompt:
+        return None
+    value = parse_json_loose(prompt[prompt.index("{"):])
+    return value if isinstance(value, dict) and value else None
+
+
+__all__ = ["ApiError", "Answer", "Received", "answer", "inspect", "receive", "text_tokens"]
