@@ -1,0 +1,92 @@
+"""Idempotent loads into SQLite (embedded) and a real local Postgres, the typed KIE table and the ledger."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
+from airflow_provider_qwenocr.warehouse.loader import load_results, run_ledger
+from airflow_provider_qwenocr.warehouse.tables import row_cost
+from airflow_provider_qwenocr.warehouse.tasks import query, warehouse_hook
+
+SCHEMA = {"发票号码": "", "金额": {"合计金额": "number: total"}, "开票日期": "date:"}
+
+
+def _row(n: int, task="text_recognition", kv=None, status="ok", tokens=(1000, 20)) -> dict:
+    sha = f"{n:064x}"
+    res = OcrResult(source=f"/docs/doc{n}.png", task=task, model="qwen-vl-ocr", status=status, sha256=sha,
+                    key=idempotency_key(sha, task, "qwen-vl-ocr"), text=f"text {n}", kv=kv,
+                    usage=Usage(tokens[0], tokens[1], tokens[0] - 20, sum(tokens)))
+    return res.to_row()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def hook(request, tmp_path, monkeypatch):
+    if request.param == "sqlite":
+        monkeypatch.setenv("AIRFLOW_CONN_WH_TEST", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")}))
+        return warehouse_hook("wh_test")
+    return warehouse_hook(request.getfixturevalue("pg_warehouse"))
+
+
+def test_reload_adds_no_rows_and_bills_once(hook):
+    rows = [_row(1), _row(2), _row(3, status="error", tokens=(0, 0))]
+    first = load_results(hook, rows, dag_id="d", run_id="r1")
+    assert (first.n_rows, first.n_new, first.n_updated, first.n_billed) == (3, 3, 0, 2)
+    assert first.usage["total_tokens"] == 2 * 1020
+    expected = row_cost(rows[0])
+    assert first.cost["cny"] == pytest.approx(2 * expected["cny"]) and first.cost["cny"] > 0
+
+    again = load_results(hook, rows, dag_id="d", run_id="r1")  # a retried load task
+    later = load_results(hook, rows, dag_id="d", run_id="r2")  # a new run over the same documents
+    assert (again.n_new, again.n_billed, later.n_new, later.n_billed) == (0, 0, 0, 0)
+    assert query(hook, 'SELECT COUNT(*) AS n FROM "ocr_results"')[0]["n"] == 3
+    got = {r["key"]: r for r in query(hook, 'SELECT * FROM "ocr_results"')}
+    assert got[rows[0]["key"]]["first_run_id"] == "r1" and got[rows[0]["key"]]["last_run_id"] == "r2"
+    assert got[rows[2]["key"]]["status"] == "error"
+
+    ledger = {r["run_id"]: r for r in run_ledger(hook, dag_id="d")}
+    assert ledger["r1"]["n_billed"] == 2 and ledger["r1"]["total_tokens"] == 2040
+    assert "r2" not in ledger  # nothing new, nothing billed
+
+
+def test_error_row_replaced_by_later_success_and_billed_then(hook):
+    bad = _row(7, status="error", tokens=(0, 0))
+    load_results(hook, [bad], dag_id="d", run_id="r1")
+    good = _row(7)
+    rep = load_results(hook, [good], dag_id="d", run_id="r2")
+    assert (rep.n_new, rep.n_billed) == (0, 1)
+    row = query(hook, 'SELECT "status", "first_run_id" FROM "ocr_results"')[0]
+    assert row == {"status": "ok", "first_run_id": "r1"}
+
+
+def test_batch_rows_cost_half(hook):
+    rt = load_results(hook, [_row(1)], dag_id="d", run_id="rt")
+    bt = load_results(hook, [_row(2)], dag_id="d", run_id="bt", mode="batch")
+    assert bt.cost["usd"] == pytest.approx(rt.cost["usd"] / 2)
+    assert {r["mode"] for r in run_ledger(hook, run_id="bt")} == {"batch"}
+
+
+def test_kie_table_typed_and_null_for_unread(hook):
+    kie = "key_information_extraction"
+    rows = [_row(1, kie, {"发票号码": "31245678", "金额": {"合计金额": "¥128.50"}, "开票日期": "2026-03-14"}),
+            _row(2, kie, {"发票号码": None, "金额": {"合计金额": "12?.00"}, "开票日期": "2026-04-02"}),
+            _row(3)]  # text recognition: not a KIE row
+    rep = load_results(hook, rows, dag_id="d", run_id="r1", result_schema=SCHEMA)
+    assert rep.n_kie == 2
+    got = {r["source"]: r for r in query(hook, 'SELECT * FROM "ocr_kie"')}
+    assert set(got) == {"/docs/doc1.png", "/docs/doc2.png"}
+    assert got["/docs/doc1.png"]["发票号码"] == "31245678"
+    assert got["/docs/doc1.png"]["金额__合计金额"] == pytest.approx(128.5)
+    assert str(got["/docs/doc1.png"]["开票日期"]) == "2026-03-14"
+    assert got["/docs/doc2.png"]["发票号码"] is None and got["/docs/doc2.png"]["金额__合计金额"] is None
+
+
+def test_new_schema_field_adds_a_column(hook):
+    kie = "key_information_extraction"
+    load_results(hook, [_row(1, kie, {"发票号码": "1"})], run_id="r1", result_schema={"发票号码": ""})
+    load_results(hook, [_row(2, kie, {"发票号码": "2", "车次": "G1"})], run_id="r2",
+                 result_schema={"发票号码": "", "车次": ""})
+    got = {r["source"]: r for r in query(hook, 'SELECT * FROM "ocr_kie"')}
+    assert got["/docs/doc2.png"]["车次"] == "G1" and got["/docs/doc1.png"]["车次"] is None
