@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter, read_results
@@ -60,38 +58,18 @@ def test_cache_ignores_torn_file(tmp_path):
     assert cache.get("abcd") is None
 
 
-@pytest.fixture(scope="module")
-def moto_s3():
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(moto_s3, monkeypatch):
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"region_name": "us-east-1", "endpoint_url": moto_s3}}
-    monkeypatch.setenv("AIRFLOW_CONN_QWENOCR_STORE_S3", json.dumps(conn))
+def test_s3_writer_reader_and_cache(s3_conn, s3_bucket):
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    hook = S3Hook(aws_conn_id="qwenocr_store_s3")
-    if not hook.check_for_bucket("qwenocr-results"):
-        hook.create_bucket(bucket_name="qwenocr-results")
-    return hook
-
-
-def test_s3_writer_reader_and_cache(s3):
-    uri = "s3://qwenocr-results/run1/part.jsonl"
-    with ResultsWriter(uri, aws_conn_id="qwenocr_store_s3") as w:
+    s3 = S3Hook(aws_conn_id=s3_conn)
+    uri = f"s3://{s3_bucket}/run1/part.jsonl"
+    with ResultsWriter(uri, aws_conn_id=s3_conn) as w:
         w.write(_ok("a.png", "k1"))
         w.write(_ok("b.png", "k2"))
-        assert not s3.check_for_key("run1/part.jsonl", bucket_name="qwenocr-results")
-    assert [r["key"] for r in read_results(uri, aws_conn_id="qwenocr_store_s3")] == ["k1", "k2"]
-    cache = ResultCache("s3://qwenocr-results/cache", aws_conn_id="qwenocr_store_s3")
+        assert not s3.check_for_key("run1/part.jsonl", bucket_name=s3_bucket)
+    assert [r["key"] for r in read_results(uri, aws_conn_id=s3_conn)] == ["k1", "k2"]
+    cache = ResultCache(f"s3://{s3_bucket}/cache", aws_conn_id=s3_conn)
     assert cache.get("cafe01") is None
     cache.put(_ok("a.png", "cafe01"))
-    assert s3.check_for_key("cache/ca/cafe01.json", bucket_name="qwenocr-results")
+    assert s3.check_for_key("cache/ca/cafe01.json", bucket_name=s3_bucket)
     assert cache.get("cafe01")["source"] == "a.png"

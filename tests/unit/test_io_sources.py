@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
-
 import pytest
 from PIL import Image
 
@@ -91,41 +89,27 @@ def test_corrupt_pdf_is_an_error_source_not_a_crash(tmp_path):
 # -- s3 via moto ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_s3():
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3_conn(moto_s3, monkeypatch):
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"region_name": "us-east-1", "endpoint_url": moto_s3}}
-    monkeypatch.setenv("AIRFLOW_CONN_QWENOCR_TEST_S3", json.dumps(conn))
+def s3_images(s3_conn, s3_bucket):
+    """Images under a prefix on moto S3 (fixtures s3_conn / s3_bucket from tests/fixtures/s3.py)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    hook = S3Hook(aws_conn_id="qwenocr_test_s3")
-    bucket = "qwenocr-sources"
-    if not hook.check_for_bucket(bucket):
-        hook.create_bucket(bucket_name=bucket)
+    hook = S3Hook(aws_conn_id=s3_conn)
     for key, color in (("in/one.png", (1, 1, 1)), ("in/sub/two.jpg", (2, 2, 2)), ("in/readme.md", None),
                        ("inbox/other.png", (3, 3, 3))):
         data = b"# readme" if color is None else _png(color)
-        hook.load_bytes(data, key=key, bucket_name=bucket, replace=True)
-    return "qwenocr_test_s3"
+        hook.load_bytes(data, key=key, bucket_name=s3_bucket, replace=True)
+    return s3_conn, s3_bucket
 
 
-def test_s3_prefix_key_and_glob(s3_conn):
-    srcs = expand_sources("s3://qwenocr-sources/in", aws_conn_id=s3_conn)
-    assert [s.uri for s in srcs] == ["s3://qwenocr-sources/in/one.png", "s3://qwenocr-sources/in/sub/two.jpg"]
+def test_s3_prefix_key_and_glob(s3_images):
+    conn, b = s3_images
+    srcs = expand_sources(f"s3://{b}/in", aws_conn_id=conn)
+    assert [s.uri for s in srcs] == [f"s3://{b}/in/one.png", f"s3://{b}/in/sub/two.jpg"]
     assert Image.open(io.BytesIO(srcs[0].read())).getpixel((0, 0)) == (1, 1, 1)
-    single = expand_sources("s3://qwenocr-sources/inbox/other.png", aws_conn_id=s3_conn)
-    assert [s.uri for s in single] == ["s3://qwenocr-sources/inbox/other.png"]
-    globbed = expand_sources("s3://qwenocr-sources/in*/*.png", aws_conn_id=s3_conn)
-    assert [s.uri for s in globbed] == ["s3://qwenocr-sources/in/one.png", "s3://qwenocr-sources/inbox/other.png"]
+    single = expand_sources(f"s3://{b}/inbox/other.png", aws_conn_id=conn)
+    assert [s.uri for s in single] == [f"s3://{b}/inbox/other.png"]
+    globbed = expand_sources(f"s3://{b}/in*/*.png", aws_conn_id=conn)
+    assert [s.uri for s in globbed] == [f"s3://{b}/in/one.png", f"s3://{b}/inbox/other.png"]
     with pytest.raises(NoSourcesError):
-        expand_sources("s3://qwenocr-sources/nothing-here/", aws_conn_id=s3_conn)
+        expand_sources(f"s3://{b}/nothing-here/", aws_conn_id=conn)
