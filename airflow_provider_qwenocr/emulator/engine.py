@@ -56,6 +56,11 @@ class Line:
         return self.y1 - self.y0
 
 
+# Detection on the image as-is, shrunk only when its long side exceeds 1280 px. rapidocr's default
+# ("min" side to 736 px) upscales a 600x200 snippet to ~2200x736 and costs 6x the time for nothing.
+RAPIDOCR_PARAMS = {"Global.log_level": "warning", "Det.limit_type": "max", "Det.limit_side_len": 1280}
+
+
 class RapidOcrEngine:
     name = "rapidocr"
 
@@ -75,7 +80,7 @@ class RapidOcrEngine:
                             "the rapidocr engine needs the 'emulator' extra: "
                             "pip install 'airflow-provider-qwenocr[emulator]' (or use --engine echo)"
                         ) from exc
-                    self._ocr = RapidOCR(params={"Global.log_level": "warning"})
+                    self._ocr = RapidOCR(params=RAPIDOCR_PARAMS)
         return self._ocr
 
     def warm_up(self) -> None:

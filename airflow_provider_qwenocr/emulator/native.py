@@ -7,7 +7,8 @@ text (a fixed prompt is recognised with ``ocr.tasks.task_from_prompt``; anything
 
 Errors: auth (401) and quota/fault errors (429/500) are plain HTTP responses in both modes; request and
 content errors (400) are plain JSON without SSE, and an ``event:error`` (``:HTTP_STATUS/400``) in an HTTP 200
-stream with ``X-DashScope-SSE: enable`` — as the real service does. While streaming, ``finish_reason`` is the
+stream — as the real service does. Streaming is on with ``X-DashScope-SSE: enable`` (the SDK) or
+``Accept: text/event-stream`` (the recorded raw HTTP call). While streaming, ``finish_reason`` is the
 string ``"null"``; with ``incremental_output`` each event carries only new text and the last event has empty
 content and ``finish_reason: "stop"``; without it every event carries the whole text so far. Usage is
 cumulative in every event. The ``ocr_result`` rides on the last event that carries content.
@@ -177,7 +178,8 @@ def error_stream(err: ApiError, request_id: str) -> Response:
 async def run_native(request: Request, state: EmulatorState) -> Response:
     rid = request.state.request_id
     state.check_auth(request)
-    stream = request.headers.get("x-dashscope-sse", "").lower() == "enable"
+    stream = (request.headers.get("x-dashscope-sse", "").lower() == "enable"
+              or "text/event-stream" in request.headers.get("accept", "").lower())
     try:
         try:
             body = await request.json()
