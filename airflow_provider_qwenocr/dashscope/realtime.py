@@ -152,8 +152,8 @@ class RealtimeClient:
 
     # -- one HTTP attempt ----------------------------------------------------------------------------
 
-    def _call_once(self, model: str, messages: list[dict], options: dict | None, tokens: int):
-        if self.limiter is not None:
+    def _call_once(self, model: str, messages: list[dict], options: dict | None, tokens: int, *, charge: bool = True):
+        if self.limiter is not None and charge:
             self.limiter.acquire(tokens)
         from dashscope import MultiModalConversation
 
@@ -185,10 +185,21 @@ class RealtimeClient:
         return response
 
     def call(self, model: str, messages: list[dict], options: dict | None = None, *, tokens: int = 0):
-        """One request with retries: the SDK response, or the last typed error raised."""
+        """One request with retries: the SDK response, or the last typed error raised.
+
+        Every attempt waits for the rate limiter, except the retry of a request the service throttled
+        (429): a rejected request consumed no quota, so its retry reuses the slot it was already charged
+        (after the backoff / Retry-After wait). Without this, a 20 % throttle rate would cap the pipe at
+        80 % of the quota.
+        """
+        charge = True
         for attempt in retrying(self.config.max_retries, self.config.max_retry_seconds, sleep=self._sleep):
             with attempt:
-                return self._call_once(model, messages, options, tokens)
+                try:
+                    return self._call_once(model, messages, options, tokens, charge=charge)
+                except QwenOcrError as exc:
+                    charge = exc.status_code != 429
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
 
     # -- public API ----------------------------------------------------------------------------------

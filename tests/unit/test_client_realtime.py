@@ -242,9 +242,22 @@ def test_key_never_in_logs_errors_or_rows(stub, caplog):
 def test_limiter_is_consulted_per_attempt(stub):
     from airflow_provider_qwenocr.dashscope.limits import RateLimiter
 
-    stub.respond((429, None, error_body("Throttling", "x")), (200, None, ok_body()))
+    stub.respond((500, None, error_body("InternalError", "x")), (200, None, ok_body()))
     lim = RateLimiter(rpm=None, tpm=None)
     client = make_client(stub.base_url, limiter=lim)
     prep = prepare_image(png(), get_model(None))
     client.recognize(prep)
-    assert lim.acquired == 2  # the retry is a new request: it waits for the budget again
+    assert lim.acquired == 2  # the retry of a served request is a new request: it waits for the budget
+    per_call = lim.tokens_acquired // 2  # image tokens (smart_resize) + prompt + output allowance
+    assert lim.tokens_acquired % 2 == 0 and per_call > prep.tokens + 512
+
+
+def test_retry_after_throttling_reuses_its_slot(stub):
+    from airflow_provider_qwenocr.dashscope.limits import RateLimiter
+
+    stub.respond((429, None, error_body("Throttling.RateQuota", "x")), (429, None, error_body("Throttling", "y")),
+                 (200, None, ok_body()))
+    lim = RateLimiter(rpm=None, tpm=None)
+    make_client(stub.base_url, limiter=lim).recognize(prepare_image(png(), get_model(None)))
+    assert len(stub.requests) == 3
+    assert lim.acquired == 1  # a throttled request consumed no quota: its retries reuse the slot
