@@ -118,7 +118,7 @@ class QwenOcrOperator(BaseOperator):
     def hook(self) -> QwenOcrHook:
         from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 
-        return QwenOcrHook(conn_id=self.conn_id)
+        return QwenOcrHook(conn_id=self.conn_id, max_concurrency=max(1, int(self.max_concurrency)))
 
     # -- execution --------------------------------------------------------------------------------
 
