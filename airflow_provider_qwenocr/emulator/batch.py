@@ -214,7 +214,7 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
         outcome = str(_knob(state, "batch_outcome", "complete"))
         bid = batch["id"]
         lines, errors = validate_input(store.content[batch["input_file_id"]], batch["endpoint"])
-        await asyncio.sleep(seconds * 0.1)
+        await _pause(bid, seconds * 0.1)
         if bid in store.cancel_requested:
             return _finish_cancel(batch, [], [], lines)
         if errors:
@@ -224,7 +224,9 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
         batch["request_counts"]["total"] = len(lines)
         started = time.monotonic()
         if outcome == "fail":
-            await asyncio.sleep(seconds * 0.4)
+            await _pause(bid, seconds * 0.4)
+            if bid in store.cancel_requested:
+                return _finish_cancel(batch, [], [], lines)
             batch.update(status="failed", failed_at=_now(), errors={"object": "list", "data": [
                 {"code": "internal_error", "message": "the batch failed (emulated --batch-outcome fail)",
                  "param": None, "line": None}]})
@@ -238,10 +240,7 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
             out = await asyncio.to_thread(_answer_line, line)
             (failed if out["error"] else done).append(out)
             batch["request_counts"]["completed" if not out["error"] else "failed"] += 1
-        remaining = seconds * 0.8 - (time.monotonic() - started)
-        while remaining > 0 and bid not in store.cancel_requested:
-            await asyncio.sleep(min(remaining, 0.05))
-            remaining = seconds * 0.8 - (time.monotonic() - started)
+        await _pause(bid, seconds * 0.8 - (time.monotonic() - started))
         if bid in store.cancel_requested:
             return _finish_cancel(batch, done, failed, lines)
         if outcome == "expire":
@@ -257,6 +256,12 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
         if bid in store.cancel_requested:  # a cancel during finalizing is too late: it completes
             store.cancel_requested.discard(bid)
         batch.update(status="completed", completed_at=_now())
+
+    async def _pause(bid: str, seconds: float) -> None:
+        """Sleep, but wake up within 50 ms of a cancel request (a cancel should not wait out the stage)."""
+        end = time.monotonic() + seconds
+        while bid not in store.cancel_requested and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
 
     def _finish_cancel(batch: dict, done: list[dict], failed: list[dict], lines: list[dict]) -> None:
         finished = {x["custom_id"] for x in done + failed}

@@ -117,6 +117,16 @@ def validate_execute_complete_event(event: Any) -> dict[str, Any]:
     return event
 
 
+def skip_exception(message: str) -> Exception:
+    """``AirflowSkipException`` from the module ``_compat`` took ``AirflowException`` from (sdk on 3.x)."""
+    import importlib
+
+    from airflow_provider_qwenocr._compat import AirflowException
+
+    module = importlib.import_module(AirflowException.__module__)
+    return getattr(module, "AirflowSkipException")(message)
+
+
 def compact_batch(batch: dict[str, Any]) -> dict[str, Any]:
     """The fields decisions and landing need: small enough for trigger events and XCom."""
     keys = ("id", "status", "request_counts", "output_file_id", "error_file_id", "errors", "input_file_id")

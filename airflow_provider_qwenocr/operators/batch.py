@@ -25,6 +25,7 @@ from airflow_provider_qwenocr._compat import AirflowException, BaseOperator, Con
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
+    skip_exception,
     evaluate_batch_counts,
     validate_execute_complete_event,
 )
@@ -208,9 +209,7 @@ class QwenOcrBatchOperator(BaseOperator):
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
         verdict = evaluate_batch_counts(batches, self.fail_on_partial_error) if evaluate else None
         if verdict is not None and not verdict.should_land and verdict.action == "skip":
-            from airflow.exceptions import AirflowSkipException
-
-            raise AirflowSkipException(verdict.message)
+            raise skip_exception(verdict.message)
         summary = self.hook.download_batch_results(
             self.batch_ids, output_uri=self.output_uri, manifest_uri=self.manifest_uri, batches=batches,
             aws_conn_id=self.aws_conn_id,

@@ -23,6 +23,7 @@ from airflow_provider_qwenocr._compat import AirflowException, BaseSensorOperato
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
+    skip_exception,
     evaluate_batch_counts,
     validate_execute_complete_event,
 )
@@ -135,9 +136,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(ids)]
         verdict = evaluate_batch_counts(batches, self.fail_on_partial_error)
         if verdict.action == "skip":
-            from airflow.exceptions import AirflowSkipException
-
-            raise AirflowSkipException(verdict.message)
+            raise skip_exception(verdict.message)
         result: dict[str, Any] = {"batch_ids": ids, "verdict": verdict.action, "counts": verdict.counts,
                                   "statuses": verdict.statuses}
         if self.output_uri and verdict.should_land:

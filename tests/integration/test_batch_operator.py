@@ -1,0 +1,216 @@
+"""QwenOcrBatchOperator against the emulator: execute()/trigger.run()/execute_complete() called directly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+from airflow.exceptions import AirflowSkipException, TaskDeferred
+
+from airflow_provider_qwenocr._compat import AirflowException
+from airflow_provider_qwenocr.dashscope.batch import BatchRegionError
+from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchLimits
+from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+from airflow_provider_qwenocr.io.results_store import read_results
+from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
+from tests.integration.batch_support import FakeTI, conn_env, png, red_png, start_server, wait_status
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = start_server(batch_seconds=0.4)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def conn(server, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_DEFAULT", conn_env(server.base_url))
+    return "dashscope_default"
+
+
+@pytest.fixture
+def images(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.png").write_bytes(png("alpha"))
+    (d / "b.png").write_bytes(png("beta", size=(260, 80)))
+    (d / "c.png").write_bytes(png("gamma", size=(180, 60)))
+    return d
+
+
+def run_deferred(op, ctx):
+    """What the triggerer + resumed worker do: execute → TaskDeferred → trigger.run() → execute_complete."""
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    trigger = deferred.value.trigger
+    events = asyncio.run(_collect(trigger))
+    assert len(events) == 1, events  # exactly one terminal event
+    return deferred.value, events[0].payload
+
+
+async def _collect(trigger):
+    return [e async for e in trigger.run()]
+
+
+def make_op(images, tmp_path, **kw):
+    kw.setdefault("deferrable", False)
+    kw.setdefault("poll_interval", 0.1)
+    return QwenOcrBatchOperator(task_id="ocr_batch", images=str(images), output_uri=str(tmp_path / "out" / "r.jsonl"),
+                                **kw)
+
+
+def test_blocking_completed_lands_rows_and_pushes_ids(conn, images, tmp_path, server):
+    (images / "broken.png").write_bytes(b"this is not an image")
+    ti = FakeTI()
+    summary = make_op(images, tmp_path).execute({"ti": ti})
+    assert ti.xcom["batch_ids"] == summary["batch_ids"] and len(summary["batch_ids"]) == 1
+    assert ti.xcom["manifest_uri"].endswith("r.manifest.jsonl")
+    assert (summary["n_images"], summary["n_ok"], summary["n_failed"]) == (4, 3, 1)
+    assert summary["verdict"] == "success"
+    rows = {r["source"].rsplit("/", 1)[-1]: r for r in read_results(summary["results_uri"])}
+    assert set(rows) == {"a.png", "b.png", "c.png", "broken.png"}
+    assert rows["broken.png"]["status"] == "error" and rows["broken.png"]["error"]["code"] == "InvalidImage"
+    ok = rows["a.png"]
+    assert ok["status"] == "ok" and ok["text"] and ok["task"] == "text_recognition" and ok["sha256"]
+    assert summary["usage"]["input_tokens"] == sum(r["usage"]["input_tokens"] for r in rows.values())
+    full = get_model("qwen-vl-ocr").price().cost(summary["usage"]["input_tokens"], summary["usage"]["output_tokens"])
+    assert summary["cost"]["usd"] == pytest.approx(full["usd"] / 2, abs=1e-7)
+    assert "text" not in json.dumps(summary)  # XCom carries no rows
+
+
+def test_split_at_line_limit_creates_several_batches(conn, images, tmp_path):
+    ti = FakeTI()
+    summary = make_op(images, tmp_path, batch_limits=BatchLimits(max_lines=2)).execute({"ti": ti})
+    assert len(summary["batch_ids"]) == 2 and ti.xcom["batch_ids"] == summary["batch_ids"]
+    assert summary["n_ok"] == 3
+
+
+def test_deferrable_completed(conn, images, tmp_path):
+    ti = FakeTI()
+    op = make_op(images, tmp_path, deferrable=True, timeout=120, poll_interval=0.1)
+    before = time.time()
+    deferred, event = run_deferred(op, {"ti": ti})
+    _, kwargs = deferred.trigger.serialize()
+    assert before + 120 <= kwargs["end_time"] <= time.time() + 120  # absolute deadline from defer time
+    assert deferred.timeout.total_seconds() > 120  # framework timeout later than the trigger's own
+    assert event["status"] == "success" and event["batch_ids"] == ti.xcom["batch_ids"]
+    fresh = make_op(images, tmp_path, deferrable=True)  # the resumed task is a new instance
+    summary = fresh.execute_complete({"ti": ti}, event, **deferred.kwargs)
+    assert summary["n_ok"] == 3 and summary["batch_ids"] == event["batch_ids"]
+
+
+def test_partial_failure_policy(conn, images, tmp_path):
+    (images / "red.png").write_bytes(red_png())
+    summary = make_op(images, tmp_path).execute({"ti": FakeTI()})
+    assert summary["verdict"] == "partial" and (summary["n_ok"], summary["n_failed"]) == (3, 1)
+    assert summary["failed"][0]["code"] == "DataInspectionFailed"
+
+    op = make_op(images, tmp_path / "strict", fail_on_partial_error=True, deferrable=True)
+    deferred, event = run_deferred(op, {"ti": FakeTI()})
+    with pytest.raises(AirflowException, match="partial failure"):
+        op.execute_complete({}, event, **deferred.kwargs)
+    rows = list(read_results(str(tmp_path / "strict" / "out" / "r.jsonl")))  # billed results still landed
+    assert len(rows) == 4
+
+
+@pytest.mark.parametrize("outcome", ["fail", "expire"])
+def test_failed_and_expired_batches(monkeypatch, images, tmp_path, outcome):
+    srv = start_server(batch_seconds=0.4, batch_outcome=outcome)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_DEFAULT", conn_env(srv.base_url))
+        op = make_op(images, tmp_path)
+        if outcome == "fail":
+            with pytest.raises(AirflowException, match="batch failed"):
+                op.execute({"ti": FakeTI()})
+        else:
+            summary = op.execute({"ti": FakeTI()})
+            assert summary["verdict"] == "partial"
+            codes = sorted((r["error"] or {}).get("code", "ok") for r in read_results(summary["results_uri"]))
+            assert codes == ["batch_expired", "batch_expired", "ok"]
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def slow(monkeypatch):
+    srv = start_server(batch_seconds=30)
+    monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_DEFAULT", conn_env(srv.base_url))
+    yield srv
+    srv.stop()
+
+
+def test_blocking_timeout_cancels(slow, images, tmp_path):
+    ti = FakeTI()
+    op = make_op(images, tmp_path, timeout=0.5)
+    with pytest.raises(AirflowException, match="not finished"):
+        op.execute({"ti": ti})
+    hook = QwenOcrHook()
+    (bid,) = ti.xcom["batch_ids"]
+    assert wait_status(hook, bid, {"cancelled"})["cancelled_at"]
+
+
+def test_deferred_timeout_cancels(slow, images, tmp_path):
+    ti = FakeTI()
+    op = make_op(images, tmp_path, deferrable=True, timeout=0.5)
+    deferred, event = run_deferred(op, {"ti": ti})
+    assert (event["status"], event["reason"]) == ("timeout", "timeout")
+    assert event["cancelled"] == ti.xcom["batch_ids"]  # the trigger cancelled on its way out
+    with pytest.raises(AirflowException, match="timeout"):
+        make_op(images, tmp_path, deferrable=True).execute_complete({}, event, **deferred.kwargs)
+    wait_status(QwenOcrHook(), ti.xcom["batch_ids"][0], {"cancelled"})
+
+
+def test_kill_cancels_running_and_deferred(slow, images, tmp_path):
+    ti = FakeTI()
+    op = make_op(images, tmp_path, timeout=60)
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            op.execute({"ti": ti})
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    deadline = time.time() + 20
+    while "batch_ids" not in ti.xcom:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    op.on_kill()
+    worker.join(timeout=20)
+    assert not worker.is_alive()
+    hook = QwenOcrHook()
+    wait_status(hook, ti.xcom["batch_ids"][0], {"cancelled"})
+    assert errors and isinstance(errors[0], AirflowSkipException)  # cancelled before anything completed
+
+    ti2 = FakeTI()
+    op2 = make_op(images, tmp_path / "2", deferrable=True, timeout=60)
+    with pytest.raises(TaskDeferred) as deferred:
+        op2.execute({"ti": ti2})
+    asyncio.run(deferred.value.trigger.on_kill())  # Airflow 3.3+: user kills the deferred task
+    wait_status(hook, ti2.xcom["batch_ids"][0], {"cancelled"})
+
+
+def test_region_without_ocr_batch_refused_before_upload(monkeypatch, images, tmp_path, server):
+    monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_DEFAULT", json.dumps(
+        {"conn_type": "dashscope", "password": "sk-x", "extra": {"region": "ap-southeast-1"}}))
+    uploads = server.file_uploads()
+    with pytest.raises(BatchRegionError, match="ap-southeast-1"):
+        make_op(images, tmp_path).execute({"ti": FakeTI()})
+    assert server.file_uploads() == uploads
+
+
+def test_no_wait_returns_ids_only(conn, images, tmp_path):
+    ti = FakeTI()
+    out = make_op(images, tmp_path, wait_for_completion=False).execute({"ti": ti})
+    assert out["batch_ids"] == ti.xcom["batch_ids"] and out["n_requests"] == 3
+    assert "n_ok" not in out
+    assert QwenOcrBatchOperator(task_id="t", images="x").retries == 0  # documented safe default
