@@ -214,3 +214,19 @@ def test_no_wait_returns_ids_only(conn, images, tmp_path):
     assert out["batch_ids"] == ti.xcom["batch_ids"] and out["n_requests"] == 3
     assert "n_ok" not in out
     assert QwenOcrBatchOperator(task_id="t", images="x").retries == 0  # documented safe default
+
+
+def test_batch_lines_go_through_the_real_ocr_engine(emulator_conn, tmp_path):
+    """Same rapidocr path as realtime: the words come back, the red inspection image fails its line only."""
+    from conftest import REPO
+
+    docs = REPO / "tests" / "data" / "docs"
+    images = [str(docs / "paragraph_en.png"), str(docs / "inspection_red.png")]
+    op = QwenOcrBatchOperator(task_id="ocr_batch", images=images, output_uri=str(tmp_path / "r.jsonl"),
+                              deferrable=False, poll_interval=0.2)
+    summary = op.execute({"ti": FakeTI()})
+    rows = {r["source"].rsplit("/", 1)[-1]: r for r in read_results(summary["results_uri"])}
+    text = rows["paragraph_en.png"]["text"].lower()
+    assert "quarterly" in text and "warehouse" in text
+    assert rows["inspection_red.png"]["error"]["code"] == "DataInspectionFailed"
+    assert summary["verdict"] == "partial"
