@@ -33,7 +33,8 @@ from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 
 log = logging.getLogger(__name__)
 
-MAX_FAILED_IN_SUMMARY = 20
+MAX_FAILED_IN_SUMMARY = 20  # failures named in XCom
+MAX_FAILED_KEPT = 50  # failures named in the log (memory stays flat however many images fail)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class RunSummary:
     n_cached: int = 0
     usage: Usage = field(default_factory=Usage)
     cost: dict[str, float] = field(default_factory=lambda: {"usd": 0.0, "cny": 0.0})
-    failed: list[dict[str, str]] = field(default_factory=list)  # every failure: {source, code, error}
+    failed: list[dict[str, str]] = field(default_factory=list)  # first failures: {source, code, error}
 
     def add(self, result: OcrResult, *, cached: bool) -> None:
         self.n_images += 1
@@ -79,8 +80,9 @@ class RunSummary:
         else:
             self.n_failed += 1
             err = result.error
-            self.failed.append({"source": result.source, "code": err.code if err else "Unknown",
-                                "error": err.message if err else ""})
+            if len(self.failed) < MAX_FAILED_KEPT:  # the rest are error rows in the results file
+                self.failed.append({"source": result.source, "code": err.code if err else "Unknown",
+                                    "error": err.message if err else ""})
         if cached:
             self.n_cached += 1
             return  # a cached row was paid for by an earlier run: this run's usage and cost exclude it

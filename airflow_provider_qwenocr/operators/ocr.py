@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from airflow_provider_qwenocr.io.runner import OcrJob, RunSummary
     from airflow_provider_qwenocr.io.sources import Source
 
-MAX_FAILED_IN_LOG = 50
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
@@ -261,10 +260,10 @@ class QwenOcrOperator(BaseOperator):
         )
         if summary.failed:
             self.log.warning("%d image(s) failed:", summary.n_failed)
-            for f in summary.failed[:MAX_FAILED_IN_LOG]:
+            for f in summary.failed:
                 self.log.warning("  %s: %s: %s", f["source"], f["code"], f["error"])
-            if summary.n_failed > MAX_FAILED_IN_LOG:
-                self.log.warning("  ... and %d more (see error rows in %s)", summary.n_failed - MAX_FAILED_IN_LOG,
+            if summary.n_failed > len(summary.failed):
+                self.log.warning("  ... and %d more (see error rows in %s)", summary.n_failed - len(summary.failed),
                                  output_uri)
 
     # -- lineage ----------------------------------------------------------------------------------

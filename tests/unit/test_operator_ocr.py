@@ -253,3 +253,16 @@ def test_no_io_in_init_and_templated_fields():
     op = QwenOcrOperator(task_id="t", images="s3://nowhere/{{ ds }}/", conn_id="does_not_exist")
     assert {"images", "output_uri", "result_schema", "conn_id", "task", "model"} <= set(op.template_fields)
     assert "hook" not in op.__dict__
+
+
+def test_openlineage_facets_name_sources_and_results(folder, tmp_path):
+    op = _op(FakeClient(), images=str(folder), output_uri=str(tmp_path / "r.jsonl"))
+    op.execute(_context(tmp_path))
+    lineage = op.get_openlineage_facets_on_complete(None)
+    try:
+        import airflow.providers.openlineage  # noqa: F401
+    except ImportError:
+        assert lineage is None  # optional provider absent: no facets, no error
+        return
+    assert [d.name for d in lineage.outputs] == [str(tmp_path / "r.jsonl")]
+    assert [d.name for d in lineage.inputs] == [str(folder)]

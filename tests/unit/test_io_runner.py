@@ -1,0 +1,70 @@
+"""The OCR loop without Airflow: bounded in-flight images (memory does not grow with the input), summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from airflow_provider_qwenocr.io.results_store import ResultsWriter, read_results
+from airflow_provider_qwenocr.io.runner import MAX_FAILED_KEPT, OcrJob, run
+from airflow_provider_qwenocr.io.sources import Source
+from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
+from tests.unit.test_operator_ocr import _png
+
+
+class Counting:
+    """Counts bytes read but not yet written: the images the loop holds at once."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.read = self.written = self.peak = 0
+
+    def reader(self, data):
+        def read():
+            with self.lock:
+                self.read += 1
+                self.peak = max(self.peak, self.read - self.written)
+            return data
+
+        return read
+
+
+class SlowClient:
+    def recognize(self, image, *, task, source=None, model=None, **kw):
+        time.sleep(0.002)
+        return OcrResult(source=source, task=task, model=model, text="t", usage=Usage(10, 1, 8, 11))
+
+
+class CountingWriter(ResultsWriter):
+    def __init__(self, uri, counter):
+        super().__init__(uri)
+        self.counter = counter
+
+    def write(self, result):
+        super().write(result)
+        with self.counter.lock:
+            self.counter.written += 1
+
+
+def test_in_flight_images_are_bounded(tmp_path):
+    counter = Counting()
+    data = _png((40, 40))
+    n, workers = 300, 3
+    sources = [Source(f"mem://{i}.png", _reader=counter.reader(data)) for i in range(n)]
+    job = OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    with CountingWriter(str(tmp_path / "r.jsonl"), counter) as w:
+        summary = run(sources, job, SlowClient(), w, max_concurrency=workers)
+    assert summary.n_ok == n and counter.read == n
+    assert counter.peak <= 2 * workers, f"{counter.peak} images held at once"
+    assert len(list(read_results(str(tmp_path / "r.jsonl")))) == n
+
+
+def test_summary_keeps_a_bounded_list_of_failures(tmp_path):
+    sources = [Source(f"mem://{i}.png", _reader=lambda: b"not an image") for i in range(MAX_FAILED_KEPT + 30)]
+    job = OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    with ResultsWriter(str(tmp_path / "r.jsonl")) as w:
+        summary = run(sources, job, SlowClient(), w, max_concurrency=2)
+    assert summary.n_failed == MAX_FAILED_KEPT + 30 and len(summary.failed) == MAX_FAILED_KEPT
+    xcom = summary.to_xcom("x")
+    assert len(xcom["failed"]) == 20 and xcom["failed"][0]["error"].startswith("InvalidImage: cannot decode")
