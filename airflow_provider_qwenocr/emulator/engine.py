@@ -58,7 +58,7 @@ class Line:
 
 # Detection on the image as-is, shrunk only when its long side exceeds 1280 px. rapidocr's default
 # ("min" side to 736 px) upscales a 600x200 snippet to ~2200x736 and costs 6x the time for nothing.
-RAPIDOCR_PARAMS = {"Global.log_level": "warning", "Det.limit_type": "max", "Det.limit_side_len": 1280}
+RAPIDOCR_PARAMS = {"Global.log_level": "error", "Det.limit_type": "max", "Det.limit_side_len": 1280}
 
 
 class RapidOcrEngine:

@@ -6,8 +6,9 @@ the same text. Per image: decode + EXIF-transpose the received bytes, validate (
 ``min_pixels``/``max_pixels`` (tokens = h·w/patch² + 2), run the engine on the image resized to that
 grid (what the model sees), and map boxes back to the received image's pixels.
 
-``enable_rotate``: when nothing is recognised or the mean confidence is below ``ROTATE_THRESHOLD``, the
-image is also read turned by 90°, 180° and 270°; the reading with the highest Σ(confidence × length)
+``enable_rotate``: when nothing is recognised, the mean confidence is below ``ROTATE_THRESHOLD``, or most
+line boxes are taller than wide (a page lying on its side), the image is also read turned by 90°, 180°
+and 270°; the reading with the highest Σ(confidence × length)
 wins and its boxes are mapped back onto the unrotated image.
 """
 
@@ -134,15 +135,23 @@ def _unrotate(lines: list[Line], angle: int, w: int, h: int) -> list[Line]:
     return [Line(l.text, [back(x, y) for x, y in l.box], l.score) for l in lines]
 
 
+def _looks_rotated(lines: list[Line]) -> bool:
+    if not lines or sum(l.score for l in lines) / len(lines) < ROTATE_THRESHOLD:
+        return True
+    tall = sum(1 for l in lines if l.height > 1.5 * (l.x1 - l.x0) and len(l.text) > 1)
+    return tall * 2 > len(lines)
+
+
 def _quality(lines: list[Line]) -> float:
     return sum(l.score * len(l.text) for l in lines)
 
 
-def read_lines(rec: Received, state: EmulatorState) -> list[Line]:
+def read_rows(rec: Received, state: EmulatorState) -> layout.Rows:
+    """Recognised lines in reading order (decided in the upright frame), boxes on the received image."""
     engine = state.engine
     state.count_ocr()
     if isinstance(engine, EchoEngine):
-        return engine.recognize(rec.img, rec.data)
+        return [engine.recognize(rec.img, rec.data)]
     w, h = rec.img.size
     gh, gw = rec.grid
     seen = rec.img.convert("RGB")
@@ -150,17 +159,18 @@ def read_lines(rec: Received, state: EmulatorState) -> list[Line]:
         seen = seen.resize((gw, gh), Image.Resampling.BICUBIC)
     sx, sy = w / gw, h / gh
     lines = engine.recognize(seen)
-    if rec.enable_rotate and (not lines or sum(l.score for l in lines) / len(lines) < ROTATE_THRESHOLD):
-        best, best_q = (0, lines), _quality(lines)
-        for angle, op in _TRANSPOSE.items():
+    angle = 0
+    if rec.enable_rotate and _looks_rotated(lines):
+        best_q = _quality(lines)
+        for cand_angle, op in _TRANSPOSE.items():
             cand = engine.recognize(seen.transpose(op))
             q = _quality(cand)
             if q > best_q:
-                best, best_q = (angle, cand), q
-        angle, lines = best
-        if angle:
-            lines = _unrotate(lines, angle, gw, gh)
-    return [Line(l.text, [(x * sx, y * sy) for x, y in l.box], l.score) for l in lines]
+                angle, lines, best_q = cand_angle, cand, q
+    rows = layout.reading_order(lines)
+    if angle:
+        rows = [_unrotate(row, angle, gw, gh) for row in rows]
+    return [[Line(l.text, [(x * sx, y * sy) for x, y in l.box], l.score) for l in row] for row in rows]
 
 
 def answer(received: list[Received], state: EmulatorState, task: OcrTask, *, schema: dict | None = None,
@@ -171,9 +181,8 @@ def answer(received: list[Received], state: EmulatorState, task: OcrTask, *, sch
     words: list[dict] = []
     all_lines: list[Line] = []
     for rec in received:
-        lines = read_lines(rec, state)
-        all_lines.extend(lines)
-        image_rows = layout.reading_order(lines)
+        image_rows = read_rows(rec, state)
+        all_lines.extend(l for row in image_rows for l in row)
         rows.extend(image_rows)
         if task is OcrTask.ADVANCED_RECOGNITION:
             words.extend(layout.words_info(image_rows))
