@@ -15,6 +15,7 @@ land as error rows next to the batch results instead of crashing the submit.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -24,6 +25,8 @@ from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, get_model
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, prompt_for, validate_schema
+
+log = logging.getLogger(__name__)
 
 MAX_LINES = 50_000
 MAX_FILE_BYTES = 500 * 1024 * 1024
@@ -54,6 +57,7 @@ class ManifestEntry:
     part: int | None = None  # index of the input file the line went to; None when rejected
     error: dict[str, str] | None = None  # set when the image was rejected before submission
     duplicates: list[str] = field(default_factory=list)  # other sources with identical bytes (same key)
+    cached: dict[str, Any] | None = None  # a finished row found in the result cache: not sent again
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +83,11 @@ class BatchPlan:
 
     @property
     def n_requests(self) -> int:
-        return sum(1 for e in self.manifest if e.error is None)
+        return sum(1 for e in self.manifest if e.error is None and e.cached is None)
+
+    @property
+    def n_cached(self) -> int:
+        return sum(1 + len(e.duplicates) for e in self.manifest if e.cached is not None)
 
     @property
     def n_images(self) -> int:
@@ -118,18 +126,35 @@ class BatchBuilder:
                  min_pixels: int | None = None, max_pixels: int | None = None,
                  limits: BatchLimits | None = None) -> None:
         self.task = OcrTask.parse(task)
+        prompt = prompt or None
+        # Same reading of prompt + task as the realtime operator (so keys and answers agree): a prompt with
+        # the default task means "my own prompt"; with another built-in task the task's prompt wins.
+        if prompt and self.task is OcrTask.TEXT_RECOGNITION:
+            self.task = OcrTask.CUSTOM
+        elif prompt and self.task is not OcrTask.CUSTOM:
+            log.warning("prompt ignored: task %r uses its built-in prompt (use task='custom')", self.task.value)
+            prompt = None
         self.spec = get_model(model)
-        self.model = model or self.spec.name
+        self.model = self.spec.name
         self.result_schema = validate_schema(result_schema)
         self.text = prompt_for(self.task, prompt=prompt, result_schema=self.result_schema)
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
         self.limits = limits or BatchLimits()
-        self.params = {k: v for k, v in {
-            "prompt": prompt if self.task is OcrTask.CUSTOM else None,
-            "result_schema": self.result_schema, "min_pixels": min_pixels, "max_pixels": max_pixels,
-        }.items() if v is not None}
+        # The same params as the realtime runner (io/runner.py OcrJob.params): one image + task + model +
+        # params has one key whichever API answered it, so the result cache serves both. Rotation does not
+        # exist on the Batch (compatible) endpoint, hence always False.
+        self.params: dict[str, Any] = {
+            "prompt": prompt, "result_schema": self.result_schema, "min_pixels": min_pixels,
+            "max_pixels": max_pixels, "enable_rotate": False, "patch": self.spec.patch,
+        }
         self._entries: dict[str, ManifestEntry] = {}
         self._lines: dict[str, bytes] = {}
+
+    def key(self, sha256: str, page: int | None = None, **extra: Any) -> str:
+        params = {**self.params, **extra}
+        if page is not None:
+            params["page"] = page
+        return idempotency_key(sha256, self.task.value, self.model, params)
 
     def _entry(self, key: str, source: str, sha: str | None, page: int | None) -> ManifestEntry | None:
         existing = self._entries.get(key)
@@ -144,18 +169,25 @@ class BatchBuilder:
     def reject(self, source: str, code: str, message: str, *, data: bytes | None = None,
                page: int | None = None) -> ManifestEntry:
         sha = sha256_hex(data) if data is not None else None
-        key = idempotency_key(sha or f"unreadable:{source}", self.task.value, self.model, self.params)
+        key = self.key(sha or sha256_hex(f"unreadable:{source}".encode()), page)
         entry = self._entry(key, source, sha, page) or self._entries[key]
         entry.error = {"code": code, "message": message}
         return entry
 
-    def add_image(self, source: str, data: bytes, *, page: int | None = None) -> ManifestEntry:
-        """Prepare ``data`` (resize to the model grid, base64) and queue its request line."""
+    def add_image(self, source: str, data: bytes, *, page: int | None = None, cache: Any = None) -> ManifestEntry:
+        """Prepare ``data`` (resize to the model grid, base64) and queue its request line.
+
+        ``cache`` (anything with ``.get(key) -> row | None``): a finished row there is reused, not re-sent.
+        """
         sha = sha256_hex(data)
-        key = idempotency_key(sha, self.task.value, self.model, self.params)
+        key = self.key(sha, page)
         entry = self._entry(key, source, sha, page)
         if entry is None:
             return self._entries[key]
+        hit = cache.get(key) if cache is not None else None
+        if hit and hit.get("status") == "ok":
+            entry.cached = hit
+            return entry
         try:
             prepared = prepare_image(data, self.spec, min_pixels=self.min_pixels, max_pixels=self.max_pixels,
                                      sha256=sha)
@@ -172,7 +204,7 @@ class BatchBuilder:
 
     def add_url(self, url: str, *, page: int | None = None) -> ManifestEntry:
         """A public http(s) URL, passed to the service untouched (keyed by the URL: its bytes are unknown)."""
-        key = idempotency_key(sha256_hex(url.encode()), self.task.value, self.model, {**self.params, "url": url})
+        key = self.key(sha256_hex(url.encode()), page, url=url)
         entry = self._entry(key, url, None, page)
         if entry is None:
             return self._entries[key]
@@ -251,6 +283,8 @@ def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *, regio
                      missing_reason: str = "no output for this request") -> OcrResult:
     """The row for one manifest entry, from its output/error-file line (or its absence)."""
     common = dict(sha256=entry.sha256, key=entry.custom_id, width=entry.width, height=entry.height, page=entry.page)
+    if entry.cached is not None:
+        return OcrResult.from_row({**entry.cached, "source": entry.source, "page": entry.page})
     if entry.error is not None:
         return OcrResult.failure(entry.source, entry.task, entry.model, entry.error["code"], entry.error["message"],
                                  **common)

@@ -298,7 +298,8 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
                 "error": {"code": code, "message": message}}
 
     def _list(params: dict[str, str]) -> dict[str, Any]:
-        items = sorted(store.batches.values(), key=lambda b: (b["created_at"], b["id"]), reverse=True)
+        # newest first; within one second, later creations first (dicts keep insertion order, sort is stable)
+        items = sorted(reversed(store.batches.values()), key=lambda b: b["created_at"], reverse=True)
         if params.get("status"):
             wanted = set(params["status"].split(","))
             items = [b for b in items if b["status"] in wanted]

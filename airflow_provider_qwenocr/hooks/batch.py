@@ -208,6 +208,7 @@ class BatchHookMixin:
         limits: BatchLimits | None = None,
         aws_conn_id: str | None = "aws_default",
         on_batch_created: Callable[[list[str]], None] | None = None,
+        cache_uri: str | None = None,
     ) -> dict[str, Any]:
         """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
 
@@ -215,15 +216,22 @@ class BatchHookMixin:
         *before* anything billable starts, so results can always be rebuilt. If creating a later part
         fails, the batches already created are cancelled before the error propagates: a half-submitted
         run must not keep billing behind a failed task. ``on_batch_created`` receives the ids so far
-        after every creation (the operator pushes them to XCom at once).
+        after every creation (the operator pushes them to XCom at once). With ``cache_uri``, images whose
+        result is already cached (same key as realtime) are not sent: a re-run pays only for what is new.
         """
         from airflow_provider_qwenocr.io import storage
+
+        cache = None
+        if cache_uri:
+            from airflow_provider_qwenocr.io.results_store import ResultCache
+
+            cache = ResultCache(cache_uri, aws_conn_id=aws_conn_id)
 
         model = model or self.config.default_model
         builder = BatchBuilder(task=task, model=model, prompt=prompt, result_schema=result_schema,
                                min_pixels=min_pixels, max_pixels=max_pixels, limits=limits)
         for src in sources:
-            _add_source(builder, src)
+            _add_source(builder, src, cache)
         plan = builder.build()
         storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"), aws_conn_id=aws_conn_id)
         batch_ids: list[str] = []
@@ -246,7 +254,7 @@ class BatchHookMixin:
         return {
             "batch_ids": batch_ids, "input_file_ids": file_ids, "manifest_uri": manifest_uri,
             "model": plan.model, "task": plan.task, "n_images": plan.n_images, "n_requests": plan.n_requests,
-            "n_rejected": len(plan.rejected),
+            "n_rejected": len(plan.rejected), "n_cached": plan.n_cached,
         }
 
     def download_batch_results(
@@ -257,15 +265,20 @@ class BatchHookMixin:
         manifest_uri: str | None = None,
         batches: list[dict] | None = None,
         aws_conn_id: str | None = "aws_default",
+        cache_uri: str | None = None,
     ) -> dict[str, Any]:
         """Download output + error files of terminal batches and write result rows at ``output_uri``.
 
         Rows are the realtime rows (``source, sha256, task, model, status, text, kv, words, usage, error``
         …) with batch prices in ``cost``. Without a manifest, rows are keyed by ``custom_id`` only (no
         source name, no box rescaling). Returns the XCom summary: URI, counts, usage, cost — never rows.
+        Rows served from the cache count in ``n_cached`` and add no usage/cost (they were paid before);
+        with ``cache_uri`` new ``ok`` rows are cached for the next run.
         """
         from airflow_provider_qwenocr.io import storage
-        from airflow_provider_qwenocr.io.results_store import ResultsWriter
+        from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
+
+        cache = ResultCache(cache_uri, aws_conn_id=aws_conn_id) if cache_uri else None
 
         batches = batches if batches is not None else self.get_batches(batch_ids)
         contents = [self.file_content(fid) for b in batches
@@ -281,18 +294,22 @@ class BatchHookMixin:
             manifest = [_entry_from_line(cid, line) for cid, line in lines.items()]
         ended = ", ".join(f"{b.get('id')}={b.get('status')}" for b in batches)
         summary = _Summary()
+        cached = {e.custom_id for e in manifest if e.cached is not None}
         with ResultsWriter(output_uri, aws_conn_id=aws_conn_id) as writer:
             for result in results_for(manifest, lines, region=self.config.region,
                                       missing_reason=f"no output for this request (batches: {ended})"):
                 writer.write(result)
-                summary.add(result)
+                from_cache = result.key in cached
+                summary.add(result, cached=from_cache)
+                if cache is not None and result.ok and not from_cache:
+                    cache.put(result)
         return summary.to_xcom(output_uri, batch_ids, manifest_uri)
 
 
-def _add_source(builder: BatchBuilder, src: Any) -> None:
+def _add_source(builder: BatchBuilder, src: Any, cache: Any = None) -> None:
     if isinstance(src, tuple):
         name, data = src
-        builder.add_image(str(name), data)
+        builder.add_image(str(name), data, cache=cache)
         return
     name = getattr(src, "name", None) or src.uri
     page = getattr(src, "page", None)
@@ -306,7 +323,7 @@ def _add_source(builder: BatchBuilder, src: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - an unreadable source is an error row, not a crash
             builder.reject(name, "SourceReadError", f"{type(exc).__name__}: {exc}", page=page)
             return
-        builder.add_image(name, data, page=page)
+        builder.add_image(name, data, page=page, cache=cache)
 
 
 def _entry_from_line(custom_id: str, line: dict[str, Any]) -> ManifestEntry:
@@ -316,13 +333,17 @@ def _entry_from_line(custom_id: str, line: dict[str, Any]) -> ManifestEntry:
 
 class _Summary:
     def __init__(self) -> None:
-        self.n_images = self.n_ok = self.n_failed = 0
+        self.n_images = self.n_ok = self.n_failed = self.n_cached = 0
         self.usage = Usage()
         self.cost: dict[str, float | None] = {"usd": 0.0, "cny": 0.0}
         self.failed: list[dict[str, str]] = []
 
-    def add(self, result: Any) -> None:
+    def add(self, result: Any, *, cached: bool = False) -> None:
         self.n_images += 1
+        if cached:
+            self.n_ok += 1
+            self.n_cached += 1
+            return
         self.usage = self.usage + result.usage
         for cur, value in (result.cost or {}).items():
             # A currency without a list price for this region stays None (unknown), never a wrong 0.
@@ -340,6 +361,6 @@ class _Summary:
     def to_xcom(self, uri: str, batch_ids: list[str], manifest_uri: str | None) -> dict[str, Any]:
         return json.loads(json.dumps({
             "results_uri": uri, "manifest_uri": manifest_uri, "batch_ids": list(batch_ids),
-            "n_images": self.n_images, "n_ok": self.n_ok, "n_failed": self.n_failed, "n_cached": 0,
+            "n_images": self.n_images, "n_ok": self.n_ok, "n_failed": self.n_failed, "n_cached": self.n_cached,
             "usage": self.usage.to_dict(), "cost": self.cost, "failed": self.failed,
         }))

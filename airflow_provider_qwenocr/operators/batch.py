@@ -44,6 +44,8 @@ class QwenOcrBatchOperator(BaseOperator):
     :param output_uri: where the JSONL result rows land (local path or object-storage URI). Default:
         ``$AIRFLOW_HOME/qwenocr/batch/<dag>/<task>/<run>/results.jsonl``.
     :param manifest_uri: where the manifest (custom_id → source, scale …) goes; default next to the output.
+    :param cache_uri: result cache shared with the realtime operator (same keys): cached images are not
+        sent again, new ``ok`` rows are added. None: no cache.
     :param wait_for_completion: False → return right after submission (use the sensor to wait).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param poll_interval: seconds between status polls (the docs suggest 1–2 minutes for real batches).
@@ -54,7 +56,7 @@ class QwenOcrBatchOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "images", "task", "prompt", "result_schema", "model", "output_uri", "manifest_uri", "conn_id",
+        "images", "task", "prompt", "result_schema", "model", "output_uri", "manifest_uri", "cache_uri", "conn_id",
         "min_pixels", "max_pixels", "metadata",
     )
     ui_color = "#ffd9b3"
@@ -71,6 +73,7 @@ class QwenOcrBatchOperator(BaseOperator):
         max_pixels: int | None = None,
         output_uri: str | None = None,
         manifest_uri: str | None = None,
+        cache_uri: str | None = None,
         conn_id: str = "dashscope_default",
         aws_conn_id: str | None = "aws_default",
         metadata: dict[str, str] | None = None,
@@ -94,6 +97,7 @@ class QwenOcrBatchOperator(BaseOperator):
         self.max_pixels = max_pixels
         self.output_uri = output_uri
         self.manifest_uri = manifest_uri
+        self.cache_uri = cache_uri
         self.conn_id = conn_id
         self.aws_conn_id = aws_conn_id
         self.metadata = metadata
@@ -140,20 +144,22 @@ class QwenOcrBatchOperator(BaseOperator):
             sources, task=self.task, prompt=self.prompt, result_schema=self.result_schema, model=self.model,
             min_pixels=self.min_pixels, max_pixels=self.max_pixels, manifest_uri=self.manifest_uri,
             metadata=self.metadata, limits=self.batch_limits, aws_conn_id=self.aws_conn_id,
-            on_batch_created=pushed,
+            on_batch_created=pushed, cache_uri=self.cache_uri,
         )
         self.batch_ids = submitted["batch_ids"]
         if ti is not None:
+            ti.xcom_push(key="batch_ids", value=self.batch_ids)  # also when empty (everything cached/rejected)
             ti.xcom_push(key="manifest_uri", value=self.manifest_uri)
             ti.xcom_push(key="output_uri", value=self.output_uri)
-        self.log.info("submitted %d image(s) as %d request(s) in batch(es) %s; %d rejected before submission",
-                      submitted["n_images"], submitted["n_requests"], self.batch_ids, submitted["n_rejected"])
+        self.log.info("submitted %d image(s) as %d request(s) in batch(es) %s; %d cached, %d rejected before "
+                      "submission", submitted["n_images"], submitted["n_requests"], self.batch_ids,
+                      submitted["n_cached"], submitted["n_rejected"])
         if not self.batch_ids:  # nothing sendable: land the error rows and stop
             return self._land([], evaluate=False)
         if not self.wait_for_completion:
             return {"batch_ids": self.batch_ids, "manifest_uri": self.manifest_uri, "output_uri": self.output_uri,
                     "n_images": submitted["n_images"], "n_requests": submitted["n_requests"],
-                    "n_rejected": submitted["n_rejected"]}
+                    "n_rejected": submitted["n_rejected"], "n_cached": submitted["n_cached"]}
         if self.deferrable:
             end_time = time.time() + self.timeout
             self.defer(
@@ -161,7 +167,8 @@ class QwenOcrBatchOperator(BaseOperator):
                                             poll_interval=self.poll_interval,
                                             max_poll_failures=self.max_poll_failures, cancel_on_exit=True),
                 method_name="execute_complete",
-                kwargs={"output_uri": self.output_uri, "manifest_uri": self.manifest_uri},
+                kwargs={"output_uri": self.output_uri, "manifest_uri": self.manifest_uri,
+                        "cache_uri": self.cache_uri},
                 timeout=timedelta(seconds=self.timeout + self.poll_interval + 60),
             )
         return self._wait_blocking()
@@ -193,12 +200,14 @@ class QwenOcrBatchOperator(BaseOperator):
             raise
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
-                         output_uri: str | None = None, manifest_uri: str | None = None) -> Any:
+                         output_uri: str | None = None, manifest_uri: str | None = None,
+                         cache_uri: str | None = None) -> Any:
         """Resume after the trigger: the instance is fresh, so ids and URIs come from the event and kwargs."""
         event = validate_execute_complete_event(event)
         self.batch_ids = event["batch_ids"]
         self.output_uri = output_uri or self.output_uri
         self.manifest_uri = manifest_uri or self.manifest_uri
+        self.cache_uri = cache_uri or self.cache_uri
         if event["reason"] in ("timeout", "polling_error"):
             cancelled = self.hook.cancel_batches(self.batch_ids)  # the trigger tried too; cancel is idempotent
             raise AirflowException(f"batch wait ended with {event['reason']}: {event.get('message')} "
@@ -212,7 +221,7 @@ class QwenOcrBatchOperator(BaseOperator):
             raise skip_exception(verdict.message)
         summary = self.hook.download_batch_results(
             self.batch_ids, output_uri=self.output_uri, manifest_uri=self.manifest_uri, batches=batches,
-            aws_conn_id=self.aws_conn_id,
+            aws_conn_id=self.aws_conn_id, cache_uri=self.cache_uri,
         )
         if verdict is not None:
             summary["verdict"] = verdict.action

@@ -39,12 +39,13 @@ class QwenOcrBatchSensor(BaseSensorOperator):
     :param fail_on_partial_error: fail when some requests failed/expired/were cancelled.
     :param output_uri: when set, download output/error files and write result rows there.
     :param manifest_uri: the submit's manifest (default: next to ``output_uri``) to rebuild full rows.
+    :param cache_uri: add the landed ``ok`` rows to this result cache (shared with the realtime operator).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param cancel_on_timeout: cancel the batches when the sensor times out (off: they may not be ours).
     :return: the landing summary (URI, counts, usage, cost) or, without ``output_uri``, the verdict.
     """
 
-    template_fields: Sequence[str] = ("batch_ids", "conn_id", "output_uri", "manifest_uri")
+    template_fields: Sequence[str] = ("batch_ids", "conn_id", "output_uri", "manifest_uri", "cache_uri")
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         fail_on_partial_error: bool = False,
         output_uri: str | None = None,
         manifest_uri: str | None = None,
+        cache_uri: str | None = None,
         aws_conn_id: str | None = "aws_default",
         deferrable: bool | None = None,
         cancel_on_timeout: bool = False,
@@ -66,6 +68,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         self.fail_on_partial_error = fail_on_partial_error
         self.output_uri = output_uri
         self.manifest_uri = manifest_uri
+        self.cache_uri = cache_uri
         self.aws_conn_id = aws_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.cancel_on_timeout = cancel_on_timeout
@@ -142,7 +145,8 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         if self.output_uri and verdict.should_land:
             result.update(self.hook.download_batch_results(ids, output_uri=self.output_uri,
                                                            manifest_uri=self._manifest(), batches=batches,
-                                                           aws_conn_id=self.aws_conn_id))
+                                                           aws_conn_id=self.aws_conn_id,
+                                                           cache_uri=self.cache_uri))
         if verdict.action == "fail":
             raise AirflowException(verdict.message)
         if verdict.action == "partial":

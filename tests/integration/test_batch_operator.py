@@ -230,3 +230,22 @@ def test_batch_lines_go_through_the_real_ocr_engine(emulator_conn, tmp_path):
     assert "quarterly" in text and "warehouse" in text
     assert rows["inspection_red.png"]["error"]["code"] == "DataInspectionFailed"
     assert summary["verdict"] == "partial"
+
+
+def test_rerun_with_cache_sends_only_new_images(conn, images, tmp_path, server):
+    cache = str(tmp_path / "cache")
+    first = make_op(images, tmp_path / "1", cache_uri=cache).execute({"ti": FakeTI()})
+    assert (first["n_ok"], first["n_cached"]) == (3, 0)
+    (images / "d.png").write_bytes(png("delta", size=(230, 70)))
+    batches = server.batch_creations()
+    ti = FakeTI()
+    second = make_op(images, tmp_path / "2", cache_uri=cache).execute({"ti": ti})
+    assert (second["n_images"], second["n_ok"], second["n_cached"]) == (4, 4, 3)
+    assert server.batch_creations() == batches + 1
+    # only the new image was billed this time
+    rows = {r["source"].rsplit("/", 1)[-1]: r for r in read_results(second["results_uri"])}
+    assert second["usage"]["input_tokens"] == rows["d.png"]["usage"]["input_tokens"] > 0
+    assert rows["a.png"]["text"] == next(r["text"] for r in read_results(first["results_uri"])
+                                         if r["source"].endswith("a.png"))
+    third = make_op(images, tmp_path / "3", cache_uri=cache).execute({"ti": FakeTI()})  # all cached: no batch
+    assert third["n_cached"] == 4 and third["batch_ids"] == [] and server.batch_creations() == batches + 1
