@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from airflow_provider_qwenocr.emulator import recognize
@@ -155,7 +154,9 @@ async def run_chat(request: Request, state: EmulatorState) -> Response:
     except ValueError:
         raise invalid_parameter("The request body is not valid JSON.") from None
     req = parse_chat(body)
-    received = await run_in_threadpool(recognize.receive, req.images, state, req.model, oss_resolve=True)
+    inline = recognize.can_inline(req.images, state)
+    received = await recognize.offload(inline, recognize.receive, req.images, state, req.model,
+                                       oss_resolve=True)
     prompt_estimate = recognize.text_tokens(req.prompt) + recognize.CHAT_OVERHEAD_TOKENS
     state.faults.admit(sum(r.tokens for r in received) + prompt_estimate)
     try:
@@ -164,7 +165,7 @@ async def run_chat(request: Request, state: EmulatorState) -> Response:
         request.scope["state"]["dropped"] = True
         return dropped_response()
     recognize.inspect(received, state)
-    ans = await run_in_threadpool(recognize.answer, received, state, req.task, schema=req.schema,
+    ans = await recognize.offload(inline, recognize.answer, received, state, req.task, schema=req.schema,
                                   prompt=req.prompt, with_ocr_result=False)
     state.faults.charge_output(ans.output_tokens)
     state.add_usage(ans.input_tokens, ans.output_tokens, ans.image_tokens)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from airflow_provider_qwenocr.emulator import recognize
@@ -187,7 +186,9 @@ async def run_native(request: Request, state: EmulatorState) -> Response:
             raise invalid_parameter("The request body is not valid JSON.") from None
         req = parse_native(body, stream=stream)
         oss = request.headers.get("x-dashscope-ossresourceresolve", "").lower() == "enable"
-        received = await run_in_threadpool(recognize.receive, req.images, state, req.model, oss_resolve=oss)
+        inline = recognize.can_inline(req.images, state)
+        received = await recognize.offload(inline, recognize.receive, req.images, state, req.model,
+                                           oss_resolve=oss)
     except ApiError as err:
         if stream and err.status == 400:
             return error_stream(err, rid)
@@ -201,7 +202,7 @@ async def run_native(request: Request, state: EmulatorState) -> Response:
         return dropped_response()
     try:
         recognize.inspect(received, state)
-        ans = await run_in_threadpool(recognize.answer, received, state, req.task, schema=req.schema,
+        ans = await recognize.offload(inline, recognize.answer, received, state, req.task, schema=req.schema,
                                       prompt=req.prompt)
     except ApiError as err:
         if stream and err.status == 400:
