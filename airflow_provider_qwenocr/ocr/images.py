@@ -116,7 +116,7 @@ def sha256_hex(data: bytes) -> str:
 
 def _looks_like_line_art(img: Image.Image) -> bool:
     """Few distinct colours (screenshots, rendered text, diagrams) compress better and cleaner as PNG."""
-    probe = img.copy()
+    probe = img.reduce(max(1, max(img.size) // 256))  # a small new image; no full-size copy (was ~1/4 of prep)
     probe.thumbnail((128, 128))
     return probe.getcolors(64) is not None
 
