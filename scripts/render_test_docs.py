@@ -5,7 +5,8 @@ not on a user's; tests read the PNGs and .txt files and need no font. Re-run aft
 
     python scripts/render_test_docs.py [--font /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc] [--out tests/data/docs]
 
-Each document is a list of rows; a row is a list of (x, text) cells drawn on one baseline. The .txt holds
+Three documents also get a ``*_hard.jpg`` copy (60 % scale, 1.5° skew, salt noise, JPEG q55) with the same
+ground truth, so the accuracy figure is not only about pristine renders. Each document is a list of rows; a row is a list of (x, text) cells drawn on one baseline. The .txt holds
 one line per row, cells joined by a single space — the emulator's reading-order rule.
 """
 
@@ -94,6 +95,25 @@ def render(name: str, doc: dict, font_path: str, out: pathlib.Path, size_px: int
     (out / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+HARD = ("invoice_zh_en", "paragraph_zh", "mixed_notice")
+
+
+def render_hard(name: str, out: pathlib.Path, seed: int = 1234) -> None:
+    """A scanned-looking copy: 60 % scale, rotated 1.5°, salt-and-pepper noise, JPEG quality 55."""
+    import random
+
+    rng = random.Random(seed)
+    img = Image.open(out / f"{name}.png").convert("RGB")
+    img = img.resize((int(img.width * 0.6), int(img.height * 0.6)), Image.Resampling.LANCZOS)
+    img = img.rotate(1.5, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(255, 255, 255))
+    px = img.load()
+    for _ in range(img.width * img.height // 150):
+        x, y = rng.randrange(img.width), rng.randrange(img.height)
+        px[x, y] = (0, 0, 0) if rng.random() < 0.5 else (255, 255, 255)
+    img.save(out / f"{name}_hard.jpg", quality=55)
+    (out / f"{name}_hard.txt").write_text((out / f"{name}.txt").read_text(encoding="utf-8"), encoding="utf-8")
+
+
 def render_red(out: pathlib.Path) -> None:
     """The DataInspectionFailed trigger: mean colour within the emulator's tolerance of pure red."""
     img = Image.new("RGB", (240, 160), (255, 0, 0))
@@ -110,8 +130,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, doc in DOCS.items():
         render(name, doc, args.font, out)
+    for name in HARD:
+        render_hard(name, out)
     render_red(out)
-    print(f"rendered {len(DOCS)} documents + inspection_red.png into {out}")
+    print(f"rendered {len(DOCS)} documents, {len(HARD)} hard copies + inspection_red.png into {out}")
 
 
 if __name__ == "__main__":
