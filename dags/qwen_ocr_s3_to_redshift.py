@@ -13,7 +13,8 @@ The production shape, with the amazon provider:
    * ``postgres`` (any common-sql DB with ON CONFLICT; what CI runs against a local Postgres): the rows are
      read from S3 and upserted into ``ocr_results`` + ``ocr_cost_ledger`` by the generic loader.
 
-Connections from the environment: ``dashscope_default``, ``aws_default`` (S3), ``params.warehouse_conn_id``.
+Connections from the environment: ``dashscope_default``, ``aws_default`` (S3; another id via
+``QWENOCR_AWS_CONN_ID``), ``params.warehouse_conn_id``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from airflow_provider_qwenocr.warehouse.redshift import COPY_OPTIONS, STAGING_TA
 
 RUN_DIR = "{{ dag_run.run_id | replace(':', '-') | replace('+', '-') }}"
 RESULTS = "{{ params.results_prefix.rstrip('/') }}"
+#: Not a param: amazon provider 9.17 (the newest on Airflow 2.10) copies S3ToRedshiftOperator's aws_conn_id
+#: in __init__, before templating, so a templated value would never reach the COPY.
+AWS_CONN_ID = os.environ.get("QWENOCR_AWS_CONN_ID", "aws_default")
 DOC_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".pdf")
 
 
@@ -53,7 +57,6 @@ DOC_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".pdf
         "warehouse": Param("redshift", enum=["redshift", "postgres"]),
         "warehouse_conn_id": Param("redshift_default", type="string"),
         "schema": Param("public", type="string"),
-        "aws_conn_id": Param("aws_default", type="string"),
     },
     doc_md=__doc__,
 )
@@ -63,7 +66,7 @@ def qwen_ocr_s3_to_redshift():
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         bucket, _, prefix = params["s3_prefix"].removeprefix("s3://").partition("/")
-        keys = S3Hook(aws_conn_id=params["aws_conn_id"]).list_keys(bucket_name=bucket, prefix=prefix) or []
+        keys = S3Hook(aws_conn_id=AWS_CONN_ID).list_keys(bucket_name=bucket, prefix=prefix) or []
         uris = sorted(f"s3://{bucket}/{k}" for k in keys if k.lower().endswith(DOC_SUFFIXES))
         if not uris:
             raise ValueError(f"no documents under {params['s3_prefix']}")
@@ -75,7 +78,7 @@ def qwen_ocr_s3_to_redshift():
         task="{{ params.task }}",
         output_uri=f"{RESULTS}/{RUN_DIR}/chunk-{{{{ ti.map_index }}}}.jsonl",
         cache_uri=f"{RESULTS}/_cache",
-        aws_conn_id="{{ params.aws_conn_id }}",
+        aws_conn_id=AWS_CONN_ID,
         max_failed_ratio=0.1,
     ).expand(images=list_chunks())
 
@@ -88,7 +91,7 @@ def qwen_ocr_s3_to_redshift():
         from airflow_provider_qwenocr.warehouse.tasks import load_result_files, report, result_uris, warehouse_hook
 
         hook = warehouse_hook(params["warehouse_conn_id"])
-        load = load_result_files(hook, result_uris(outputs), aws_conn_id=params["aws_conn_id"],
+        load = load_result_files(hook, result_uris(outputs), aws_conn_id=AWS_CONN_ID,
                                  dag_id=dag_run.dag_id, run_id=dag_run.run_id)
         report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=list(outputs), load=load)
         return load
@@ -101,7 +104,7 @@ def qwen_ocr_s3_to_redshift():
     copy_to_staging = S3ToRedshiftOperator(
         task_id="copy_to_staging",
         redshift_conn_id="{{ params.warehouse_conn_id }}",
-        aws_conn_id="{{ params.aws_conn_id }}",
+        aws_conn_id=AWS_CONN_ID,
         schema="{{ params.schema }}",
         table=STAGING_TABLE,
         s3_bucket="{{ params.results_prefix.removeprefix('s3://').split('/', 1)[0] }}",

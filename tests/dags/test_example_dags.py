@@ -5,6 +5,7 @@ Serial by nature (one SQLite metadata DB). What each test proves:
   NULL where the document has no such field; a second run makes 0 API calls and adds 0 rows.
 - S3 → Redshift (generic path): mapped OCR over chunks, JSONL on S3, upserted into Postgres; re-run idempotent.
 - The Redshift-only COPY step: the SQL the amazon provider's operator generates from this DAG's templates.
+- Nightly batch: rows land at half price through the deferrable sensor; a night with nothing new skips.
 """
 
 from __future__ import annotations
@@ -115,11 +116,11 @@ def test_redshift_copy_sql_generated_from_the_dag(s3_conn, monkeypatch):
 
     dag = load_dag("qwen_ocr_s3_to_redshift")
     op = dag.get_task("copy_to_staging")
-    params = {"results_prefix": "s3://acme-ocr/results/", "schema": "analytics", "aws_conn_id": s3_conn,
-              "warehouse_conn_id": "redshift_default"}
+    params = {"results_prefix": "s3://acme-ocr/results/", "schema": "analytics", "warehouse_conn_id": "redshift_default"}
     ctx = {"params": params, "dag_run": types.SimpleNamespace(run_id="manual__2026-11-25T10:00:00+00:00")}
     env = jinja2.Environment()
-    for field in ("s3_bucket", "s3_key", "schema", "aws_conn_id", "redshift_conn_id"):
+    assert op.aws_conn_id == s3_conn
+    for field in ("s3_bucket", "s3_key", "schema", "redshift_conn_id"):
         setattr(op, field, env.from_string(getattr(op, field)).render(**ctx))
     sent = []
     monkeypatch.setattr(RedshiftSQLHook, "run", lambda self, sql, autocommit=False, **kw: sent.append(sql))
@@ -138,3 +139,29 @@ def test_redshift_copy_sql_generated_from_the_dag(s3_conn, monkeypatch):
     assert sql.startswith("MERGE INTO analytics.ocr_results USING (") and "analytics.ocr_results_staging" in sql
     assert "WHEN MATCHED THEN UPDATE SET" in sql and "WHEN NOT MATCHED THEN INSERT VALUES" in sql
     assert '"first_run_id"' not in sql.split("WHEN NOT MATCHED")[0]  # an update never rewrites who paid first
+
+
+def test_batch_nightly_half_price_and_nothing_new_skips(dag_runner, make_emulator, sqlite_wh, tmp_path, monkeypatch):
+    srv = make_emulator(engine="echo", batch_seconds=1.0)
+    monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_DEFAULT", json.dumps(
+        {"conn_type": "dashscope", "password": "sk-test-emulator", "host": srv.base_url}))
+    monkeypatch.setenv("QWENOCR_BATCH_POLL_SECONDS", "1")
+    conf = {"warehouse_conn_id": sqlite_wh, "output_dir": str(tmp_path / "out")}
+    dag_runner("qwen_ocr_batch_nightly", conf)
+
+    hook = warehouse_hook(sqlite_wh)
+    rows = query(hook, 'SELECT "source", "status", "mode", "input_tokens", "output_tokens", "cost_usd", "model" '
+                       'FROM "ocr_results"')
+    assert len(rows) == N_DOCS and all(r["status"] == "ok" and r["mode"] == "batch" for r in rows)
+    from airflow_provider_qwenocr.ocr.models import get_model
+
+    r = rows[0]
+    full = get_model(r["model"]).price().cost(r["input_tokens"], r["output_tokens"])["usd"]
+    assert r["cost_usd"] == pytest.approx(full / 2) and r["cost_usd"] > 0
+    ledger = query(hook, 'SELECT "mode", "n_billed" FROM "ocr_cost_ledger"')
+    assert ledger == [{"mode": "batch", "n_billed": N_DOCS}]
+
+    before = srv.stats()["requests"]
+    dag_runner("qwen_ocr_batch_nightly", conf)  # nothing new tonight: skipped, no upload, no batch
+    assert srv.stats()["requests"] == before
+    assert query(hook, 'SELECT COUNT(*) AS n FROM "ocr_results"')[0]["n"] == N_DOCS
