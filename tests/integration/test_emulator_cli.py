@@ -1,0 +1,67 @@
+"""``python -m airflow_provider_qwenocr.emulator`` as a separate process: flags reach the server, /health answers."""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from airflow_provider_qwenocr.emulator.__main__ import build_parser
+
+pytestmark = pytest.mark.integration
+NATIVE = "/api/v1/services/aigc/multimodal-generation/generation"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_documented_flag_parses():
+    args = build_parser().parse_args([
+        "--host", "127.0.0.1", "--port", "0", "--api-key", "k", "--engine", "echo", "--latency-ms", "5",
+        "--rpm", "10", "--tpm", "1000", "--fail-rate-429", "0.1", "--fail-rate-500", "0.1",
+        "--fail-rate-timeout", "0.1", "--seed", "3", "--batch-seconds", "0.5", "--batch-outcome", "expire"])
+    assert (args.engine, args.rpm, args.tpm, args.seed, args.batch_outcome) == ("echo", 10, 1000, 3, "expire")
+    assert (args.fail_rate_429, args.fail_rate_500, args.fail_rate_timeout) == (0.1, 0.1, 0.1)
+
+
+def test_cli_server_answers_with_its_key_and_knobs():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "airflow_provider_qwenocr.emulator", "--host", "127.0.0.1",
+                             "--port", str(port), "--api-key", "sk-cli", "--engine", "echo", "--rpm", "2",
+                             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the CLI emulator did not become healthy"
+            time.sleep(0.1)
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 64), "white").save(buf, "PNG")
+        body = {"model": "qwen-vl-ocr", "input": {"messages": [{"role": "user", "content": [
+            {"image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}]}]}}
+        wrong = httpx.post(base + NATIVE, json=body, headers={"Authorization": "Bearer nope"}, timeout=10)
+        assert wrong.status_code == 401
+        statuses = [httpx.post(base + NATIVE, json=body, headers={"Authorization": "Bearer sk-cli"},
+                               timeout=10).status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        stats = httpx.get(base + "/emulator/stats", timeout=5).json()
+        assert stats["by_status"] == {"401": 1, "200": 2, "429": 1}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
