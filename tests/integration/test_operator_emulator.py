@@ -252,3 +252,38 @@ def test_api_key_absent_from_logs_rows_cache_and_xcom(make_emulator, monkeypatch
     for f in (tmp_path / "out").rglob("*"):
         if f.is_file():
             assert SECRET.encode() not in f.read_bytes(), f
+
+
+# -- URLs and PDFs -------------------------------------------------------------------------------------
+
+
+def test_urls_pass_through_unless_fetch(emulator, emulator_conn, static_http, tmp_path):
+    url = static_http.url("paragraph_en.png")
+    before = emulator.stats()["requests"].copy()
+    out = QwenOcrOperator(task_id="ocr", images=[url], output_uri=str(tmp_path / "a.jsonl"),
+                          use_cache=False).execute(_ctx())
+    (row,) = read_results(out["results_uri"])
+    assert row["source"] == url and row["status"] == "ok" and "Quarterly" in row["text"]
+    assert row["width"] is None, "the service fetched the URL: we never saw its pixels"
+    out = QwenOcrOperator(task_id="ocr", images=[url], output_uri=str(tmp_path / "b.jsonl"), use_cache=False,
+                          fetch=True).execute(_ctx())
+    (fetched,) = read_results(out["results_uri"])
+    with Image.open(DOCS / "paragraph_en.png") as img:
+        assert (fetched["width"], fetched["height"]) == img.size, "fetched and prepared locally"
+    assert "Quarterly" in fetched["text"]
+    assert emulator.stats()["requests"].get("native", 0) - before.get("native", 0) == 2
+
+
+def test_pdf_pages_become_rows(emulator, emulator_conn, tmp_path):
+    pytest.importorskip("pypdfium2")
+    d = tmp_path / "pdfs"
+    d.mkdir()
+    with Image.open(DOCS / "paragraph_en.png") as p1, Image.open(DOCS / "mixed_notice.png") as p2:
+        p1.convert("RGB").save(d / "two_pages.pdf", "PDF", resolution=72, save_all=True,
+                               append_images=[p2.convert("RGB")])
+    out = QwenOcrOperator(task_id="ocr", images=str(d), output_uri=str(tmp_path / "r.jsonl")).execute(_ctx())
+    assert out["n_images"] == 2 and out["n_ok"] == 2
+    rows = sorted(read_results(out["results_uri"]), key=lambda r: r["page"])
+    assert [r["page"] for r in rows] == [1, 2] and rows[0]["source"].endswith("two_pages.pdf#page=1")
+    assert "Quarterly" in rows[0]["text"] and "Notice" in rows[1]["text"]
+    assert rows[0]["key"] != rows[1]["key"]
