@@ -65,3 +65,19 @@ def test_cli_server_answers_with_its_key_and_knobs():
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_emulator_imports_neither_airflow_nor_our_client():
+    """Layering: the emulator is a sibling of the client that shares only ocr/ (runs without Airflow)."""
+    code = (
+        "import sys\n"
+        "import airflow_provider_qwenocr.emulator.app, airflow_provider_qwenocr.emulator.server\n"
+        "import airflow_provider_qwenocr.emulator.__main__, airflow_provider_qwenocr.emulator.loadtest\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('airflow', 'dashscope') or\n"
+        "       m.startswith(('airflow_provider_qwenocr.dashscope', 'airflow_provider_qwenocr.hooks',\n"
+        "                     'airflow_provider_qwenocr.operators'))]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
