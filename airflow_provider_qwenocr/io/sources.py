@@ -160,21 +160,8 @@ def _expand_s3(entry: str, aws_conn_id: str | None) -> list[Source]:
     return out
 
 
-_local = threading.local()
-
-
 def _s3_reader(bucket: str, key: str, aws_conn_id: str | None) -> Callable[[], bytes]:
-    def read() -> bytes:
-        # boto3 clients are thread-safe but creating one is slow: one per worker thread and connection.
-        clients = getattr(_local, "s3_clients", None)
-        if clients is None:
-            clients = _local.s3_clients = {}
-        client = clients.get(aws_conn_id)
-        if client is None:
-            client = clients[aws_conn_id] = storage.s3_hook(aws_conn_id).get_conn()
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-    return read
+    return lambda: storage.s3_client(aws_conn_id).get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 # -- any other object storage -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -56,6 +57,23 @@ def s3_hook(aws_conn_id: str | None):
     return S3Hook(aws_conn_id=aws_conn_id)
 
 
+_local = threading.local()
+
+
+def s3_client(aws_conn_id: str | None):
+    """A boto3 S3 client for ``aws_conn_id``, one per thread: creating one costs far more than a small GET,
+    and the result cache does a GET per image."""
+    clients = getattr(_local, "s3_clients", None)
+    if clients is None:
+        clients = _local.s3_clients = {}
+    # a connection defined in the environment may be redefined in the same process (tests, local runs)
+    cache_key = (aws_conn_id, os.environ.get(f"AIRFLOW_CONN_{(aws_conn_id or '').upper()}"))
+    client = clients.get(cache_key)
+    if client is None:
+        client = clients[cache_key] = s3_hook(aws_conn_id).get_conn()
+    return client
+
+
 def object_path(uri: str, conn_id: str | None = None):
     from airflow_provider_qwenocr._compat import ObjectStoragePath
 
@@ -88,7 +106,7 @@ def read_bytes(uri: str, *, aws_conn_id: str | None = None) -> bytes | None:
             return None
     if scheme in S3_SCHEMES:
         bucket, key = split_s3(uri)
-        client = s3_hook(aws_conn_id).get_conn()
+        client = s3_client(aws_conn_id)
         try:
             return client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except client.exceptions.NoSuchKey:
@@ -120,7 +138,7 @@ def write_bytes(uri: str, data: bytes, *, aws_conn_id: str | None = None) -> Non
         return
     if scheme in S3_SCHEMES:
         bucket, key = split_s3(uri)
-        s3_hook(aws_conn_id).get_conn().put_object(Bucket=bucket, Key=key, Body=data)
+        s3_client(aws_conn_id).put_object(Bucket=bucket, Key=key, Body=data)
         return
     path = object_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +181,7 @@ def open_text_lines(uri: str, *, aws_conn_id: str | None = None):
         return
     if scheme in S3_SCHEMES:
         bucket, key = split_s3(uri)
-        body = s3_hook(aws_conn_id).get_conn().get_object(Bucket=bucket, Key=key)["Body"]
+        body = s3_client(aws_conn_id).get_object(Bucket=bucket, Key=key)["Body"]
         for raw in body.iter_lines():
             yield raw.decode("utf-8")
         return
