@@ -9,7 +9,8 @@ The production shape, with the amazon provider:
 3. ``params.warehouse`` picks the landing:
 
    * ``redshift``: ``S3ToRedshiftOperator`` COPYs the run's JSONL into ``ocr_results_staging`` (method
-     REPLACE), then ``SQLExecuteQueryOperator`` MERGEs it into ``ocr_results`` keyed by the idempotency key;
+     REPLACE), then ``SQLExecuteQueryOperator`` adds the run's cost-ledger line and MERGEs the rows into
+     ``ocr_results`` keyed by the idempotency key, in one transaction;
    * ``postgres`` (any common-sql DB with ON CONFLICT; what CI runs against a local Postgres): the rows are
      read from S3 and upserted into ``ocr_results`` + ``ocr_cost_ledger`` by the generic loader.
 
@@ -32,7 +33,15 @@ from airflow.providers.amazon.aws.transfers.s3_to_redshift import S3ToRedshiftOp
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
-from airflow_provider_qwenocr.warehouse.redshift import COPY_OPTIONS, STAGING_TABLE, merge_sql, results_ddl, staging_ddl
+from airflow_provider_qwenocr.warehouse.redshift import (
+    COPY_OPTIONS,
+    STAGING_TABLE,
+    ledger_ddl,
+    ledger_sql,
+    merge_sql,
+    results_ddl,
+    staging_ddl,
+)
 
 RUN_DIR = "{{ dag_run.run_id | replace(':', '-') | replace('+', '-') }}"
 RESULTS = "{{ params.results_prefix.rstrip('/') }}"
@@ -99,7 +108,7 @@ def qwen_ocr_s3_to_redshift():
     create_tables = SQLExecuteQueryOperator(
         task_id="create_redshift_tables",
         conn_id="{{ params.warehouse_conn_id }}",
-        sql=[results_ddl("{{ params.schema }}"), staging_ddl("{{ params.schema }}")],
+        sql=[results_ddl("{{ params.schema }}"), staging_ddl("{{ params.schema }}"), ledger_ddl("{{ params.schema }}")],
     )
     copy_to_staging = S3ToRedshiftOperator(
         task_id="copy_to_staging",
@@ -115,7 +124,8 @@ def qwen_ocr_s3_to_redshift():
     merge = SQLExecuteQueryOperator(
         task_id="merge_into_ocr_results",
         conn_id="{{ params.warehouse_conn_id }}",
-        sql=merge_sql("{{ params.schema }}"),
+        # One transaction: the ledger line (rows not yet paid for) first, then the upsert.
+        sql=[ledger_sql("{{ params.schema }}"), merge_sql("{{ params.schema }}")],
         parameters={"run_id": "{{ dag_run.run_id }}", "dag_id": "{{ dag.dag_id }}"},
     )
 

@@ -135,7 +135,8 @@ def test_redshift_copy_sql_generated_from_the_dag(s3_conn, monkeypatch):
     assert statements[-1] == "COMMIT"
 
     merge = dag.get_task("merge_into_ocr_results")
-    sql = env.from_string(merge.sql).render(**ctx)
+    ledger_sql, sql = (env.from_string(s).render(**ctx) for s in merge.sql)
+    assert ledger_sql.startswith("INSERT INTO analytics.ocr_cost_ledger SELECT")
     assert sql.startswith("MERGE INTO analytics.ocr_results USING (") and "analytics.ocr_results_staging" in sql
     assert "WHEN MATCHED THEN UPDATE SET" in sql and "WHEN NOT MATCHED THEN INSERT VALUES" in sql
     assert '"first_run_id"' not in sql.split("WHEN NOT MATCHED")[0]  # an update never rewrites who paid first
