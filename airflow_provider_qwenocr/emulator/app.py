@@ -9,6 +9,7 @@ buffering bodies, so SSE streams flow and the echo engine keeps its ≥100 reque
 from __future__ import annotations
 
 import builtins
+import json
 import logging
 import time
 
@@ -25,6 +26,7 @@ from airflow_provider_qwenocr.emulator.responses import json_response
 from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, new_request_id
 from airflow_provider_qwenocr.emulator.uploads import OSS_PATH, register_upload_routes
 
+logger = logging.getLogger(__name__)
 UNCOUNTED = ("/health", "/emulator/stats", "/emulator/reset")
 _GROUP = getattr(builtins, "BaseExceptionGroup", None)
 BATCH_PREFIXES = ("/compatible-mode/v1/files", "/compatible-mode/v1/batches")
@@ -85,6 +87,18 @@ class ServiceHeaders:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            if "status" in status_box:  # started (e.g. a deliberate DropConnection): let the server close it
+                raise
+            # A bug in a handler: answer like the service (JSON InternalError), so SDKs see a 5xx they retry
+            # and a request id, not a bare text/plain 500.
+            logger.exception("unhandled error in %s", scope["path"])
+            body = json.dumps({"code": "InternalError", "message": f"emulator error: {type(exc).__name__}",
+                               "request_id": rid}).encode()
+            await send_wrapper({"type": "http.response.start", "status": 500,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
         finally:
             if kind is not None and "status" in status_box:
                 dropped = scope["state"].get("dropped")
