@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from enum import Enum
-from typing import Any
+from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.ocr.models import BATCH_REGIONS
@@ -143,7 +143,9 @@ class BatchClient:
         self._client = _openai_client(config)
 
     # -- files -------------------------------------------------------------------------------------------
-    def upload_file(self, content: bytes, filename: str = "requests.jsonl", purpose: str = FILE_PURPOSE) -> dict:
+    def upload_file(self, content: bytes | BinaryIO, filename: str = "requests.jsonl",
+                    purpose: str = FILE_PURPOSE) -> dict:
+        """Upload bytes or an open binary file (streamed: a 500 MB part need not be read into memory)."""
         obj = self._client.files.create(file=(filename, content, "application/jsonl"), purpose=purpose)
         return obj.model_dump()
 

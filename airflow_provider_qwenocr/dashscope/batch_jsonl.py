@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from airflow_provider_qwenocr.dashscope.batch import BATCH_ENDPOINT
-from airflow_provider_qwenocr.ocr.images import ImageValidationError, prepare_image, sha256_hex
+from airflow_provider_qwenocr.ocr.images import ImageValidationError, PreparedImage, prepare_image, sha256_hex
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, get_model
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
@@ -70,12 +73,18 @@ class ManifestEntry:
 
 @dataclass
 class BatchPlan:
-    """The input files to upload (``parts``, JSONL bytes) and the manifest of every image, sent or not."""
+    """The input files to upload (``parts``, spooled JSONL) and the manifest of every image, sent or not."""
 
     model: str
     task: str
-    parts: list[bytes]
+    parts: list[PartFile]
     manifest: list[ManifestEntry]
+    spool_dir: str | None = None
+
+    def cleanup(self) -> None:
+        """Delete the spooled part files (after upload)."""
+        if self.spool_dir:
+            shutil.rmtree(self.spool_dir, ignore_errors=True)
 
     @property
     def rejected(self) -> list[ManifestEntry]:
@@ -114,17 +123,46 @@ def encode_line(line: dict[str, Any]) -> bytes:
     return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-class BatchBuilder:
-    """Collects images for ONE model and task and turns them into size-limited JSONL parts.
+@dataclass
+class PartFile:
+    """One input file on local disk (spooled while building, so 50,000 base64 images never sit in memory)."""
 
-    Lines are kept encoded (bytes) so the size checks are exact. Identical images (same idempotency key)
-    are sent once; their other sources are recorded as duplicates and get a row of their own on landing.
+    path: str
+    n_lines: int = 0
+    n_bytes: int = 0
+
+    def read_bytes(self) -> bytes:
+        with open(self.path, "rb") as fh:
+            return fh.read()
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+
+@dataclass
+class Prepared:
+    """What :meth:`BatchBuilder.prepare` found for one image's bytes: a line to send, a cached row, or an error."""
+
+    sha256: str
+    key: str
+    image: PreparedImage | None = None
+    cached: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+
+
+class BatchBuilder:
+    """Collects images for ONE model and task and spools them into size-limited JSONL part files.
+
+    Lines are written encoded so the size checks are exact. Identical images (same idempotency key) are
+    sent once; their other sources are recorded as duplicates and get a row of their own on landing.
+    :meth:`prepare` is thread-safe (decode/resize/encode — the slow part — can run in a pool);
+    :meth:`add_prepared` must be called from one thread, in the order rows should appear.
     """
 
     def __init__(self, *, task: str | OcrTask = OcrTask.TEXT_RECOGNITION, model: str | None = None,
                  prompt: str | None = None, result_schema: dict | str | None = None,
                  min_pixels: int | None = None, max_pixels: int | None = None,
-                 limits: BatchLimits | None = None) -> None:
+                 limits: BatchLimits | None = None, spool_dir: str | None = None) -> None:
         self.task = OcrTask.parse(task)
         prompt = prompt or None
         # Same reading of prompt + task as the realtime operator (so keys and answers agree): a prompt with
@@ -148,7 +186,9 @@ class BatchBuilder:
             "max_pixels": max_pixels, "enable_rotate": False, "patch": self.spec.patch,
         }
         self._entries: dict[str, ManifestEntry] = {}
-        self._lines: dict[str, bytes] = {}
+        self._spool_dir = spool_dir
+        self._parts: list[PartFile] = []
+        self._fh: BinaryIO | None = None
 
     def key(self, sha256: str, page: int | None = None, **extra: Any) -> str:
         params = {**self.params, **extra}
@@ -174,33 +214,39 @@ class BatchBuilder:
         entry.error = {"code": code, "message": message}
         return entry
 
-    def add_image(self, source: str, data: bytes, *, page: int | None = None, cache: Any = None) -> ManifestEntry:
-        """Prepare ``data`` (resize to the model grid, base64) and queue its request line.
-
-        ``cache`` (anything with ``.get(key) -> row | None``): a finished row there is reused, not re-sent.
-        """
+    def prepare(self, data: bytes, *, page: int | None = None, cache: Any = None) -> Prepared:
+        """Thread-safe: hash, look up ``cache`` (``.get(key) -> row | None``), else resize + encode."""
         sha = sha256_hex(data)
         key = self.key(sha, page)
-        entry = self._entry(key, source, sha, page)
-        if entry is None:
-            return self._entries[key]
         hit = cache.get(key) if cache is not None else None
         if hit and hit.get("status") == "ok":
-            entry.cached = hit
-            return entry
+            return Prepared(sha, key, cached=hit)
         try:
-            prepared = prepare_image(data, self.spec, min_pixels=self.min_pixels, max_pixels=self.max_pixels,
-                                     sha256=sha)
+            image = prepare_image(data, self.spec, min_pixels=self.min_pixels, max_pixels=self.max_pixels,
+                                  sha256=sha)
         except ImageValidationError as exc:
-            entry.error = {"code": exc.code, "message": str(exc)}
-            return entry
+            return Prepared(sha, key, error={"code": exc.code, "message": str(exc)})
         except ValueError as exc:
-            entry.error = {"code": "InvalidParameter", "message": str(exc)}
-            return entry
-        entry.width, entry.height = prepared.width, prepared.height
-        entry.scale_x, entry.scale_y = prepared.scale_x, prepared.scale_y
-        self._queue(entry, prepared.data_url)
+            return Prepared(sha, key, error={"code": "InvalidParameter", "message": str(exc)})
+        return Prepared(sha, key, image=image)
+
+    def add_prepared(self, source: str, item: Prepared, *, page: int | None = None) -> ManifestEntry:
+        entry = self._entry(item.key, source, item.sha256, page)
+        if entry is None:
+            return self._entries[item.key]
+        if item.cached is not None:
+            entry.cached = item.cached
+        elif item.error is not None:
+            entry.error = item.error
+        elif item.image is not None:
+            entry.width, entry.height = item.image.width, item.image.height
+            entry.scale_x, entry.scale_y = item.image.scale_x, item.image.scale_y
+            self._queue(entry, item.image.data_url)
         return entry
+
+    def add_image(self, source: str, data: bytes, *, page: int | None = None, cache: Any = None) -> ManifestEntry:
+        """Prepare ``data`` (resize to the model grid, base64) and queue its request line."""
+        return self.add_prepared(source, self.prepare(data, page=page, cache=cache), page=page)
 
     def add_url(self, url: str, *, page: int | None = None) -> ManifestEntry:
         """A public http(s) URL, passed to the service untouched (keyed by the URL: its bytes are unknown)."""
@@ -221,23 +267,34 @@ class BatchBuilder:
                            f"{self.limits.max_line_bytes:,} bytes (lower max_pixels to send a smaller image)",
             }
             return
-        self._lines[entry.custom_id] = line
+        part = self._parts[-1] if self._parts else None
+        if part is None or part.n_lines >= self.limits.max_lines or \
+                part.n_bytes + len(line) > self.limits.max_file_bytes:
+            part = self._new_part()
+        assert self._fh is not None
+        self._fh.write(line)
+        part.n_lines += 1
+        part.n_bytes += len(line)
+        entry.part = len(self._parts) - 1
+
+    def _new_part(self) -> PartFile:
+        if self._fh is not None:
+            self._fh.close()
+        if self._spool_dir is None:
+            self._spool_dir = tempfile.mkdtemp(prefix="qwenocr-batch-")
+        path = os.path.join(self._spool_dir, f"part-{len(self._parts) + 1:04d}.jsonl")
+        self._fh = open(path, "wb")
+        part = PartFile(path)
+        self._parts.append(part)
+        return part
 
     def build(self) -> BatchPlan:
-        """Split the queued lines into parts within the line-count and file-size limits (insertion order)."""
-        parts: list[bytes] = []
-        current: list[bytes] = []
-        size = 0
-        for key, line in self._lines.items():
-            if current and (len(current) >= self.limits.max_lines or size + len(line) > self.limits.max_file_bytes):
-                parts.append(b"".join(current))
-                current, size = [], 0
-            current.append(line)
-            size += len(line)
-            self._entries[key].part = len(parts)
-        if current:
-            parts.append(b"".join(current))
-        return BatchPlan(model=self.model, task=self.task.value, parts=parts, manifest=list(self._entries.values()))
+        """Close the spooled parts; the plan lists them in order, with the manifest of every image."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        return BatchPlan(model=self.model, task=self.task.value, parts=list(self._parts),
+                         manifest=list(self._entries.values()), spool_dir=self._spool_dir)
 
 
 # -- manifest (de)serialisation ----------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import json
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from airflow_provider_qwenocr.dashscope.batch import BatchClient, BatchStatus
 from airflow_provider_qwenocr.dashscope.batch_jsonl import (
@@ -146,7 +147,7 @@ class BatchHookMixin:
         return BatchClient(self.config)
 
     # files
-    def upload_file(self, content: bytes, filename: str = "requests.jsonl", purpose: str = "batch") -> dict:
+    def upload_file(self, content: bytes | BinaryIO, filename: str = "requests.jsonl", purpose: str = "batch") -> dict:
         return self.batch_client.upload_file(content, filename, purpose)
 
     def get_file(self, file_id: str) -> dict:
@@ -209,6 +210,7 @@ class BatchHookMixin:
         aws_conn_id: str | None = "aws_default",
         on_batch_created: Callable[[list[str]], None] | None = None,
         cache_uri: str | None = None,
+        prepare_workers: int = 4,
     ) -> dict[str, Any]:
         """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
 
@@ -230,8 +232,8 @@ class BatchHookMixin:
         model = model or self.config.default_model
         builder = BatchBuilder(task=task, model=model, prompt=prompt, result_schema=result_schema,
                                min_pixels=min_pixels, max_pixels=max_pixels, limits=limits)
-        for src in sources:
-            _add_source(builder, src, cache)
+        for add in _prepared(builder, sources, cache, prepare_workers):
+            add()
         plan = builder.build()
         storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"), aws_conn_id=aws_conn_id)
         batch_ids: list[str] = []
@@ -239,7 +241,8 @@ class BatchHookMixin:
         n = len(plan.parts)
         try:
             for i, part in enumerate(plan.parts, start=1):
-                f = self.upload_file(part, filename=f"qwenocr-{plan.task}-{i}of{n}.jsonl")
+                with part.open() as fh:
+                    f = self.upload_file(fh, filename=f"qwenocr-{plan.task}-{i}of{n}.jsonl")
                 file_ids.append(f["id"])
                 meta = {"ds_name": f"qwenocr {plan.task}", "ds_description": f"part {i}/{n}, model {plan.model}",
                         **(metadata or {})}
@@ -251,6 +254,8 @@ class BatchHookMixin:
         except BaseException:
             self.cancel_batches(batch_ids)
             raise
+        finally:
+            plan.cleanup()
         return {
             "batch_ids": batch_ids, "input_file_ids": file_ids, "manifest_uri": manifest_uri,
             "model": plan.model, "task": plan.task, "n_images": plan.n_images, "n_requests": plan.n_requests,
@@ -306,24 +311,40 @@ class BatchHookMixin:
         return summary.to_xcom(output_uri, batch_ids, manifest_uri)
 
 
-def _add_source(builder: BatchBuilder, src: Any, cache: Any = None) -> None:
-    if isinstance(src, tuple):
-        name, data = src
-        builder.add_image(str(name), data, cache=cache)
-        return
-    name = getattr(src, "name", None) or src.uri
-    page = getattr(src, "page", None)
-    if getattr(src, "error", None):
-        builder.reject(name, "InvalidSource", str(src.error), page=page)
-    elif getattr(src, "is_remote_url", False):
-        builder.add_url(src.uri, page=page)
-    else:
+def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int) -> Iterator[Callable[[], Any]]:
+    """Read + hash + cache-check + resize/encode sources in a small thread pool; yield in-order "add" steps.
+
+    Pillow and hashlib release the GIL, so a few threads prepare several images at once; a bounded window
+    of futures keeps memory flat however many sources there are. Adding to the builder stays on this thread.
+    """
+    def work(src: Any) -> Callable[[], Any]:
+        if isinstance(src, tuple):
+            name, data = src
+            item = builder.prepare(data, cache=cache)
+            return lambda: builder.add_prepared(str(name), item)
+        name = getattr(src, "name", None) or src.uri
+        page = getattr(src, "page", None)
+        if getattr(src, "error", None):
+            return lambda: builder.reject(name, "InvalidSource", str(src.error), page=page)
+        if getattr(src, "is_remote_url", False):
+            return lambda: builder.add_url(src.uri, page=page)
         try:
             data = src.read()
         except Exception as exc:  # noqa: BLE001 - an unreadable source is an error row, not a crash
-            builder.reject(name, "SourceReadError", f"{type(exc).__name__}: {exc}", page=page)
-            return
-        builder.add_image(name, data, page=page, cache=cache)
+            message = f"{type(exc).__name__}: {exc}"
+            return lambda: builder.reject(name, "SourceReadError", message, page=page)
+        item = builder.prepare(data, page=page, cache=cache)
+        return lambda: builder.add_prepared(name, item, page=page)
+
+    window = max(1, workers) * 4
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="qwenocr-batch-prep") as pool:
+        pending: list = []
+        for src in sources:
+            pending.append(pool.submit(work, src))
+            if len(pending) >= window:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
 
 
 def _entry_from_line(custom_id: str, line: dict[str, Any]) -> ManifestEntry:

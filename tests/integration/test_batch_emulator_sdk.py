@@ -48,7 +48,7 @@ def upload_images(client, images: list[bytes], **builder_kw) -> tuple[str, list[
     b = BatchBuilder(**builder_kw)
     ids = [b.add_image(f"{i}.png", data).custom_id for i, data in enumerate(images)]
     (part,) = b.build().parts
-    f = client.files.create(file=("in.jsonl", part, "application/jsonl"), purpose="batch")
+    f = client.files.create(file=("in.jsonl", part.read_bytes(), "application/jsonl"), purpose="batch")
     return f.id, ids
 
 

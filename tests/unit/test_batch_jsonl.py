@@ -33,8 +33,8 @@ def png(text: str, size=(240, 80), color=(255, 255, 255)) -> bytes:
     return buf.getvalue()
 
 
-def lines_of(part: bytes) -> list[dict]:
-    return [json.loads(x) for x in part.decode().splitlines()]
+def lines_of(part) -> list[dict]:
+    return [json.loads(x) for x in part.read_bytes().decode().splitlines()]
 
 
 def test_lines_carry_fixed_prompt_key_and_pixels_next_to_image_url():
@@ -63,19 +63,19 @@ def test_split_by_line_count_and_by_file_size():
     for i, data in enumerate(images):
         by_lines.add_image(f"{i}.png", data)
     plan = by_lines.build()
-    assert [len(p.splitlines()) for p in plan.parts] == [2, 2, 1]
+    assert [len(lines_of(p)) for p in plan.parts] == [2, 2, 1] == [p.n_lines for p in plan.parts]
     assert [e.part for e in plan.manifest] == [0, 0, 1, 1, 2]
 
-    one_line = len(plan.parts[2])
+    one_line = plan.parts[2].n_bytes
     by_size = BatchBuilder(limits=BatchLimits(max_file_bytes=int(one_line * 2.5)))
     for i, data in enumerate(images):
         by_size.add_image(f"{i}.png", data)
     sized = by_size.build()
     assert len(sized.parts) >= 2
-    assert all(len(p) <= int(one_line * 2.5) for p in sized.parts)
-    assert sum(len(p.splitlines()) for p in sized.parts) == 5
+    assert all(len(p.read_bytes()) == p.n_bytes <= int(one_line * 2.5) for p in sized.parts)
+    assert sum(len(lines_of(p)) for p in sized.parts) == 5
     # every custom_id is unique across all parts
-    ids = [json.loads(x)["custom_id"] for p in sized.parts for x in p.splitlines()]
+    ids = [x["custom_id"] for p in sized.parts for x in lines_of(p)]
     assert len(ids) == len(set(ids)) == 5
 
 
