@@ -227,3 +227,15 @@ def test_stats_count_kinds_and_statuses(make_emulator):
     assert stats["ocr_calls"] == 1
     srv.reset_stats()
     assert srv.stats()["requests"] == {} and srv.stats()["ocr_calls"] == 0
+
+
+def test_a_handler_bug_is_a_json_internal_error(make_emulator, monkeypatch):
+    srv = make_emulator(engine="echo")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(srv.state.engine, "recognize", broken)
+    resp = post(srv)
+    assert resp.status_code == 500 and resp.json()["code"] == "InternalError"
+    assert resp.headers["x-request-id"] == resp.json()["request_id"]
