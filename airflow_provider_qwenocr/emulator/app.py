@@ -8,6 +8,7 @@ buffering bodies, so SSE streams flow and the echo engine keeps its ≥100 reque
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import logging
@@ -106,14 +107,15 @@ class ServiceHeaders:
 
 
 class _DropFilter(logging.Filter):
-    """Keep the deliberate dropped connections (--fail-rate-timeout) out of the server's error log."""
+    """Keep deliberate dropped connections (--fail-rate-timeout) and requests cancelled by shutdown (a held
+    timeout request outlives the graceful-shutdown window) out of the server's error log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         for _ in range(10):
             if exc is None:
                 return True
-            if isinstance(exc, DropConnection):
+            if isinstance(exc, (DropConnection, asyncio.CancelledError)):  # deliberate drops; shutdown
                 return False
             if _GROUP is not None and isinstance(exc, _GROUP) and exc.exceptions:
                 exc = exc.exceptions[0]
