@@ -123,7 +123,9 @@ class QwenOcrBatchOperator(BaseOperator):
             ti = context.get("ti") or context.get("task_instance")
             run_id = str(getattr(ti, "run_id", None) or context.get("run_id") or int(time.time()))
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-            output = str(default_base_dir() / "batch" / self.dag_id / self.task_id / safe / "results.jsonl")
+            map_index = getattr(ti, "map_index", -1)
+            name = "results.jsonl" if map_index is None or map_index < 0 else f"results-{map_index}.jsonl"
+            output = str(default_base_dir() / "batch" / self.dag_id / self.task_id / safe / name)
         manifest = self.manifest_uri or (output[: -len(".jsonl")] if output.endswith(".jsonl") else output) \
             + ".manifest.jsonl"
         return output, manifest

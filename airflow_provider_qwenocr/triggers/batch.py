@@ -66,13 +66,19 @@ class QwenOcrBatchTrigger(BaseTrigger):
         )
 
     def _hook(self):
-        from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+        """One hook per trigger run (its connection is looked up once, in a worker thread)."""
+        hook = getattr(self, "_hook_instance", None)
+        if hook is None:
+            from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 
-        return QwenOcrHook(conn_id=self.conn_id)
+            hook = self._hook_instance = QwenOcrHook(conn_id=self.conn_id)
+        return hook
 
-    def _poll(self) -> list[dict]:
-        hook = self._hook()
-        return [compact_batch(b) for b in hook.get_batches(self.batch_ids)]
+    def _poll(self, done: dict[str, dict]) -> list[dict]:
+        """Current state of every batch; batches already terminal are not asked again."""
+        pending = [b for b in self.batch_ids if b not in done]
+        fresh = {b["id"]: compact_batch(b) for b in self._hook().get_batches(pending)} if pending else {}
+        return [done.get(bid) or fresh[bid] for bid in self.batch_ids]
 
     def _cancel(self) -> list[str]:
         return self._hook().cancel_batches(self.batch_ids)
@@ -96,6 +102,7 @@ class QwenOcrBatchTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         failures = 0
         last: list[dict] = []
+        done: dict[str, dict] = {}
         while True:
             if time.time() >= self.end_time:
                 cancelled = await self._cancel_quietly()
@@ -103,8 +110,9 @@ class QwenOcrBatchTrigger(BaseTrigger):
                                   f"({self.end_time:.0f}); cancelled: {cancelled}", last, cancelled)
                 return
             try:
-                last = await asyncio.to_thread(self._poll)
+                last = await asyncio.to_thread(self._poll, done)
                 failures = 0
+                done.update({b["id"]: b for b in last if BatchStatus.of(b).is_terminal})
             except Exception as exc:  # noqa: BLE001 - classified below
                 failures += 1
                 transient = is_transient_error(exc)

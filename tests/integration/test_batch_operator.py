@@ -243,3 +243,12 @@ def test_rerun_with_cache_sends_only_new_images(conn, images, tmp_path, server):
                                          if r["source"].endswith("a.png"))
     third = make_op(images, tmp_path / "3", cache_uri=cache).execute({"ti": FakeTI()})  # all cached: no batch
     assert third["n_cached"] == 4 and third["batch_ids"] == [] and server.batch_creations() == batches + 1
+
+
+def test_default_output_is_per_run_and_per_mapped_instance(tmp_path):
+    ti = FakeTI()
+    ti.map_index = 3
+    op = QwenOcrBatchOperator(task_id="ocr_batch", images="x")
+    output, manifest = op._resolve_uris({"ti": ti})
+    assert output.endswith("/ocr_batch/manual__test/results-3.jsonl")
+    assert manifest.endswith("/ocr_batch/manual__test/results-3.manifest.jsonl")

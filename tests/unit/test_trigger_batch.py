@@ -37,14 +37,16 @@ class ScriptedHook:
     def __init__(self, script):
         self.script = list(script)
         self.polls = 0
+        self.asked: list[list[str]] = []
         self.cancelled: list[list[str]] = []
 
     def get_batches(self, ids):
         self.polls += 1
+        self.asked.append(list(ids))
         step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(step, BaseException):
             raise step
-        return step
+        return [b for b in step if b["id"] in ids]
 
     def cancel_batches(self, ids):
         self.cancelled.append(list(ids))
@@ -87,13 +89,15 @@ async def test_deadline_survives_serialize_and_recreate(monkeypatch):
 
 async def test_success_after_in_progress_is_one_event_with_ids(monkeypatch):
     running = [batch("b1", "in_progress"), batch("b2", "validating")]
+    one_done = [batch("b1", "completed", 2), batch("b2", "in_progress")]
     done = [batch("b1", "completed", 2), batch("b2", "completed", 1)]
-    trig, hook = make(monkeypatch, [running, running, done])
+    trig, hook = make(monkeypatch, [running, one_done, done])
     events = await events_of(trig)
     assert len(events) == 1
     assert events[0]["status"] == "success" and events[0]["reason"] == "success"
     assert events[0]["batch_ids"] == ["b1", "b2"] and [b["status"] for b in events[0]["batches"]] == ["completed"] * 2
     assert hook.polls == 3 and hook.cancelled == []
+    assert hook.asked == [["b1", "b2"], ["b1", "b2"], ["b2"]]  # a finished batch is not polled again
 
 
 @pytest.mark.parametrize(("statuses", "reason"), [
