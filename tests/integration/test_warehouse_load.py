@@ -90,3 +90,14 @@ def test_new_schema_field_adds_a_column(hook):
                  result_schema={"发票号码": "", "车次": ""})
     got = {r["source"]: r for r in query(hook, 'SELECT * FROM "ocr_kie"')}
     assert got["/docs/doc2.png"]["车次"] == "G1" and got["/docs/doc1.png"]["车次"] is None
+
+
+def test_undefined_connection_falls_back_to_embedded_sqlite(tmp_path, monkeypatch):
+    var = "AIRFLOW_CONN_QWENOCR_WH_MISSING"
+    monkeypatch.setenv(var, "placeholder")  # registers the variable so the fallback's definition is undone
+    monkeypatch.delenv(var)
+    hook = warehouse_hook("qwenocr_wh_missing", fallback_sqlite=str(tmp_path / "fallback.db"))
+    rep = load_results(hook, [_row(1)], run_id="r1")
+    assert rep.n_new == 1 and (tmp_path / "fallback.db").exists()
+    with pytest.raises(Exception):
+        warehouse_hook("qwenocr_wh_missing_too")  # no fallback asked: the lookup error propagates
