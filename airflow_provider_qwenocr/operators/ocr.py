@@ -41,12 +41,14 @@ class QwenOcrOperator(BaseOperator):
     :param min_pixels: lower pixel bound of the model's resize (default: the model's).
     :param max_pixels: upper pixel bound of the model's resize (default: the model's).
     :param enable_rotate: let the service correct rotated images.
-    :param output_uri: where the JSONL goes (local path or any object-storage URI). Default:
-        ``$AIRFLOW_HOME/qwenocr/<dag_id>/<run_id>/<task_id>[_<map_index>].jsonl`` so each mapped instance
-        writes its own file.
+    :param output_uri: where the JSONL goes (local path or any object-storage URI). Ending in ``/``, it is a
+        folder and the file is ``<task_id>[_<map_index>].jsonl`` in it. Default:
+        ``$AIRFLOW_HOME/qwenocr/<dag_id>/<run_id>/<task_id>[_<map_index>].jsonl``. Either way each mapped
+        instance writes its own file (a fixed file name shared by mapped instances would be overwritten:
+        template it with ``{{ ti.map_index }}`` or give a folder).
     :param cache_uri: the per-image result cache (a directory or prefix). Default:
-        ``$AIRFLOW_HOME/qwenocr/<dag_id>/_cache`` when ``output_uri`` is not given, else ``_cache`` beside
-        ``output_uri``. Shared across runs on purpose: a re-run, a retry or a new run over the same
+        ``$AIRFLOW_HOME/qwenocr/<dag_id>/_cache`` when ``output_uri`` is not given, else ``_cache`` in the
+        ``output_uri`` folder (or beside the file). Shared across runs on purpose: a re-run, a retry or a new run over the same
         documents pays nothing for images already done. ``use_cache=False`` disables it.
     :param conn_id: the ``dashscope`` connection.
     :param aws_conn_id: AWS connection for ``s3://`` sources and outputs.
@@ -92,6 +94,10 @@ class QwenOcrOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not 0.0 <= float(max_failed_ratio) <= 1.0:
+            raise ValueError(f"max_failed_ratio must be between 0 and 1, not {max_failed_ratio!r}")
+        if int(max_concurrency) < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
         self.images = images
         self.task = task
         self.prompt = prompt
@@ -202,12 +208,15 @@ class QwenOcrOperator(BaseOperator):
         from airflow_provider_qwenocr.io.results_store import default_base_dir
 
         dag_id, task_id, run_id, map_index = _ids(self, context)
-        if self.output_uri:
+        suffix = f"_{map_index}" if map_index is not None and map_index >= 0 else ""
+        if self.output_uri and str(self.output_uri).endswith("/"):  # a folder/prefix: one file per instance
+            output = storage.join(str(self.output_uri), f"{_safe(task_id)}{suffix}.jsonl")
+            cache = self.cache_uri or storage.join(str(self.output_uri), "_cache")
+        elif self.output_uri:
             output = str(self.output_uri)
             cache = self.cache_uri or storage.join(storage.parent(output), "_cache")
         else:
             base = default_base_dir() / _safe(dag_id)
-            suffix = f"_{map_index}" if map_index is not None and map_index >= 0 else ""
             output = str(base / _safe(run_id) / f"{_safe(task_id)}{suffix}.jsonl")
             cache = self.cache_uri or str(base / "_cache")
         return output, str(cache)

@@ -266,3 +266,19 @@ def test_openlineage_facets_name_sources_and_results(folder, tmp_path):
         return
     assert [d.name for d in lineage.outputs] == [str(tmp_path / "r.jsonl")]
     assert [d.name for d in lineage.inputs] == [str(folder)]
+
+
+def test_output_folder_gets_one_file_per_mapped_instance(folder, tmp_path):
+    clients = [FakeClient(), FakeClient()]
+    outs = [_op(c, images=str(folder / "a.png"), output_uri=str(tmp_path / "res") + "/").execute(
+        _context(tmp_path, map_index=i))["results_uri"] for i, c in enumerate(clients)]
+    assert outs == [str(tmp_path / "res" / "ocr_0.jsonl"), str(tmp_path / "res" / "ocr_1.jsonl")]
+    assert (tmp_path / "res" / "_cache").is_dir()
+    assert len(clients[0].calls) == 1 and clients[1].calls == [], "instance 1 reused instance 0's cached row"
+
+
+def test_constructor_rejects_nonsense():
+    with pytest.raises(ValueError, match="max_failed_ratio"):
+        QwenOcrOperator(task_id="t", images="x", max_failed_ratio=1.5)
+    with pytest.raises(ValueError, match="max_concurrency"):
+        QwenOcrOperator(task_id="t", images="x", max_concurrency=0)
