@@ -288,6 +288,14 @@ class BatchBuilder:
         self._parts.append(part)
         return part
 
+    def cleanup(self) -> None:
+        """Close and delete the spooled part files (after upload, or after a failure)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._spool_dir:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+
     def build(self) -> BatchPlan:
         """Close the spooled parts; the plan lists them in order, with the manifest of every image."""
         if self._fh is not None:

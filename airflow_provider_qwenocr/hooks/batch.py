@@ -229,33 +229,35 @@ class BatchHookMixin:
 
             cache = ResultCache(cache_uri, aws_conn_id=aws_conn_id)
 
+        self.batch_client  # noqa: B018 - refuse a region without OCR batch before preparing anything
         model = model or self.config.default_model
         builder = BatchBuilder(task=task, model=model, prompt=prompt, result_schema=result_schema,
                                min_pixels=min_pixels, max_pixels=max_pixels, limits=limits)
-        for add in _prepared(builder, sources, cache, prepare_workers):
-            add()
-        plan = builder.build()
-        storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"), aws_conn_id=aws_conn_id)
         batch_ids: list[str] = []
         file_ids: list[str] = []
-        n = len(plan.parts)
         try:
-            for i, part in enumerate(plan.parts, start=1):
-                with part.open() as fh:
-                    f = self.upload_file(fh, filename=f"qwenocr-{plan.task}-{i}of{n}.jsonl")
-                file_ids.append(f["id"])
-                meta = {"ds_name": f"qwenocr {plan.task}", "ds_description": f"part {i}/{n}, model {plan.model}",
-                        **(metadata or {})}
-                batch = self.create_batch(f["id"], metadata=meta)
-                batch_ids.append(batch["id"])
-                log.info("created batch %s (part %d/%d, input file %s)", batch["id"], i, n, f["id"])
-                if on_batch_created:
-                    on_batch_created(list(batch_ids))
-        except BaseException:
-            self.cancel_batches(batch_ids)
-            raise
+            for add in _prepared(builder, sources, cache, prepare_workers):
+                add()
+            plan = builder.build()
+            storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"), aws_conn_id=aws_conn_id)
+            n = len(plan.parts)
+            try:
+                for i, part in enumerate(plan.parts, start=1):
+                    with part.open() as fh:
+                        f = self.upload_file(fh, filename=f"qwenocr-{plan.task}-{i}of{n}.jsonl")
+                    file_ids.append(f["id"])
+                    meta = {"ds_name": f"qwenocr {plan.task}",
+                            "ds_description": f"part {i}/{n}, model {plan.model}", **(metadata or {})}
+                    batch = self.create_batch(f["id"], metadata=meta)
+                    batch_ids.append(batch["id"])
+                    log.info("created batch %s (part %d/%d, input file %s)", batch["id"], i, n, f["id"])
+                    if on_batch_created:
+                        on_batch_created(list(batch_ids))
+            except BaseException:
+                self.cancel_batches(batch_ids)
+                raise
         finally:
-            plan.cleanup()
+            builder.cleanup()  # the spooled parts (base64 images) never outlive the submit
         return {
             "batch_ids": batch_ids, "input_file_ids": file_ids, "manifest_uri": manifest_uri,
             "model": plan.model, "task": plan.task, "n_images": plan.n_images, "n_requests": plan.n_requests,

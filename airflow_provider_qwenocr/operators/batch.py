@@ -177,10 +177,12 @@ class QwenOcrBatchOperator(BaseOperator):
 
     # -- wait -----------------------------------------------------------------------------------------------
     def _wait_blocking(self) -> Any:
+        """Poll in the worker; any way out before every batch is terminal (timeout, error, kill) cancels them."""
         from airflow_provider_qwenocr.dashscope.batch import is_transient_error
 
         deadline = time.monotonic() + self.timeout
         failures = 0
+        batches: list[dict] = []
         try:
             while True:
                 try:
@@ -193,13 +195,14 @@ class QwenOcrBatchOperator(BaseOperator):
                     self.log.warning("transient poll error (%d/%d): %s", failures, self.max_poll_failures, exc)
                 else:
                     if all(BatchStatus.of(b).is_terminal for b in batches):
-                        return self._land(batches)
+                        break
                 if time.monotonic() >= deadline:
                     raise AirflowException(f"batches {self.batch_ids} not finished after {self.timeout:.0f} s")
                 time.sleep(max(0.0, min(self.poll_interval, deadline - time.monotonic())))
         except BaseException:
             self.hook.cancel_batches(self.batch_ids)
             raise
+        return self._land(batches)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
                          output_uri: str | None = None, manifest_uri: str | None = None,
@@ -219,7 +222,7 @@ class QwenOcrBatchOperator(BaseOperator):
     def _land(self, batches: list[dict] | None, *, evaluate: bool = True) -> dict[str, Any]:
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
         verdict = evaluate_batch_counts(batches, self.fail_on_partial_error) if evaluate else None
-        if verdict is not None and not verdict.should_land and verdict.action == "skip":
+        if verdict is not None and verdict.action == "skip":  # cancelled elsewhere before anything completed
             raise skip_exception(verdict.message)
         summary = self.hook.download_batch_results(
             self.batch_ids, output_uri=self.output_uri, manifest_uri=self.manifest_uri, batches=batches,

@@ -252,3 +252,30 @@ def test_default_output_is_per_run_and_per_mapped_instance(tmp_path):
     output, manifest = op._resolve_uris({"ti": ti})
     assert output.endswith("/ocr_batch/manual__test/results-3.jsonl")
     assert manifest.endswith("/ocr_batch/manual__test/results-3.manifest.jsonl")
+
+
+def test_half_submitted_run_cancels_what_it_created(conn, tmp_path, monkeypatch):
+    import glob
+    import tempfile
+
+    hook = QwenOcrHook()
+    real_create = hook.create_batch
+    calls: list[str] = []
+
+    def flaky_create(file_id, **kw):
+        calls.append(file_id)
+        if len(calls) == 2:
+            raise RuntimeError("network gone while creating part 2")
+        return real_create(file_id, **kw)
+
+    monkeypatch.setattr(hook, "create_batch", flaky_create)
+    seen: list[list[str]] = []
+    spools_before = set(glob.glob(f"{tempfile.gettempdir()}/qwenocr-batch-*"))
+    with pytest.raises(RuntimeError, match="part 2"):
+        hook.submit_ocr_batch([("a.png", png("a")), ("b.png", png("b", size=(240, 70)))],
+                              manifest_uri=str(tmp_path / "m.jsonl"), limits=BatchLimits(max_lines=1),
+                              on_batch_created=seen.append)
+    assert len(seen) == 1 and len(seen[0]) == 1  # the first id was reported before the failure
+    assert wait_status(hook, seen[0][0], {"cancelled"})
+    assert set(glob.glob(f"{tempfile.gettempdir()}/qwenocr-batch-*")) == spools_before  # spool removed
+    assert (tmp_path / "m.jsonl").exists()  # the manifest was written before anything billable
