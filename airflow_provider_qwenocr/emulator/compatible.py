@@ -41,6 +41,7 @@ class ChatRequest:
     prompt: str | None
     images: list[ImageRef] = field(default_factory=list)
     stream: bool = False
+    max_tokens: int | None = None
 
 
 def parse_chat(body: Any) -> ChatRequest:
@@ -80,7 +81,9 @@ def parse_chat(body: Any) -> ChatRequest:
     prompt = "\n".join(t for t in texts if t) or None
     task, schema = task_from_prompt(prompt)
     return ChatRequest(model=model, task=task, schema=schema, prompt=prompt, images=images,
-                       stream=bool(body.get("stream", False)))
+                       stream=bool(body.get("stream", False)),
+                       max_tokens=recognize.check_max_tokens(
+                           body.get("max_tokens", body.get("max_completion_tokens")), model))
 
 
 def chat_usage(ans: recognize.Answer) -> dict[str, Any]:
@@ -101,7 +104,7 @@ def completion_body(ans: recognize.Answer, model: str, completion_id: str | None
         "model": model,
         "system_fingerprint": None,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": ans.text},
-                     "finish_reason": "stop", "logprobs": None}],
+                     "finish_reason": ans.finish_reason, "logprobs": None}],
         "usage": chat_usage(ans),
     }
 
@@ -117,8 +120,8 @@ def answer_chat_completion(state: EmulatorState, body: dict) -> tuple[int, dict]
         req = parse_chat(body)
         received = recognize.receive(req.images, state, req.model, oss_resolve=True)
         recognize.inspect(received, state)
-        ans = recognize.answer(received, state, req.task, schema=req.schema, prompt=req.prompt,
-                               with_ocr_result=False)
+        ans = recognize.truncate(recognize.answer(received, state, req.task, schema=req.schema,
+                                                  prompt=req.prompt, with_ocr_result=False), req.max_tokens)
     except ApiError as err:
         return err.status, err.compatible_body(rid)
     state.add_usage(ans.input_tokens, ans.output_tokens, ans.image_tokens)
@@ -141,7 +144,7 @@ def _stream(ans: recognize.Answer, model: str):
     parts = chunks(ans.text)
     events = [chunk({"role": "assistant", "content": parts[0]}, None)]
     events += [chunk({"content": p}, None) for p in parts[1:]]
-    events.append(chunk({}, "stop", chat_usage(ans)))
+    events.append(chunk({}, ans.finish_reason, chat_usage(ans)))
     events.append("data: [DONE]\n\n")
     return events
 
@@ -167,6 +170,7 @@ async def run_chat(request: Request, state: EmulatorState) -> Response:
     recognize.inspect(received, state)
     ans = await recognize.offload(inline, recognize.answer, received, state, req.task, schema=req.schema,
                                   prompt=req.prompt, with_ocr_result=False)
+    recognize.truncate(ans, req.max_tokens)
     state.faults.charge_output(ans.output_tokens)
     state.add_usage(ans.input_tokens, ans.output_tokens, ans.image_tokens)
     await state.faults.delay(ans.ocr_seconds)

@@ -48,6 +48,7 @@ class NativeRequest:
     images: list[ImageRef] = field(default_factory=list)
     stream: bool = False
     incremental: bool = False
+    max_tokens: int | None = None
 
 
 def last_user_content(messages: Any) -> list:
@@ -114,7 +115,8 @@ def parse_native(body: Any, *, stream: bool) -> NativeRequest:
     else:
         task, schema = task_from_prompt(prompt)
     return NativeRequest(model=model, task=task, schema=schema, prompt=prompt, images=images,
-                         stream=stream, incremental=bool(params.get("incremental_output", False)))
+                         stream=stream, incremental=bool(params.get("incremental_output", False)),
+                         max_tokens=recognize.check_max_tokens(params.get("max_tokens"), model))
 
 
 def native_usage(ans: recognize.Answer, output_tokens: int | None = None) -> dict[str, Any]:
@@ -161,11 +163,11 @@ def stream_events(ans: recognize.Answer, req: NativeRequest, request_id: str) ->
         out_tokens = max(1, round(ans.output_tokens * i / total))
         last_full = not req.incremental and i == total
         content = _content(sent if not req.incremental else part, ans.ocr_result if last_full else None)
-        events.append(sse_event(i, _body(content, "stop" if last_full else "null",
+        events.append(sse_event(i, _body(content, ans.finish_reason if last_full else "null",
                                           native_usage(ans, out_tokens), request_id)))
     if req.incremental:
         final = [{"ocr_result": ans.ocr_result}] if ans.ocr_result is not None else []
-        events.append(sse_event(total + 1, _body(final, "stop", native_usage(ans), request_id)))
+        events.append(sse_event(total + 1, _body(final, ans.finish_reason, native_usage(ans), request_id)))
     return events
 
 
@@ -204,6 +206,7 @@ async def run_native(request: Request, state: EmulatorState) -> Response:
         recognize.inspect(received, state)
         ans = await recognize.offload(inline, recognize.answer, received, state, req.task, schema=req.schema,
                                       prompt=req.prompt)
+        recognize.truncate(ans, req.max_tokens)
     except ApiError as err:
         if stream and err.status == 400:
             return error_stream(err, rid)
@@ -213,7 +216,7 @@ async def run_native(request: Request, state: EmulatorState) -> Response:
     await state.faults.delay(ans.ocr_seconds)
     if stream:
         return sse_response(stream_events(ans, req, rid), request_id=rid)
-    body = _body(_content(ans.text, ans.ocr_result), "stop", native_usage(ans), rid)
+    body = _body(_content(ans.text, ans.ocr_result), ans.finish_reason, native_usage(ans), rid)
     return json_response(body, request_id=rid, headers={**NATIVE_HEADERS, "x-dashscope-finished": "true"})
 
 

@@ -67,6 +67,7 @@ class Answer:
     output_tokens: int
     ocr_seconds: float = 0.0
     lines: list[Line] = field(default_factory=list)
+    finish_reason: str = "stop"
 
     @property
     def input_tokens(self) -> int:
@@ -236,6 +237,32 @@ def answer(received: list[Received], state: EmulatorState, task: OcrTask, *, sch
         ocr_seconds=time.perf_counter() - started,
         lines=all_lines,
     )
+
+
+def check_max_tokens(value: Any, model: str) -> int | None:
+    """``max_tokens`` must be within [1, the model's max output]; None means the model's limit."""
+    if value is None:
+        return None
+    limit = get_model(model).max_output
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise invalid_parameter(f"Range of max_tokens should be [1, {limit}]")
+    return value
+
+
+def truncate(ans: Answer, max_tokens: int | None) -> Answer:
+    """Cut an answer longer than ``max_tokens`` like the service: text cut short, finish_reason "length",
+    no ``ocr_result`` (the structured result needs the whole answer)."""
+    if max_tokens is None or ans.output_tokens <= max_tokens:
+        return ans
+    from airflow_provider_qwenocr.emulator.native import chunks
+
+    kept = ""
+    for piece in chunks(ans.text, size=1):
+        if text_tokens(kept + piece) > max_tokens:
+            break
+        kept += piece
+    ans.text, ans.output_tokens, ans.ocr_result, ans.finish_reason = kept, text_tokens(kept), None, "length"
+    return ans
 
 
 def _prompt_schema(prompt: str) -> dict | None:

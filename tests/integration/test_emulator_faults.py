@@ -239,3 +239,23 @@ def test_a_handler_bug_is_a_json_internal_error(make_emulator, monkeypatch):
     resp = post(srv)
     assert resp.status_code == 500 and resp.json()["code"] == "InternalError"
     assert resp.headers["x-request-id"] == resp.json()["request_id"]
+
+
+def test_max_tokens_cuts_the_answer_with_finish_reason_length(make_emulator):
+    srv = make_emulator(engine="echo")
+    full = post(srv, native_body(data_url(png()), task="advanced_recognition")).json()
+    body = native_body(data_url(png()), task="advanced_recognition")
+    body["parameters"]["max_tokens"] = 3
+    cut = post(srv, body).json()
+    choice = cut["output"]["choices"][0]
+    assert choice["finish_reason"] == "length" and "ocr_result" not in choice["message"]["content"][0]
+    assert full["output"]["choices"][0]["message"]["content"][0]["text"].startswith(
+        choice["message"]["content"][0]["text"])
+    assert cut["usage"]["output_tokens"] <= 3 < full["usage"]["output_tokens"]
+    for bad in (0, 100_000):
+        body["parameters"]["max_tokens"] = bad
+        resp = post(srv, body)
+        assert resp.status_code == 400 and "max_tokens" in resp.json()["message"]
+    chat = {"model": "qwen-vl-ocr", "max_tokens": 2, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": data_url(png())}}]}]}
+    assert post(srv, chat, path=CHAT).json()["choices"][0]["finish_reason"] == "length"
