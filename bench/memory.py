@@ -1,0 +1,99 @@
+"""Peak memory of one OCR task: 1,000 images vs 100 images through QwenOcrOperator.
+
+Each size runs in a fresh Python process (so peaks do not mix): the operator OCRs a folder of distinct
+1.2-MP JPEG scans against the emulator (``echo`` engine, own process, not counted) with
+``max_concurrency=8``, writing the results file and the per-image cache as usual. The process reports
+its peak RSS (``ru_maxrss``) and its RSS after imports, before the task ran.
+
+Prints ``rss_ratio`` (peak at 1,000 ÷ peak at 100; streaming means ≈ 1) plus the peaks and the growth
+over the post-import baseline. Usage: python bench/memory.py [--small 100] [--large 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench._common import REPO, EmulatorProcess, machine  # noqa: E402
+
+_CHILD = r"""
+import json, resource, sys
+from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+import dashscope, PIL.Image  # noqa: F401  (count the libraries in the baseline)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = QwenOcrOperator(task_id="ocr", images=sys.argv[1], output_uri=sys.argv[2], cache_uri=sys.argv[3],
+                      max_concurrency=8, progress_interval=1000).execute({})
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"baseline_kb": base, "peak_kb": peak, "n_ok": out["n_ok"], "n_images": out["n_images"]}))
+"""
+
+
+def make_images(folder: str, n: int) -> None:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    os.makedirs(folder, exist_ok=True)
+    base = Image.effect_noise((640, 480), 20).resize((1280, 960)).convert("RGB")
+    for i in range(n):
+        img = base.copy()
+        d = ImageDraw.Draw(img)
+        for row in range(12):
+            d.text((40, 40 + row * 70), f"page {i} line {row}: total {i * 7.31 + row:.2f} CNY", fill=(0, 0, 0))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        with open(os.path.join(folder, f"scan_{i:05d}.jpg"), "wb") as fh:
+            fh.write(buf.getvalue())
+
+
+def run_child(base_url: str, folder: str, work: str) -> dict:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": os.path.join(work, "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_DASHSCOPE_DEFAULT": json.dumps({
+            "conn_type": "dashscope", "password": "sk-bench-memory", "host": base_url,
+            "extra": {"rpm": 1_000_000, "tpm": 1_000_000_000}}),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, folder, os.path.join(work, "results.jsonl"), os.path.join(work, "cache")],
+        env=env, cwd=REPO, capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--small", type=int, default=100)
+    ap.add_argument("--large", type=int, default=1000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="qwenocr-bench-mem-") as tmp:
+        images = os.path.join(tmp, "images")
+        make_images(images, args.large)
+        small_dir = os.path.join(tmp, "small")
+        os.makedirs(small_dir)
+        for name in sorted(os.listdir(images))[: args.small]:
+            os.symlink(os.path.join(images, name), os.path.join(small_dir, name))
+        with EmulatorProcess("--engine", "echo") as emu:
+            small = run_child(emu.base_url, small_dir, os.path.join(tmp, "run_small"))
+            large = run_child(emu.base_url, images, os.path.join(tmp, "run_large"))
+    for label, r in (("small", small), ("large", large)):
+        assert r["n_ok"] == r["n_images"], r
+        print(f"{label}: {r['n_images']} images, baseline {r['baseline_kb'] / 1024:.0f} MB, "
+              f"peak {r['peak_kb'] / 1024:.0f} MB")
+    print(f"machine: {machine()}")
+    ratio = large["peak_kb"] / small["peak_kb"]
+    growth_small = (small["peak_kb"] - small["baseline_kb"]) / 1024
+    growth_large = (large["peak_kb"] - large["baseline_kb"]) / 1024
+    print(f"rss_ratio={ratio:.2f} rss_small_mb={small['peak_kb'] / 1024:.0f} rss_large_mb={large['peak_kb'] / 1024:.0f} "
+          f"growth_small_mb={growth_small:.0f} growth_large_mb={growth_large:.0f}")
+
+
+if __name__ == "__main__":
+    main()
