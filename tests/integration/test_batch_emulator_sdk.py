@@ -223,3 +223,36 @@ def test_recorded_shapes_are_reproduced(client, server):
     got = http.post(f"{base}batches/{done['id']}/cancel", headers=headers).json()
     assert _keys(got) == _keys(cancel)
     assert got["status"] == "completed"  # a finished batch cannot be cancelled any more
+
+
+def test_recorded_failure_cancel_and_upload_shapes(client):
+    http, base = client._client, client.base_url
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    up = client.files.create(file=("test2.txt", b"hello", "text/plain"), purpose="file-extract")
+    assert up.id.startswith("file-fe-")  # the recorded upload's prefix for this purpose
+    assert set(up.model_dump()) >= set(recorded("upload-file-compatible-nosse"))
+    bad = http.post(f"{base}files", files={"file": ("x.jsonl", b"{}")}, data={"purpose": "nope"}, headers=headers)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "purpose"
+
+    lines = [request_line("1", "data:image/png;base64,AAAA", "hi", model="qwen-vl-ocr")]
+    content = b"".join(encode_line({**x, "url": "/v1/chat/completion"}) for x in lines)
+    f = client.files.create(file=("bad.jsonl", content, "application/jsonl"), purpose="batch")
+    failed, _ = poll(client, client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
+                                                   completion_window="24h").id)
+    got = http.get(f"{base}batches/{failed.id}", headers=headers).json()  # raw JSON, not the SDK's model
+    want = recorded("get-invalid-batch-compatible-nosse")
+    assert set(got) == set(want) and set(got["errors"]) == set(want["errors"])
+    assert set(got["errors"]["data"][0]) == set(want["errors"]["data"][0])
+    assert got["errors"]["data"][0]["message"] == want["errors"]["data"][0]["message"]
+
+    file_id, _ = upload_images(client, [png("c")])
+    srv_batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+    client.batches.cancel(srv_batch.id)
+    cancelled, _ = poll(client, srv_batch.id)
+    want = recorded("get-cancelled-batch-compatible-nosse")
+    assert set(http.get(f"{base}batches/{cancelled.id}", headers=headers).json()) == set(want)
+    assert cancelled.cancelling_at and cancelled.cancelled_at
+    for name in ("list-batches-filter-by-time", "list-batches-search-status", "list-batches-filter-by-input-file-id"):
+        query = (RECORDINGS / f"{name}-compatible-nosse.request.header.txt").read_text().split()[1].split("?", 1)[1]
+        page = http.get(f"{base}batches?{query}", headers=headers)
+        assert page.status_code == 200 and set(page.json()) == {"object", "data", "first_id", "last_id", "has_more"}
