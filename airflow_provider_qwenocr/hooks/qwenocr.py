@@ -109,11 +109,17 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
 
     @cached_property
     def limiter(self):
-        """One RPM/TPM budget per hook: the connection's ``rpm``/``tpm``, else the default model's quota."""
+        """One RPM/TPM budget per hook: the connection's ``rpm``/``tpm``, else the default model's quota.
+
+        With the extra ``limiter_path`` (a file path on the worker host), every process on that host using
+        the connection draws from one shared budget (SQLite GCRA state; see ``dashscope/limits.py``).
+        """
         from airflow_provider_qwenocr.dashscope.limits import RateLimiter
 
         spec = self.model_spec()
-        return RateLimiter(self.config.rpm or spec.rpm, self.config.tpm or spec.tpm)
+        extra = self.get_connection(self.conn_id).extra_dejson or {}
+        return RateLimiter(self.config.rpm or spec.rpm, self.config.tpm or spec.tpm,
+                           shared_path=extra.get("limiter_path") or None)
 
     @cached_property
     def _client(self):

@@ -58,6 +58,17 @@ def test_client_and_limiter_cached_per_hook(conn):
     assert QwenOcrHook(conn).get_client() is not hook.get_client()
 
 
+def test_shared_limiter_from_connection_extra(stub, monkeypatch, tmp_path):
+    path = str(tmp_path / "budget.sqlite")
+    monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_SHARED", json.dumps(
+        {"conn_type": "dashscope", "password": KEY, "host": stub.base_url,
+         "extra": {"rpm": 120, "tpm": 10**9, "limiter_path": path}}))
+    a, b = QwenOcrHook("dashscope_shared"), QwenOcrHook("dashscope_shared")
+    assert a.limiter is not b.limiter
+    assert a.limiter.try_acquire() and b.limiter.try_acquire()  # burst of 2 (120/min), shared by both hooks
+    assert not a.limiter.try_acquire() and not b.limiter.try_acquire()
+
+
 def test_model_spec(conn):
     hook = QwenOcrHook(conn)
     assert hook.model_spec().name == "qwen-vl-ocr-latest"
