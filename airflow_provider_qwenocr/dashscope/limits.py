@@ -14,15 +14,17 @@ clamped to the burst (the call still goes, and the service has the final word).
 
 Sharing one budget across mapped tasks and workers:
 
-1. **Airflow pool** (no code, any executor): the quota is R requests/min and one task with
-   ``max_concurrency=c`` at latency L seconds does at most ``60*c/L`` requests/min. Create a pool
-   ``dashscope`` with ``floor(R*L/(60*c))`` slots and give the OCR tasks ``pool="dashscope"``, and set the
-   connection's ``rpm``/``tpm`` extras to R/slots, T/slots so each running task paces its own share.
-   Example (bench/RESULTS.md): R=1200, L≈1 s, c=20 → 1 slot per 20 req/s, so ≤ 1 task at full speed, or
-   4 slots with ``rpm=300``.
-2. **Shared bucket on one machine** (LocalExecutor, several Celery workers on one host): pass
-   ``shared_path="/some/dir/dashscope-limits.sqlite"``; every process using that file draws from the same
-   GCRA state (an SQLite row updated in an ``IMMEDIATE`` transaction; ~0.3 ms per acquire here).
+1. **Airflow pool** (no code, any executor): create a pool ``dashscope`` with S slots, give the OCR tasks
+   ``pool="dashscope"``, and set the connection's ``rpm``/``tpm`` extras to R/S and T/S (R, T = the
+   account's quota). At most S tasks run at once, each paced at its share, so together they stay ≤ R.
+   A task fills its share with ``max_concurrency`` ≥ (R/S)/60 × L, L = the call latency in seconds.
+   Example: R = 1,200/min, S = 4 → ``rpm=300`` and ``max_concurrency`` ≥ 5 × L (5–20 for L = 1–4 s).
+   Cost: an idle slot's share is wasted (S tasks must be running to reach R).
+2. **Shared bucket on one machine** (LocalExecutor, several Celery workers on one host): set the
+   connection extra ``limiter_path`` (or pass ``shared_path=``) to a file such as
+   ``/some/dir/dashscope-limits.sqlite``; every process using that file draws from the same GCRA state
+   (an SQLite row updated in an ``IMMEDIATE`` transaction; ~0.25 ms per acquire here, and 4 processes
+   held exactly 1,200/min together — bench/shared_limit.py).
 3. **Across hosts**: pyrate-limiter's ``RedisStateStore`` holds the same GCRA state in Redis; build the
    buckets with :func:`gcra_bucket` (``store=RedisStateStore(...)``) and pass them in.
 """
