@@ -61,3 +61,14 @@ def test_shipped_sample_schema_maps_to_stable_columns():
     cols = schema_columns(json.loads(SAMPLE_SCHEMA.read_text()))
     names = {c.name: c.type for c in cols}
     assert names["金额__合计金额"] == "number" and names["开票日期"] == "date" and names["发票号码"] == "text"
+
+
+def test_shipped_sample_documents_are_small_and_valid():
+    from airflow_provider_qwenocr.ocr.images import open_image, validate_size
+
+    docs = sorted(p for p in SAMPLE_SCHEMA.parent.iterdir() if p.suffix in (".png", ".jpg"))
+    assert 5 <= len(docs) <= 8
+    for path in docs:
+        assert path.stat().st_size < 150_000, path.name
+        img = open_image(path.read_bytes())
+        validate_size(*img.size)
