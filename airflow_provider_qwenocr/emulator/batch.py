@@ -25,7 +25,9 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 PREFIX = "/compatible-mode/v1"
-ENDPOINTS = {"/v1/chat/completions", "/v1/chat/ds-test"}
+TEST_ENDPOINT = "/v1/chat/ds-test"  # DashScope's free test endpoint: model batch-test-model, no inference
+TEST_MODEL = "batch-test-model"
+ENDPOINTS = {"/v1/chat/completions", TEST_ENDPOINT}
 PURPOSES = {"batch", "file-extract", "fine-tune"}
 BEIJING = timezone(timedelta(hours=8))  # create_after/create_before are read as Beijing wall time
 Answer = Callable[[Any, dict], "tuple[int, dict]"]
@@ -283,7 +285,10 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
     def _answer_line(line: dict) -> dict[str, Any]:
         rid = str(uuid.uuid4())
         try:
-            status, body = answer_fn(state, line["body"])
+            if line.get("url") == TEST_ENDPOINT:
+                status, body = 200, _test_reply(line["body"], rid)
+            else:
+                status, body = answer_fn(state, line["body"])
         except Exception as exc:  # the engine crashing on one line fails that line, not the batch
             status, body = 500, {"error": {"code": "InternalError", "message": str(exc)}}
         if status == 200:
@@ -353,6 +358,9 @@ def validate_input(content: bytes, endpoint: str) -> tuple[list[dict], list[dict
             continue
         seen.add(cid)
         line_model = (line.get("body") or {}).get("model")
+        if not _known_model(line_model, endpoint):
+            err("model_not_found", f"The model '{line_model}' is not supported by the Batch API.", "body.model", n)
+            continue
         if model is None:
             model = line_model
         elif line_model != model:
@@ -363,6 +371,23 @@ def validate_input(content: bytes, endpoint: str) -> tuple[list[dict], list[dict
     if not lines and not errors:
         err("empty_file", "The input file has no requests.", None, 0)
     return lines, errors
+
+
+def _known_model(model: Any, endpoint: str) -> bool:
+    """OCR models of the catalogue (and their aliases); only ``batch-test-model`` on the test endpoint."""
+    from airflow_provider_qwenocr.ocr.models import ALIASES, MODELS
+
+    if endpoint == TEST_ENDPOINT:
+        return model == TEST_MODEL
+    return isinstance(model, str) and (model in MODELS or model in ALIASES)
+
+
+def _test_reply(body: dict, rid: str) -> dict[str, Any]:
+    """What the test endpoint answers: a fixed completion, no inference, no billing."""
+    return {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": _now(), "model": body.get("model"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "This is a test result."}}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
 
 
 def _error_line(line: dict, code: str, message: str) -> dict[str, Any]:

@@ -92,6 +92,7 @@ def test_failed_line_goes_to_error_file(client):
     (lambda lines: [lines[0], {**lines[1], "body": {**lines[1]["body"], "model": "qwen-vl-ocr-latest"}}],
      "mismatched_model"),
     (lambda lines: [lines[0], {**lines[1], "custom_id": lines[0]["custom_id"]}], "duplicate_custom_id"),
+    (lambda lines: [{**x, "body": {**x["body"], "model": "qwen-max"}} for x in lines], "model_not_found"),
 ])
 def test_validation_failures_fail_the_batch_with_errors(client, mutate, code):
     lines = [request_line(f"id-{i}", "data:image/png;base64,AAAA", "hi", model="qwen-vl-ocr") for i in range(2)]
@@ -100,7 +101,7 @@ def test_validation_failures_fail_the_batch_with_errors(client, mutate, code):
     done, _ = poll(client, client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
                                                  completion_window="24h").id)
     assert done.status == "failed" and done.failed_at
-    assert [e.code for e in done.errors.data] == [code]
+    assert {e.code for e in done.errors.data} == {code}
     assert done.errors.data[0].line >= 1
     assert done.output_file_id is None
 
@@ -256,3 +257,17 @@ def test_recorded_failure_cancel_and_upload_shapes(client):
         query = (RECORDINGS / f"{name}-compatible-nosse.request.header.txt").read_text().split()[1].split("?", 1)[1]
         page = http.get(f"{base}batches?{query}", headers=headers)
         assert page.status_code == 200 and set(page.json()) == {"object", "data", "first_id", "last_id", "has_more"}
+
+
+def test_test_endpoint_answers_without_inference(client):
+    lines = [{"custom_id": str(i), "method": "POST", "url": "/v1/chat/ds-test",
+              "body": {"model": "batch-test-model", "messages": [{"role": "user", "content": "hello"}]}}
+             for i in (1, 2)]
+    f = client.files.create(file=("t.jsonl", b"".join(encode_line(x) for x in lines), "application/jsonl"),
+                            purpose="batch")
+    done, _ = poll(client, client.batches.create(input_file_id=f.id, endpoint="/v1/chat/ds-test",
+                                                 completion_window="24h").id)
+    assert done.status == "completed" and done.request_counts.completed == 2
+    out = [json.loads(x) for x in client.files.content(done.output_file_id).content.decode().splitlines()]
+    assert {x["custom_id"] for x in out} == {"1", "2"}
+    assert all(x["response"]["body"]["usage"]["total_tokens"] == 0 for x in out)
