@@ -211,6 +211,7 @@ class BatchHookMixin:
         on_batch_created: Callable[[list[str]], None] | None = None,
         cache_uri: str | None = None,
         prepare_workers: int = 4,
+        fetch: bool = False,
     ) -> dict[str, Any]:
         """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
 
@@ -220,6 +221,7 @@ class BatchHookMixin:
         run must not keep billing behind a failed task. ``on_batch_created`` receives the ids so far
         after every creation (the operator pushes them to XCom at once). With ``cache_uri``, images whose
         result is already cached (same key as realtime) are not sent: a re-run pays only for what is new.
+        http(s) sources go to the service as URLs unless ``fetch`` (then they are downloaded and prepared).
         """
         from airflow_provider_qwenocr.io import storage
 
@@ -236,7 +238,7 @@ class BatchHookMixin:
         batch_ids: list[str] = []
         file_ids: list[str] = []
         try:
-            for add in _prepared(builder, sources, cache, prepare_workers):
+            for add in _prepared(builder, sources, cache, prepare_workers, fetch=fetch):
                 add()
             plan = builder.build()
             storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"), aws_conn_id=aws_conn_id)
@@ -313,7 +315,8 @@ class BatchHookMixin:
         return summary.to_xcom(output_uri, batch_ids, manifest_uri)
 
 
-def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int) -> Iterator[Callable[[], Any]]:
+def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int, *,
+              fetch: bool = False) -> Iterator[Callable[[], Any]]:
     """Read + hash + cache-check + resize/encode sources in a small thread pool; yield in-order "add" steps.
 
     Pillow and hashlib release the GIL, so a few threads prepare several images at once; a bounded window
@@ -328,7 +331,7 @@ def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers
         page = getattr(src, "page", None)
         if getattr(src, "error", None):
             return lambda: builder.reject(name, "InvalidSource", str(src.error), page=page)
-        if getattr(src, "is_remote_url", False):
+        if getattr(src, "is_remote_url", False) and not fetch:
             return lambda: builder.add_url(src.uri, page=page)
         try:
             data = src.read()

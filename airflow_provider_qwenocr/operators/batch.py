@@ -51,6 +51,10 @@ class QwenOcrBatchOperator(BaseOperator):
     :param poll_interval: seconds between status polls (the docs suggest 1–2 minutes for real batches).
     :param timeout: seconds to wait before cancelling the batches and failing.
     :param fail_on_partial_error: fail when some requests failed/expired/were cancelled (results still land).
+    :param max_concurrency: threads preparing images (decode, resize, encode) while the input file is built.
+    :param fetch: download http(s) images and send them prepared, instead of passing the URL to the service.
+    :param enable_rotate: accepted for parity with ``QwenOcrOperator``; the Batch API cannot rotate (warned).
+    :param batch_limits: ``BatchLimits`` (lines / file bytes / line bytes per input file); the service's by default.
     :return: ``{"results_uri", "manifest_uri", "batch_ids", "n_images", "n_ok", "n_failed", "n_cached",
         "usage", "cost", "failed"}`` — never the rows themselves.
     """
@@ -84,6 +88,9 @@ class QwenOcrBatchOperator(BaseOperator):
         fail_on_partial_error: bool = False,
         max_poll_failures: int = 5,
         batch_limits: Any = None,
+        max_concurrency: int = 4,
+        fetch: bool = False,
+        enable_rotate: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
@@ -108,6 +115,9 @@ class QwenOcrBatchOperator(BaseOperator):
         self.fail_on_partial_error = fail_on_partial_error
         self.max_poll_failures = max_poll_failures
         self.batch_limits = batch_limits
+        self.max_concurrency = max_concurrency
+        self.fetch = fetch
+        self.enable_rotate = enable_rotate
         self.batch_ids: list[str] = []
 
     @cached_property
@@ -134,7 +144,10 @@ class QwenOcrBatchOperator(BaseOperator):
         from airflow_provider_qwenocr.io.sources import expand_sources
 
         self.output_uri, self.manifest_uri = self._resolve_uris(context)
-        sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id)
+        if self.enable_rotate:
+            self.log.warning("enable_rotate is not available through the Batch API (compatible mode): ignored; "
+                             "use the realtime QwenOcrOperator for rotated scans")
+        sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch)
         ti = context.get("ti") or context.get("task_instance")
 
         def pushed(ids: list[str]) -> None:
@@ -146,7 +159,8 @@ class QwenOcrBatchOperator(BaseOperator):
             sources, task=self.task, prompt=self.prompt, result_schema=self.result_schema, model=self.model,
             min_pixels=self.min_pixels, max_pixels=self.max_pixels, manifest_uri=self.manifest_uri,
             metadata=self.metadata, limits=self.batch_limits, aws_conn_id=self.aws_conn_id,
-            on_batch_created=pushed, cache_uri=self.cache_uri,
+            on_batch_created=pushed, cache_uri=self.cache_uri, prepare_workers=self.max_concurrency,
+            fetch=self.fetch,
         )
         self.batch_ids = submitted["batch_ids"]
         if ti is not None:

@@ -279,3 +279,23 @@ def test_half_submitted_run_cancels_what_it_created(conn, tmp_path, monkeypatch)
     assert wait_status(hook, seen[0][0], {"cancelled"})
     assert set(glob.glob(f"{tempfile.gettempdir()}/qwenocr-batch-*")) == spools_before  # spool removed
     assert (tmp_path / "m.jsonl").exists()  # the manifest was written before anything billable
+
+
+@pytest.mark.parametrize("fetch", [False, True])
+def test_http_sources_sent_as_url_or_fetched(conn, server, static_http, tmp_path, fetch):
+    from tests.integration.batch_support import _store
+
+    url = static_http.url("paragraph_en.png")
+    ti = FakeTI()
+    op = QwenOcrBatchOperator(task_id="ocr_batch", images=[url], output_uri=str(tmp_path / "r.jsonl"), fetch=fetch,
+                              deferrable=False, poll_interval=0.1)
+    summary = op.execute({"ti": ti})
+    assert summary["n_ok"] == 1
+    store = _store(server)
+    batch = store.batches[ti.xcom["batch_ids"][0]]
+    (line,) = [json.loads(x) for x in store.content[batch["input_file_id"]].decode().splitlines()]
+    sent = line["body"]["messages"][0]["content"][0]["image_url"]["url"]
+    assert (sent == url) is (not fetch)
+    assert sent.startswith("data:image/") is fetch
+    (row,) = read_results(summary["results_uri"])
+    assert row["source"] == url and (row["sha256"] is not None) is fetch
