@@ -89,6 +89,8 @@ def qwen_ocr_batch_nightly():
         task_id="wait_for_batch",
         batch_ids="{{ ti.xcom_pull(task_ids='submit_batch', key='batch_ids') }}",
         output_uri=OUTPUT_URI,
+        # The realtime DAGs' result cache: what the batch recognised tonight costs nothing there tomorrow.
+        cache_uri="{{ params.output_dir }}/_cache",
         deferrable=True,
         poke_interval=POLL_SECONDS,
         timeout=timedelta(hours=25).total_seconds(),

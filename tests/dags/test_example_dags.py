@@ -161,6 +161,8 @@ def test_batch_nightly_half_price_and_nothing_new_skips(dag_runner, make_emulato
     assert r["cost_usd"] == pytest.approx(full / 2) and r["cost_usd"] > 0
     ledger = query(hook, 'SELECT "mode", "n_billed" FROM "ocr_cost_ledger"')
     assert ledger == [{"mode": "batch", "n_billed": N_DOCS}]
+    cached = [p for p in (tmp_path / "out" / "_cache").rglob("*") if p.is_file()]
+    assert len(cached) >= N_DOCS  # shared with the realtime DAGs: tomorrow's realtime run over these is free
 
     before = srv.stats()["requests"]
     dag_runner("qwen_ocr_batch_nightly", conf)  # nothing new tonight: skipped, no upload, no batch
