@@ -80,6 +80,7 @@ class BatchPlan:
     parts: list[PartFile]
     manifest: list[ManifestEntry]
     spool_dir: str | None = None
+    image_tokens: int = 0  # estimated image tokens of every line (what the service bills for the images)
 
     def cleanup(self) -> None:
         """Delete the spooled part files (after upload)."""
@@ -189,6 +190,7 @@ class BatchBuilder:
         self._spool_dir = spool_dir
         self._parts: list[PartFile] = []
         self._fh: BinaryIO | None = None
+        self.image_tokens = 0
 
     def key(self, sha256: str, page: int | None = None, **extra: Any) -> str:
         params = {**self.params, **extra}
@@ -241,7 +243,8 @@ class BatchBuilder:
         elif item.image is not None:
             entry.width, entry.height = item.image.width, item.image.height
             entry.scale_x, entry.scale_y = item.image.scale_x, item.image.scale_y
-            self._queue(entry, item.image.data_url)
+            if self._queue(entry, item.image.data_url):
+                self.image_tokens += item.image.tokens
         return entry
 
     def add_image(self, source: str, data: bytes, *, page: int | None = None, cache: Any = None) -> ManifestEntry:
@@ -257,7 +260,7 @@ class BatchBuilder:
         self._queue(entry, url)
         return entry
 
-    def _queue(self, entry: ManifestEntry, image_url: str) -> None:
+    def _queue(self, entry: ManifestEntry, image_url: str) -> bool:
         line = encode_line(request_line(entry.custom_id, image_url, self.text, model=self.model,
                                         min_pixels=self.min_pixels, max_pixels=self.max_pixels))
         if len(line) > self.limits.max_line_bytes:
@@ -266,7 +269,7 @@ class BatchBuilder:
                 "message": f"request line is {len(line):,} bytes; a Batch line may hold at most "
                            f"{self.limits.max_line_bytes:,} bytes (lower max_pixels to send a smaller image)",
             }
-            return
+            return False
         part = self._parts[-1] if self._parts else None
         if part is None or part.n_lines >= self.limits.max_lines or \
                 part.n_bytes + len(line) > self.limits.max_file_bytes:
@@ -276,6 +279,7 @@ class BatchBuilder:
         part.n_lines += 1
         part.n_bytes += len(line)
         entry.part = len(self._parts) - 1
+        return True
 
     def _new_part(self) -> PartFile:
         if self._fh is not None:
@@ -302,7 +306,8 @@ class BatchBuilder:
             self._fh.close()
             self._fh = None
         return BatchPlan(model=self.model, task=self.task.value, parts=list(self._parts),
-                         manifest=list(self._entries.values()), spool_dir=self._spool_dir)
+                         manifest=list(self._entries.values()), spool_dir=self._spool_dir,
+                         image_tokens=self.image_tokens)
 
 
 # -- manifest (de)serialisation ----------------------------------------------------------------------------

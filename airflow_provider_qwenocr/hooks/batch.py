@@ -212,6 +212,7 @@ class BatchHookMixin:
         cache_uri: str | None = None,
         prepare_workers: int = 4,
         fetch: bool = False,
+        token_budget: int | None = None,
     ) -> dict[str, Any]:
         """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
 
@@ -222,6 +223,7 @@ class BatchHookMixin:
         after every creation (the operator pushes them to XCom at once). With ``cache_uri``, images whose
         result is already cached (same key as realtime) are not sent: a re-run pays only for what is new.
         http(s) sources go to the service as URLs unless ``fetch`` (then they are downloaded and prepared).
+        ``token_budget`` refuses (``ValueError``, nothing uploaded) when the estimated image tokens exceed it.
         """
         from airflow_provider_qwenocr.io import storage
 
@@ -241,6 +243,9 @@ class BatchHookMixin:
             for add in _prepared(builder, sources, cache, prepare_workers, fetch=fetch):
                 add()
             plan = builder.build()
+            if token_budget is not None and plan.image_tokens > token_budget:
+                raise ValueError(f"estimated {plan.image_tokens:,} image tokens for {plan.n_requests} request(s) "
+                                 f"exceed token_budget={token_budget:,}; nothing was submitted")
             storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"), aws_conn_id=aws_conn_id)
             n = len(plan.parts)
             try:
@@ -263,7 +268,7 @@ class BatchHookMixin:
         return {
             "batch_ids": batch_ids, "input_file_ids": file_ids, "manifest_uri": manifest_uri,
             "model": plan.model, "task": plan.task, "n_images": plan.n_images, "n_requests": plan.n_requests,
-            "n_rejected": len(plan.rejected), "n_cached": plan.n_cached,
+            "n_rejected": len(plan.rejected), "n_cached": plan.n_cached, "image_tokens": plan.image_tokens,
         }
 
     def download_batch_results(

@@ -52,6 +52,7 @@ class QwenOcrBatchOperator(BaseOperator):
     :param timeout: seconds to wait before cancelling the batches and failing.
     :param fail_on_partial_error: fail when some requests failed/expired/were cancelled (results still land).
     :param max_concurrency: threads preparing images (decode, resize, encode) while the input file is built.
+    :param token_budget: refuse to submit when the estimated image tokens exceed this (nothing is billed).
     :param fetch: download http(s) images and send them prepared, instead of passing the URL to the service.
     :param enable_rotate: accepted for parity with ``QwenOcrOperator``; the Batch API cannot rotate (warned).
     :param batch_limits: ``BatchLimits`` (lines / file bytes / line bytes per input file); the service's by default.
@@ -89,6 +90,7 @@ class QwenOcrBatchOperator(BaseOperator):
         max_poll_failures: int = 5,
         batch_limits: Any = None,
         max_concurrency: int = 4,
+        token_budget: int | None = None,
         fetch: bool = False,
         enable_rotate: bool = False,
         **kwargs: Any,
@@ -116,6 +118,7 @@ class QwenOcrBatchOperator(BaseOperator):
         self.max_poll_failures = max_poll_failures
         self.batch_limits = batch_limits
         self.max_concurrency = max_concurrency
+        self.token_budget = token_budget
         self.fetch = fetch
         self.enable_rotate = enable_rotate
         self.batch_ids: list[str] = []
@@ -160,7 +163,7 @@ class QwenOcrBatchOperator(BaseOperator):
             min_pixels=self.min_pixels, max_pixels=self.max_pixels, manifest_uri=self.manifest_uri,
             metadata=self.metadata, limits=self.batch_limits, aws_conn_id=self.aws_conn_id,
             on_batch_created=pushed, cache_uri=self.cache_uri, prepare_workers=self.max_concurrency,
-            fetch=self.fetch,
+            fetch=self.fetch, token_budget=self.token_budget,
         )
         self.batch_ids = submitted["batch_ids"]
         if ti is not None:

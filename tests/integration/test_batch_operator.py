@@ -299,3 +299,12 @@ def test_http_sources_sent_as_url_or_fetched(conn, server, static_http, tmp_path
     assert sent.startswith("data:image/") is fetch
     (row,) = read_results(summary["results_uri"])
     assert row["source"] == url and (row["sha256"] is not None) is fetch
+
+
+def test_token_budget_refuses_before_anything_is_billed(conn, images, tmp_path, server):
+    batches, uploads = server.batch_creations(), server.file_uploads()
+    with pytest.raises(ValueError, match="exceed token_budget=10"):
+        make_op(images, tmp_path, token_budget=10).execute({"ti": FakeTI()})
+    assert (server.batch_creations(), server.file_uploads()) == (batches, uploads)
+    ok = make_op(images, tmp_path / "ok", token_budget=100_000, wait_for_completion=False).execute({"ti": FakeTI()})
+    assert ok["n_requests"] == 3

@@ -19,6 +19,7 @@ from airflow_provider_qwenocr.dashscope.batch_jsonl import (
     results_for,
 )
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
+from airflow_provider_qwenocr.ocr.images import image_tokens
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.results import idempotency_key
 from airflow_provider_qwenocr.ocr.tasks import prompt_for
@@ -55,6 +56,7 @@ def test_lines_carry_fixed_prompt_key_and_pixels_next_to_image_url():
     assert "ocr_options" not in json.dumps(body)
     # the manifest can map boxes back: sent size is the model grid, scale = original / sent
     assert entry.width == 240 and entry.height == 80 and entry.scale_x > 0
+    assert plan.image_tokens == image_tokens(80, 240, 32, 3072, 800_000)  # what the service would bill
 
 
 def test_split_by_line_count_and_by_file_size():
