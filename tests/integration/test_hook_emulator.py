@@ -139,3 +139,32 @@ def test_wrong_key_stops(make_emulator, monkeypatch, invoice):
     ok, msg = hook.test_connection()
     assert not ok and "InvalidApiKey" in msg and "sk-the-wrong-one" not in msg
     assert srv.stats()["by_status"].get(401, srv.stats()["by_status"].get("401")) == 2  # no retries
+
+
+def test_two_hooks_with_different_connections_do_not_interfere(make_emulator, monkeypatch, invoice):
+    """Each emulator accepts only its own key: a request sent to the other one would come back 401."""
+    import threading
+
+    servers = {name: make_emulator(engine="echo", api_key=f"sk-only-{name}") for name in ("a", "b")}
+    for name, srv in servers.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_DASHSCOPE_{name.upper()}", json.dumps(
+            {"conn_type": "dashscope", "password": f"sk-only-{name}", "host": srv.base_url}))
+    hooks = {name: QwenOcrHook(f"dashscope_{name}") for name in servers}
+    errors: list[BaseException] = []
+
+    def run(name):
+        try:
+            for _ in range(10):
+                assert hooks[name].recognize(invoice).ok
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b", "a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for srv in servers.values():
+        by_status = srv.stats()["by_status"]
+        assert by_status.get(200, 0) == 20 and by_status.get(401, 0) == 0
