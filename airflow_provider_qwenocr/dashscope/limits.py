@@ -9,7 +9,8 @@ one for requests (weight 1) and one for tokens (weight = the smart_resize estima
 the prompt + an output allowance, known before the call). GCRA spreads the calls evenly — ``rpm/60`` per
 second with a burst of ``burst_seconds`` worth — which is what the service's per-second enforcement of a
 per-minute quota wants, and it keeps O(1) state whatever the traffic (a log bucket would hold one entry
-per token: six million at 6M TPM). A weight larger than the token bucket's burst could never pass; it is
+per token: six million at 6M TPM). The token bucket's burst is at least one maximal request
+(``MIN_TOKEN_BURST``, capped at the TPM itself); a weight larger than the burst could never pass, so it is
 clamped to the burst (the call still goes, and the service has the final word).
 
 Sharing one budget across mapped tasks and workers:
@@ -40,6 +41,9 @@ from typing import Any
 from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket, StateStore, WallClock
 
 DEFAULT_BURST_SECONDS = 1.0
+#: The token bucket holds at least one maximal request (30,000 image tokens + prompt + output), so a big
+#: page is paced, not clamped, even under a small TPM quota.
+MIN_TOKEN_BURST = 32_768
 
 
 def gcra_bucket(per_minute: int, burst_seconds: float = DEFAULT_BURST_SECONDS, *, store: StateStore | None = None,
@@ -131,6 +135,7 @@ class RateLimiter:
         shared_path: str | None = None,
         request_bucket: Any = None,
         token_bucket: Any = None,
+        min_token_burst: int = MIN_TOKEN_BURST,
     ) -> None:
         self.rpm = rpm
         self.tpm = tpm
@@ -139,11 +144,12 @@ class RateLimiter:
             if request_bucket is None and rpm:
                 request_bucket = gcra_bucket(rpm, burst_seconds, store=SqliteStateStore(shared_path, "requests"))
             if token_bucket is None and tpm:
-                token_bucket = gcra_bucket(tpm, burst_seconds, store=SqliteStateStore(shared_path, "tokens"))
+                token_bucket = gcra_bucket(tpm, burst_seconds, store=SqliteStateStore(shared_path, "tokens"),
+                                           min_burst=min_token_burst)
         if request_bucket is None and rpm:
             request_bucket = gcra_bucket(rpm, burst_seconds)
         if token_bucket is None and tpm:
-            token_bucket = gcra_bucket(tpm, burst_seconds)
+            token_bucket = gcra_bucket(tpm, burst_seconds, min_burst=min_token_burst)
         self._requests = Limiter(request_bucket, buffer_ms=0) if request_bucket is not None else None
         self._tokens = Limiter(token_bucket, buffer_ms=0) if token_bucket is not None else None
         self._max_tokens = min((r.burst for r in token_bucket.rates), default=None) if token_bucket is not None else None

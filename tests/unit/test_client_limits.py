@@ -24,7 +24,7 @@ def test_burst_seconds_widens_the_burst():
 
 
 def test_tokens_are_weighted():
-    lim = RateLimiter(rpm=None, tpm=6000)  # 100 tokens per second of burst
+    lim = RateLimiter(rpm=None, tpm=6000, min_token_burst=1)  # 100 tokens per second of burst
     assert lim.try_acquire(60)
     assert not lim.try_acquire(60)  # 120 > 100
     assert lim.try_acquire(40)
@@ -32,10 +32,20 @@ def test_tokens_are_weighted():
 
 
 def test_weights_larger_than_the_bucket_are_clamped():
-    lim = RateLimiter(rpm=None, tpm=600)  # burst 10 tokens
+    lim = RateLimiter(rpm=None, tpm=600, min_token_burst=1)  # burst 10 tokens
     assert lim.max_token_weight == 10
     lim.acquire(10_000)  # must not hang: clamped to the burst
     assert lim.tokens_acquired == 10
+
+
+def test_token_burst_holds_one_big_request_by_default():
+    lim = RateLimiter(rpm=None, tpm=60_000)  # 1,000 tokens/s, but a 30,000-token page must pass whole
+    assert lim.max_token_weight == 32_768
+    assert lim.try_acquire(30_000)
+    assert lim.tokens_acquired == 30_000  # charged in full, not clamped
+    assert not lim.try_acquire(30_000)  # … and the next one waits for the refill
+    small = RateLimiter(rpm=None, tpm=5_000)
+    assert small.max_token_weight == 5_000  # never more than the quota itself
 
 
 def test_no_limits_admit_everything():
