@@ -1,4 +1,4 @@
-"""Batch input files (JSONL) in and result rows out: build, split, manifest, parse.
+"""Batch input files (JSONL): build, split, manifest. (Output files → rows: :mod:`.batch_results`.)
 
 Why this exists apart from the client: the Batch API only speaks OpenAI-compatible chat requests, so the
 built-in OCR tasks must be expressed as their fixed prompt text (``ocr.tasks.prompt_for``) and the answers
@@ -20,13 +20,12 @@ import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable
 
 from airflow_provider_qwenocr.dashscope.batch import BATCH_ENDPOINT
 from airflow_provider_qwenocr.ocr.images import ImageValidationError, PreparedImage, prepare_image, sha256_hex
-from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, get_model
-from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
-from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
+from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.ocr.results import idempotency_key
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, prompt_for, validate_schema
 
 log = logging.getLogger(__name__)
@@ -318,89 +317,3 @@ def dump_manifest(entries: Iterable[ManifestEntry]) -> str:
 
 def load_manifest(text: str) -> list[ManifestEntry]:
     return [ManifestEntry.from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
-
-
-# -- output / error files -> rows --------------------------------------------------------------------------
-
-def iter_jsonl(content: bytes | str | None) -> Iterator[dict[str, Any]]:
-    if not content:
-        return
-    text = content.decode("utf-8") if isinstance(content, bytes) else content
-    for raw in text.splitlines():
-        raw = raw.strip()
-        if raw:
-            yield json.loads(raw)
-
-
-def _line_error(line: dict[str, Any]) -> tuple[str, str] | None:
-    """(code, message) when an output/error-file line is a failure, else None."""
-    response = line.get("response") or {}
-    body = response.get("body") or {}
-    err = line.get("error") or (body.get("error") if isinstance(body, dict) else None)
-    status = response.get("status_code")
-    if err:
-        if isinstance(err, dict):
-            return str(err.get("code") or err.get("type") or "BatchRequestError"), str(err.get("message") or "")
-        return "BatchRequestError", str(err)
-    if status is not None and int(status) != 200:
-        return f"HTTP{status}", json.dumps(body, ensure_ascii=False)[:500]
-    if not response:
-        return "BatchRequestError", "no response in the batch output line"
-    return None
-
-
-def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *, region: str = DEFAULT_REGION,
-                     missing_reason: str = "no output for this request") -> OcrResult:
-    """The row for one manifest entry, from its output/error-file line (or its absence)."""
-    common = dict(sha256=entry.sha256, key=entry.custom_id, width=entry.width, height=entry.height, page=entry.page)
-    if entry.cached is not None:
-        return OcrResult.from_row({**entry.cached, "source": entry.source, "page": entry.page})
-    if entry.error is not None:
-        return OcrResult.failure(entry.source, entry.task, entry.model, entry.error["code"], entry.error["message"],
-                                 **common)
-    if line is None:
-        return OcrResult.failure(entry.source, entry.task, entry.model, "NotProcessed", missing_reason, **common)
-    response = line.get("response") or {}
-    request_id = response.get("request_id") or line.get("id")
-    failure = _line_error(line)
-    if failure is not None:
-        return OcrResult.failure(entry.source, entry.task, entry.model, failure[0], failure[1],
-                                 request_id=request_id, **common)
-    body = response.get("body") or {}
-    choice = (body.get("choices") or [{}])[0]
-    text, ocr_result = content_text((choice.get("message") or {}).get("content"))
-    parsed = parse_answer(entry.task, text, ocr_result, scale_x=entry.scale_x, scale_y=entry.scale_y)
-    usage = Usage.from_api(body.get("usage"))
-    price = get_model(entry.model).price(region)
-    return OcrResult(
-        source=entry.source, task=entry.task, model=body.get("model") or entry.model, status="ok",
-        text=parsed.text, kv=parsed.kv, words=parsed.words, html=parsed.html, latex=parsed.latex,
-        usage=usage, cost=price.cost(usage.input_tokens, usage.output_tokens, batch=True),
-        request_id=request_id, finish_reason=choice.get("finish_reason"), **common,
-    )
-
-
-def results_for(manifest: Iterable[ManifestEntry], lines: dict[str, dict[str, Any]], *,
-                region: str = DEFAULT_REGION, missing_reason: str = "no output for this request") -> Iterator[OcrResult]:
-    """Every row of a batch run: one per source (duplicates included), in manifest order.
-
-    Duplicate sources share the answer but carry no usage/cost of their own: the request was billed once.
-    """
-    for entry in manifest:
-        result = result_from_line(entry, lines.get(entry.custom_id), region=region, missing_reason=missing_reason)
-        yield result
-        for other in entry.duplicates:
-            dup = OcrResult.from_row({**result.to_row(), "source": other, "usage": None, "cost": None})
-            yield dup
-
-
-def index_lines(*contents: bytes | str | None) -> dict[str, dict[str, Any]]:
-    """custom_id → line over output and error files; a success line wins over an error line for one id."""
-    out: dict[str, dict[str, Any]] = {}
-    for content in contents:
-        for line in iter_jsonl(content):
-            cid = str(line.get("custom_id"))
-            if cid in out and _line_error(line) is not None:
-                continue
-            out[cid] = line
-    return out

@@ -2,8 +2,8 @@
 
 ``BatchHookMixin`` is mixed into ``QwenOcrHook`` and reads ``self.config`` (a
 :class:`~airflow_provider_qwenocr.dashscope.config.ClientConfig`), so files and batches use the same
-``dashscope`` connection as realtime calls. It holds no HTTP (that is :mod:`..dashscope.batch`) and no
-parsing (that is :mod:`..dashscope.batch_jsonl`): it wires sources, storage and the client together.
+``dashscope`` connection as realtime calls. It holds no HTTP (:mod:`..dashscope.batch`) and no parsing
+(:mod:`..dashscope.batch_jsonl`, :mod:`..dashscope.batch_results`): it wires sources, storage and client.
 
 Why the policy lives here: the operator (waiting on batches it submitted) and the sensor (waiting on ids
 from elsewhere) must decide *identically* when a batch counts as done, partial, skipped or failed, and
@@ -26,10 +26,9 @@ from airflow_provider_qwenocr.dashscope.batch_jsonl import (
     BatchLimits,
     ManifestEntry,
     dump_manifest,
-    index_lines,
     load_manifest,
-    results_for,
 )
+from airflow_provider_qwenocr.dashscope.batch_results import index_lines, results_for
 from airflow_provider_qwenocr.ocr.results import Usage
 
 log = logging.getLogger(__name__)

@@ -59,7 +59,8 @@ def test_deferrable_operator_and_sensor_in_dag_test(airflow_db, tmp_path, monkey
         dags.mkdir()
         (dags / "batch_trio.py").write_text(DAG_FILE)
         bundles = json.loads(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]") or "[]")
-        bundles.append({"name": "qwenocr-batch-tests", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+        bundles.append({"name": "qwenocr-batch-tests",
+                        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
                         "kwargs": {"path": str(dags), "refresh_interval": 0}})
         monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
 

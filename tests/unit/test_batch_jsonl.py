@@ -13,11 +13,9 @@ from airflow_provider_qwenocr.dashscope.batch_jsonl import (
     BatchBuilder,
     BatchLimits,
     dump_manifest,
-    index_lines,
     load_manifest,
-    result_from_line,
-    results_for,
 )
+from airflow_provider_qwenocr.dashscope.batch_results import index_lines, result_from_line, results_for
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.ocr.images import image_tokens
 from airflow_provider_qwenocr.ocr.models import get_model

@@ -33,7 +33,8 @@ def test_verdicts(batches, strict, action):
 
 
 def test_failed_validation_message_names_codes_and_lines():
-    errors = {"object": "list", "data": [{"code": "mismatched_model", "message": "m", "param": "body.model", "line": 7}]}
+    error = {"code": "mismatched_model", "message": "m", "param": "body.model", "line": 7}
+    errors = {"object": "list", "data": [error]}
     verdict = evaluate_batch_counts([b("failed", errors=errors)])
     assert verdict.action == "fail" and "mismatched_model" in verdict.message and "line 7" in verdict.message
 

@@ -101,7 +101,8 @@ async def test_success_after_in_progress_is_one_event_with_ids(monkeypatch):
 
 
 @pytest.mark.parametrize(("statuses", "reason"), [
-    (("completed", "expired"), "expired"), (("cancelled", "failed"), "failed"), (("cancelled", "completed"), "cancelled"),
+    (("completed", "expired"), "expired"), (("cancelled", "failed"), "failed"),
+    (("cancelled", "completed"), "cancelled"),
 ])
 async def test_mixed_terminal_states_name_the_worst(monkeypatch, statuses, reason):
     trig, hook = make(monkeypatch, [[batch("b1", statuses[0]), batch("b2", statuses[1])]])
