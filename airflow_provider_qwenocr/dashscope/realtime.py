@@ -24,7 +24,7 @@ from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import PermanentError, QwenOcrError, classify, from_exception
 from airflow_provider_qwenocr.dashscope.limits import RateLimiter
 from airflow_provider_qwenocr.dashscope.retry import retrying
-from airflow_provider_qwenocr.ocr.images import PreparedImage, decode_data_url, sha256_hex
+from airflow_provider_qwenocr.ocr.images import PreparedImage, decode_data_url, prepare_image, sha256_hex
 from airflow_provider_qwenocr.ocr.models import ModelSpec, get_model
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
@@ -217,8 +217,8 @@ class RealtimeClient:
         max_pixels: int | None = None,
         source: str | None = None,
     ) -> OcrResult:
-        """OCR one image: a :class:`PreparedImage` (preferred: resized to the grid, boxes mapped back) or a
-        URL string (``https://``, ``oss://`` or ``data:``) passed to the service untouched.
+        """OCR one image: a :class:`PreparedImage` (preferred: resized to the grid, boxes mapped back), a local
+        path (prepared here), or a URL string (``https://``, ``oss://`` or ``data:``) passed untouched.
 
         Returns an ``ok`` result; raises :class:`PermanentError` (incl. ``InvalidApiKeyError``) at once and
         :class:`RetryableError` when retries are exhausted.
@@ -238,6 +238,13 @@ class RealtimeClient:
         model = model or self.config.default_model
         spec = get_model(model)
 
+        if isinstance(image, str) and not image.startswith(("http://", "https://", "oss://", "data:")):
+            # A local path: prepare it here. Handing it to the SDK would take its file:// upload path, which
+            # reads the process-global base URL (the very interference we avoid) and uploads full size.
+            path = image[len("file://"):] if image.startswith("file://") else image
+            with open(path, "rb") as fh:
+                image = prepare_image(fh.read(), spec, min_pixels=min_pixels, max_pixels=max_pixels)
+            source = source or path
         if isinstance(image, PreparedImage):
             url, sha, img_tokens = image.data_url, image.sha256, image.tokens
             scale_x, scale_y = image.scale_x, image.scale_y

@@ -108,6 +108,15 @@ def test_advanced_recognition_boxes_scaled_to_original(stub):
     assert (res.width, res.height) == (2000, 1000)
 
 
+def test_local_path_is_prepared_not_uploaded(stub, tmp_path):
+    path = tmp_path / "page.png"
+    path.write_bytes(png(300, 200))
+    res = make_client(stub.base_url).recognize(str(path))
+    assert res.source == str(path) and (res.width, res.height) == (300, 200)
+    assert [r["path"] for r in stub.requests] == [NATIVE_PATH]  # no getPolicy / OSS upload round trip
+    assert stub.requests[0]["body"]["input"]["messages"][0]["content"][0]["image"].startswith("data:image/")
+
+
 def test_old_snapshot_gets_the_fixed_prompt(stub):
     client = make_client(stub.base_url)
     client.recognize(prepare_image(png(), get_model("qwen-vl-ocr-2024-10-28")), task="table_parsing",
