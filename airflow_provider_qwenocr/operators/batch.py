@@ -84,8 +84,8 @@ class QwenOcrBatchOperator(BaseOperator):
         metadata: dict[str, str] | None = None,
         wait_for_completion: bool = True,
         deferrable: bool | None = None,
-        poll_interval: float = 60.0,
-        timeout: float = DEFAULT_TIMEOUT,
+        poll_interval: float | timedelta = 60.0,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
         fail_on_partial_error: bool = False,
         max_poll_failures: int = 5,
         batch_limits: Any = None,
@@ -112,8 +112,8 @@ class QwenOcrBatchOperator(BaseOperator):
         self.metadata = metadata
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
+        self.poll_interval = _seconds(poll_interval)
+        self.timeout = _seconds(timeout)
         self.fail_on_partial_error = fail_on_partial_error
         self.max_poll_failures = max_poll_failures
         self.batch_limits = batch_limits
@@ -159,8 +159,8 @@ class QwenOcrBatchOperator(BaseOperator):
                 ti.xcom_push(key="batch_ids", value=ids)
 
         submitted = self.hook.submit_ocr_batch(
-            sources, task=self.task, prompt=self.prompt, result_schema=self.result_schema, model=self.model,
-            min_pixels=self.min_pixels, max_pixels=self.max_pixels, manifest_uri=self.manifest_uri,
+            sources, task=self.task, prompt=self.prompt, result_schema=self.result_schema, model=self.model or None,
+            min_pixels=_opt_int(self.min_pixels), max_pixels=_opt_int(self.max_pixels), manifest_uri=self.manifest_uri,
             metadata=self.metadata, limits=self.batch_limits, aws_conn_id=self.aws_conn_id,
             on_batch_created=pushed, cache_uri=self.cache_uri, prepare_workers=self.max_concurrency,
             fetch=self.fetch, token_budget=self.token_budget,
@@ -258,3 +258,12 @@ class QwenOcrBatchOperator(BaseOperator):
     def on_kill(self) -> None:
         if self.batch_ids:
             self.hook.cancel_batches(self.batch_ids)
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    """Templated numbers arrive as strings ("3072"); empty means "not set"."""
+    return None if value in (None, "") else int(value)

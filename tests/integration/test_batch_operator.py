@@ -308,3 +308,20 @@ def test_token_budget_refuses_before_anything_is_billed(conn, images, tmp_path, 
     assert (server.batch_creations(), server.file_uploads()) == (batches, uploads)
     ok = make_op(images, tmp_path / "ok", token_budget=100_000, wait_for_completion=False).execute({"ti": FakeTI()})
     assert ok["n_requests"] == 3
+
+
+
+def test_templated_strings_and_timedeltas_are_accepted(conn, server, images, tmp_path):
+    from datetime import timedelta
+
+    from tests.integration.batch_support import _store
+
+    op = make_op(images, tmp_path, min_pixels="3072", max_pixels="200000", timeout=timedelta(minutes=5),
+                 poll_interval=timedelta(seconds=0.1), wait_for_completion=False)
+    assert (op.timeout, op.poll_interval) == (300.0, 0.1)
+    ti = FakeTI()
+    op.execute({"ti": ti})
+    store = _store(server)
+    content = store.content[store.batches[ti.xcom["batch_ids"][0]]["input_file_id"]]
+    image = json.loads(content.splitlines()[0])["body"]["messages"][0]["content"][0]
+    assert (image["min_pixels"], image["max_pixels"]) == (3072, 200000)
