@@ -270,3 +270,22 @@ def test_retry_after_throttling_reuses_its_slot(stub):
     make_client(stub.base_url, limiter=lim).recognize(prepare_image(png(), get_model(None)))
     assert len(stub.requests) == 3
     assert lim.acquired == 1  # a throttled request consumed no quota: its retries reuse the slot
+
+
+@pytest.mark.parametrize("name", ["multimodal-generation-vl-ocr-key-information-extraction-nosse",
+                                  "multimodal-generation-vl-ocr-advanced-recognition-nosse"])
+def test_request_body_matches_the_recording(stub, name):
+    """Same image URL, model, task and schema as a recorded real request → the same JSON body."""
+    from tests.unit.dashscope_stub import RECORDINGS
+
+    want = json.loads((RECORDINGS / f"{name}.request.body.json").read_text())
+    item = want["input"]["messages"][0]["content"][0]
+    opts = want["parameters"]["ocr_options"]
+    schema = (opts.get("task_config") or {}).get("result_schema")
+    make_client(stub.base_url).recognize(item["image"], task=opts["task"], result_schema=schema,
+                                         model=want["model"])
+    got = stub.requests[-1]["body"]
+    assert got["model"] == want["model"]
+    assert got["input"] == want["input"]
+    assert got["parameters"]["ocr_options"] == want["parameters"]["ocr_options"]
+    assert stub.requests[-1]["path"] == NATIVE_PATH
