@@ -9,6 +9,8 @@ Why these choices:
 - A ``Retry-After`` hint from the service wins over the computed backoff when it is longer (capped, so a
   bogus hint cannot park a worker for an hour). The dashscope SDK does expose the response headers on
   error responses (``response.headers``), so the hint reaches us when the service sends one.
+- A timed-out call may still have been served (and billed) by the service; it is retried anyway, since
+  losing the image costs more than paying for it twice, and the idempotency key keeps one row per image.
 - Bounded twice: ``max_retries`` attempts after the first and ``max_retry_seconds`` of total time, so
   an outage fails the image (and lets the task finish and report) instead of hanging the worker.
 """
