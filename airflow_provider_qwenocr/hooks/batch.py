@@ -279,6 +279,7 @@ class BatchHookMixin:
         batches: list[dict] | None = None,
         aws_conn_id: str | None = "aws_default",
         cache_uri: str | None = None,
+        delete_files: bool = False,
     ) -> dict[str, Any]:
         """Download output + error files of terminal batches and write result rows at ``output_uri``.
 
@@ -286,7 +287,9 @@ class BatchHookMixin:
         …) with batch prices in ``cost``. Without a manifest, rows are keyed by ``custom_id`` only (no
         source name, no box rescaling). Returns the XCom summary: URI, counts, usage, cost — never rows.
         Rows served from the cache count in ``n_cached`` and add no usage/cost (they were paid before);
-        with ``cache_uri`` new ``ok`` rows are cached for the next run.
+        with ``cache_uri`` new ``ok`` rows are cached for the next run. ``delete_files`` removes the input,
+        output and error files from the account once the rows are safely written (the input files hold the
+        base64 images; account file storage is limited).
         """
         from airflow_provider_qwenocr.io import storage
         from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
@@ -316,7 +319,23 @@ class BatchHookMixin:
                 summary.add(result, cached=from_cache)
                 if cache is not None and result.ok and not from_cache:
                     cache.put(result)
+        if delete_files:  # only after the writer published the rows
+            self.delete_batch_files(batches)
         return summary.to_xcom(output_uri, batch_ids, manifest_uri)
+
+    def delete_batch_files(self, batches: Iterable[dict[str, Any]]) -> list[str]:
+        """Best-effort delete of every file a batch used or produced; returns the ids deleted."""
+        deleted = []
+        for b in batches:
+            for fid in (b.get("input_file_id"), b.get("output_file_id"), b.get("error_file_id")):
+                if not fid:
+                    continue
+                try:
+                    self.delete_file(fid)
+                    deleted.append(fid)
+                except Exception as exc:  # noqa: BLE001 - rows are landed; a leftover file is not fatal
+                    log.warning("could not delete file %s: %s", fid, exc)
+        return deleted
 
 
 def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int, *,

@@ -55,6 +55,7 @@ class QwenOcrBatchOperator(BaseOperator):
     :param token_budget: refuse to submit when the estimated image tokens exceed this (nothing is billed).
     :param fetch: download http(s) images and send them prepared, instead of passing the URL to the service.
     :param enable_rotate: accepted for parity with ``QwenOcrOperator``; the Batch API cannot rotate (warned).
+    :param delete_files: delete the batch's input/output/error files from the account after landing the rows.
     :param batch_limits: ``BatchLimits`` (lines / file bytes / line bytes per input file); the service's by default.
     :return: ``{"results_uri", "manifest_uri", "batch_ids", "n_images", "n_ok", "n_failed", "n_cached",
         "usage", "cost", "failed"}`` — never the rows themselves.
@@ -93,6 +94,7 @@ class QwenOcrBatchOperator(BaseOperator):
         token_budget: int | None = None,
         fetch: bool = False,
         enable_rotate: bool = False,
+        delete_files: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
@@ -121,6 +123,7 @@ class QwenOcrBatchOperator(BaseOperator):
         self.token_budget = token_budget
         self.fetch = fetch
         self.enable_rotate = enable_rotate
+        self.delete_files = delete_files
         self.batch_ids: list[str] = []
 
     @cached_property
@@ -243,7 +246,7 @@ class QwenOcrBatchOperator(BaseOperator):
             raise skip_exception(verdict.message)
         summary = self.hook.download_batch_results(
             self.batch_ids, output_uri=self.output_uri, manifest_uri=self.manifest_uri, batches=batches,
-            aws_conn_id=self.aws_conn_id, cache_uri=self.cache_uri,
+            aws_conn_id=self.aws_conn_id, cache_uri=self.cache_uri, delete_files=self.delete_files,
         )
         if verdict is not None:
             summary["verdict"] = verdict.action

@@ -41,6 +41,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
     :param manifest_uri: the submit's manifest (default: next to ``output_uri``) to rebuild full rows.
     :param cache_uri: add the landed ``ok`` rows to this result cache (shared with the realtime operator).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    :param delete_files: after landing, delete the batches' input/output/error files from the account.
     :param cancel_on_timeout: cancel the batches when the sensor times out (off: they may not be ours).
     :return: the landing summary (URI, counts, usage, cost) or, without ``output_uri``, the verdict.
     """
@@ -60,6 +61,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         deferrable: bool | None = None,
         cancel_on_timeout: bool = False,
         max_poll_failures: int = 5,
+        delete_files: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -73,6 +75,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.cancel_on_timeout = cancel_on_timeout
         self.max_poll_failures = max_poll_failures
+        self.delete_files = delete_files
         self._result: Any = None
 
     @cached_property
@@ -146,7 +149,8 @@ class QwenOcrBatchSensor(BaseSensorOperator):
             result.update(self.hook.download_batch_results(ids, output_uri=self.output_uri,
                                                            manifest_uri=self._manifest(), batches=batches,
                                                            aws_conn_id=self.aws_conn_id,
-                                                           cache_uri=self.cache_uri))
+                                                           cache_uri=self.cache_uri,
+                                                           delete_files=self.delete_files))
         if verdict.action == "fail":
             raise AirflowException(verdict.message)
         if verdict.action == "partial":

@@ -130,3 +130,16 @@ def test_sensor_timeout_does_not_cancel_by_default(tmp_path, monkeypatch):
         assert QwenOcrHook().get_batch(ids[0])["status"] in ("validating", "in_progress")
     finally:
         srv.stop()
+
+
+def test_delete_files_after_landing(conn, tmp_path, server):
+    from tests.integration.batch_support import _store
+
+    ids, output = submit(tmp_path)
+    store = _store(server)
+    input_file = store.batches[ids[0]]["input_file_id"]
+    result = sensor(ids, output_uri=output, delete_files=True).execute({})
+    assert result["n_ok"] == 2 and len(list(read_results(output))) == 2
+    batch = store.batches[ids[0]]
+    for fid in (input_file, batch["output_file_id"]):
+        assert fid not in store.files
