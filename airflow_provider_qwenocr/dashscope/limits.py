@@ -11,7 +11,10 @@ second with a burst of ``burst_seconds`` worth — which is what the service's p
 per-minute quota wants, and it keeps O(1) state whatever the traffic (a log bucket would hold one entry
 per token: six million at 6M TPM). The token bucket's burst is at least one maximal request
 (``MIN_TOKEN_BURST``, capped at the TPM itself); a weight larger than the burst could never pass, so it is
-clamped to the burst (the call still goes, and the service has the final word).
+clamped to the burst (the call still goes, and the service has the final word). Against a server that
+counts a strict sliding 60-s window (the emulator does), GCRA can admit up to one burst (rpm/60) more than
+the quota in a window; those few calls get a 429 and are retried. Lower ``burst_seconds`` or the rpm by
+that 1/60 if even those must not happen.
 
 Sharing one budget across mapped tasks and workers:
 
