@@ -1,0 +1,110 @@
+"""The batch policy shared by the batch operator, sensor and trigger (re-exported by ``hooks.batch``).
+
+Why it lives beside the hook: the operator (waiting on batches it submitted) and the sensor (waiting on
+ids from elsewhere) must decide *identically* when a batch counts as done, partial, skipped or failed,
+and must accept the same trigger events. Keeping the rules in the hook package lets both import them
+without importing each other (the pattern of the anthropic provider's batch trio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+
+#: Machine-readable reasons a batch trigger ends with; ``status`` is success | error | timeout.
+EVENT_REASONS = frozenset({"success", "failed", "expired", "cancelled", "timeout", "polling_error"})
+EVENT_STATUSES = frozenset({"success", "error", "timeout"})
+
+
+@dataclass
+class BatchVerdict:
+    """What to do once every batch is terminal: ``success`` | ``partial`` | ``skip`` | ``fail``."""
+
+    action: str
+    message: str
+    counts: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def should_land(self) -> bool:
+        """Results are worth downloading whenever something completed (it was billed), even on failure."""
+        return self.counts.get("completed", 0) > 0 or self.action in ("success", "partial")
+
+
+def evaluate_batch_counts(batches: Iterable[dict[str, Any]], fail_on_partial_error: bool = False) -> BatchVerdict:
+    """The partial-failure policy over terminal batches.
+
+    - every batch ``completed`` and no failed request → ``success``;
+    - every batch ``cancelled`` and nothing completed → ``skip`` (someone cancelled the work on purpose);
+    - a batch ``failed`` (validation or service failure: its requests never ran) → ``fail``;
+    - nothing completed at all (e.g. ``expired`` before any request ran) → ``fail``;
+    - otherwise some requests failed, expired or were cancelled → ``partial``, or ``fail`` when
+      ``fail_on_partial_error`` is set.
+    """
+    batches = list(batches)
+    statuses = {b.get("id", "?"): str(b.get("status")) for b in batches}
+    counts = {"total": 0, "completed": 0, "failed": 0}
+    for b in batches:
+        rc = b.get("request_counts") or {}
+        for k in counts:
+            counts[k] += int(rc.get(k) or 0)
+    kinds = {BatchStatus.of(b) for b in batches}
+    desc = ", ".join(f"{i}={s}" for i, s in statuses.items())
+    summary = f"{counts['completed']}/{counts['total']} requests completed, {counts['failed']} failed ({desc})"
+    if not batches:
+        return BatchVerdict("fail", "no batches to evaluate", counts, statuses)
+    if any(not k.is_terminal for k in kinds):
+        raise ValueError(f"evaluate_batch_counts needs terminal batches: {desc}")
+    if kinds == {BatchStatus.COMPLETED} and counts["failed"] == 0:
+        return BatchVerdict("success", summary, counts, statuses)
+    if kinds == {BatchStatus.CANCELLED} and counts["completed"] == 0:
+        return BatchVerdict("skip", f"every batch was cancelled before any request completed: {summary}",
+                            counts, statuses)
+    if BatchStatus.FAILED in kinds:
+        errors = [e for b in batches for e in ((b.get("errors") or {}).get("data") or [])]
+        detail = "; ".join(f"{e.get('code')}: {e.get('message')} (line {e.get('line')})" for e in errors[:5])
+        return BatchVerdict("fail", f"batch failed: {summary}" + (f" — {detail}" if detail else ""), counts, statuses)
+    if counts["completed"] == 0:
+        return BatchVerdict("fail", f"no request completed: {summary}", counts, statuses)
+    if fail_on_partial_error:
+        return BatchVerdict("fail", f"partial failure (fail_on_partial_error=True): {summary}", counts, statuses)
+    return BatchVerdict("partial", f"partial failure: {summary}", counts, statuses)
+
+
+def validate_execute_complete_event(event: Any) -> dict[str, Any]:
+    """Reject anything but a well-formed terminal event of :class:`QwenOcrBatchTrigger`.
+
+    The resumed task is a fresh instance: everything it needs (batch ids, final batch objects) must come
+    from the event, so a malformed event is an error, never a silent success.
+    """
+    from airflow_provider_qwenocr._compat import AirflowException
+
+    if not isinstance(event, dict):
+        raise AirflowException(f"unexpected trigger event (not a dict): {event!r}")
+    status, reason = event.get("status"), event.get("reason")
+    if status not in EVENT_STATUSES or reason not in EVENT_REASONS:
+        raise AirflowException(f"unexpected trigger event status/reason {status!r}/{reason!r}: {event!r}")
+    ids = event.get("batch_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise AirflowException(f"trigger event carries no batch ids: {event!r}")
+    if status == "success" and reason != "success":
+        raise AirflowException(f"inconsistent trigger event: {event!r}")
+    return event
+
+
+def skip_exception(message: str) -> Exception:
+    """``AirflowSkipException`` from the module ``_compat`` took ``AirflowException`` from (sdk on 3.x)."""
+    import importlib
+
+    from airflow_provider_qwenocr._compat import AirflowException
+
+    module = importlib.import_module(AirflowException.__module__)
+    return getattr(module, "AirflowSkipException")(message)
+
+
+def compact_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """The fields decisions and landing need: small enough for trigger events and XCom."""
+    keys = ("id", "status", "request_counts", "output_file_id", "error_file_id", "errors", "input_file_id")
+    return {k: batch.get(k) for k in keys}
