@@ -54,6 +54,22 @@ CONN_FIELDS = {
         "description": "Client-side token limit; empty = the model's documented quota.",
         "schema": {"type": ["integer", "null"]},
     },
+    "limiter_path": {
+        "label": "Shared limiter file",
+        "description": "Path of an SQLite file that every worker process on one host shares as one RPM/TPM "
+        "budget (optional; see the README's rate-limit section).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": "Attempts for throttled / 5xx / timed-out calls before an image fails (default 8).",
+        "schema": {"type": ["integer", "null"]},
+    },
+    "max_retry_seconds": {
+        "label": "Max retry time (s)",
+        "description": "Total time one image may spend retrying (default 600).",
+        "schema": {"type": ["number", "null"]},
+    },
 }
 
 
