@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO, Iterable
 
 from airflow_provider_qwenocr.dashscope.batch import BATCH_ENDPOINT
+from airflow_provider_qwenocr.dashscope.realtime import request_key
 from airflow_provider_qwenocr.ocr.images import ImageValidationError, PreparedImage, prepare_image, sha256_hex
 from airflow_provider_qwenocr.ocr.models import get_model
-from airflow_provider_qwenocr.ocr.results import idempotency_key
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, prompt_for, validate_schema
 
 log = logging.getLogger(__name__)
@@ -178,24 +178,19 @@ class BatchBuilder:
         self.text = prompt_for(self.task, prompt=prompt, result_schema=self.result_schema)
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
         self.limits = limits or BatchLimits()
-        # The same params as the realtime runner (io/runner.py OcrJob.params): one image + task + model +
-        # params has one key whichever API answered it, so the result cache serves both. Rotation does not
-        # exist on the Batch (compatible) endpoint, hence always False.
-        self.params: dict[str, Any] = {
-            "prompt": prompt, "result_schema": self.result_schema, "min_pixels": min_pixels,
-            "max_pixels": max_pixels, "enable_rotate": False, "patch": self.spec.patch,
-        }
+        self.prompt = prompt
         self._entries: dict[str, ManifestEntry] = {}
         self._spool_dir = spool_dir
         self._parts: list[PartFile] = []
         self._fh: BinaryIO | None = None
         self.image_tokens = 0
 
-    def key(self, sha256: str, page: int | None = None, **extra: Any) -> str:
-        params = {**self.params, **extra}
-        if page is not None:
-            params["page"] = page
-        return idempotency_key(sha256, self.task.value, self.model, params)
+    def key(self, sha256: str) -> str:
+        """The realtime client's key (``realtime.request_key``): one image + task + model + knobs has one key
+        whichever API answered it, so the result cache serves both. The Batch (compatible) endpoint cannot
+        rotate, hence ``enable_rotate=False``."""
+        return request_key(sha256, self.task, self.model, prompt=self.prompt, result_schema=self.result_schema,
+                           min_pixels=self.min_pixels, max_pixels=self.max_pixels, enable_rotate=False)
 
     def _entry(self, key: str, source: str, sha: str | None, page: int | None) -> ManifestEntry | None:
         existing = self._entries.get(key)
@@ -210,15 +205,15 @@ class BatchBuilder:
     def reject(self, source: str, code: str, message: str, *, data: bytes | None = None,
                page: int | None = None) -> ManifestEntry:
         sha = sha256_hex(data) if data is not None else None
-        key = self.key(sha or sha256_hex(f"unreadable:{source}".encode()), page)
+        key = self.key(sha or sha256_hex(f"unreadable:{source}".encode()))
         entry = self._entry(key, source, sha, page) or self._entries[key]
         entry.error = {"code": code, "message": message}
         return entry
 
-    def prepare(self, data: bytes, *, page: int | None = None, cache: Any = None) -> Prepared:
+    def prepare(self, data: bytes, *, cache: Any = None) -> Prepared:
         """Thread-safe: hash, look up ``cache`` (``.get(key) -> row | None``), else resize + encode."""
         sha = sha256_hex(data)
-        key = self.key(sha, page)
+        key = self.key(sha)
         hit = cache.get(key) if cache is not None else None
         if hit and hit.get("status") == "ok":
             return Prepared(sha, key, cached=hit)
@@ -248,11 +243,11 @@ class BatchBuilder:
 
     def add_image(self, source: str, data: bytes, *, page: int | None = None, cache: Any = None) -> ManifestEntry:
         """Prepare ``data`` (resize to the model grid, base64) and queue its request line."""
-        return self.add_prepared(source, self.prepare(data, page=page, cache=cache), page=page)
+        return self.add_prepared(source, self.prepare(data, cache=cache), page=page)
 
     def add_url(self, url: str, *, page: int | None = None) -> ManifestEntry:
         """A public http(s) URL, passed to the service untouched (keyed by the URL: its bytes are unknown)."""
-        key = self.key(sha256_hex(url.encode()), page, url=url)
+        key = self.key(sha256_hex(f"url:{url}".encode()))
         entry = self._entry(key, url, None, page)
         if entry is None:
             return self._entries[key]

@@ -271,7 +271,7 @@ def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers
         except Exception as exc:  # noqa: BLE001 - an unreadable source is an error row, not a crash
             message = f"{type(exc).__name__}: {exc}"
             return lambda: builder.reject(name, "SourceReadError", message, page=page)
-        item = builder.prepare(data, page=page, cache=cache)
+        item = builder.prepare(data, cache=cache)
         return lambda: builder.add_prepared(name, item, page=page)
 
     window = max(1, workers) * 4

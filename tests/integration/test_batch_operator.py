@@ -325,3 +325,16 @@ def test_templated_strings_and_timedeltas_are_accepted(conn, server, images, tmp
     content = store.content[store.batches[ti.xcom["batch_ids"][0]]["input_file_id"]]
     image = json.loads(content.splitlines()[0])["body"]["messages"][0]["content"][0]
     assert (image["min_pixels"], image["max_pixels"]) == (3072, 200000)
+
+
+def test_results_cached_by_realtime_are_not_sent_to_batch(conn, images, tmp_path, server):
+    from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+
+    cache = str(tmp_path / "cache")
+    realtime = QwenOcrOperator(task_id="rt", images=str(images), output_uri=str(tmp_path / "rt.jsonl"),
+                               cache_uri=cache)
+    assert realtime.execute({"ti": FakeTI()})["n_ok"] == 3
+    batches = server.batch_creations()
+    summary = make_op(images, tmp_path, cache_uri=cache).execute({"ti": FakeTI()})
+    assert (summary["n_cached"], summary["batch_ids"]) == (3, [])  # same keys: nothing re-billed
+    assert server.batch_creations() == batches

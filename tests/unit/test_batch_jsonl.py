@@ -19,7 +19,6 @@ from airflow_provider_qwenocr.dashscope.batch_results import index_lines, result
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.ocr.images import image_tokens
 from airflow_provider_qwenocr.ocr.models import get_model
-from airflow_provider_qwenocr.ocr.results import idempotency_key
 from airflow_provider_qwenocr.ocr.tasks import prompt_for
 from conftest import RECORDINGS
 
@@ -43,7 +42,7 @@ def test_lines_carry_fixed_prompt_key_and_pixels_next_to_image_url():
     assert len(plan.parts) == 1
     (line,) = lines_of(plan.parts[0])
     assert line["custom_id"] == entry.custom_id
-    assert entry.custom_id == idempotency_key(entry.sha256, "table_parsing", "qwen-vl-ocr", b.params)
+    assert entry.custom_id == b.key(entry.sha256) != b.key("0" * 64)
     assert line["method"] == "POST" and line["url"] == BATCH_ENDPOINT
     body = line["body"]
     assert body["model"] == "qwen-vl-ocr"
@@ -174,3 +173,21 @@ def test_region_without_ocr_batch_is_refused_unless_custom_base_url():
 def test_status_mapping(status, terminal, success, failure):
     s = BatchStatus.of({"status": status})
     assert (s.is_terminal, s.is_success, s.is_failure) == (terminal, success, failure)
+
+
+@pytest.mark.parametrize(("task", "prompt", "schema", "page"), [
+    ("text_recognition", None, None, None),
+    ("text_recognition", "Read the stamps only", None, 2),  # a prompt with the default task → custom
+    ("key_information_extraction", None, {"name": "the name"}, None),
+])
+def test_custom_id_is_the_realtime_idempotency_key(task, prompt, schema, page):
+    """One key per image + task + model + params for both APIs: the result cache serves realtime and batch."""
+    from airflow_provider_qwenocr.io.runner import OcrJob
+
+    data = png("shared key")
+    b = BatchBuilder(task=task, prompt=prompt, result_schema=schema, min_pixels=3072)
+    entry = b.add_image("k.png", data, page=page)
+    effective_task = "custom" if prompt else task
+    job = OcrJob(task=effective_task, spec=get_model(None), prompt=prompt, result_schema=schema, min_pixels=3072)
+    assert entry.task == effective_task
+    assert entry.custom_id == job.key(entry.sha256)
