@@ -43,6 +43,15 @@ log = logging.getLogger(__name__)
 MAX_FAILED_LISTED = 20  # sources of failed rows named in the XCom summary; the rest are in the results file
 
 
+def default_manifest_uri(output_uri: str) -> str:
+    """Where the manifest goes unless told: beside the results (``r.jsonl`` → ``r.manifest.jsonl``).
+
+    Operator and sensor both derive it this way, so a sensor given only ``output_uri`` finds it.
+    """
+    base = output_uri[: -len(".jsonl")] if output_uri.endswith(".jsonl") else output_uri
+    return base + ".manifest.jsonl"
+
+
 # -- the hook mixin -----------------------------------------------------------------------------------------
 
 class BatchHookMixin:

@@ -25,6 +25,7 @@ from airflow_provider_qwenocr._compat import AirflowException, BaseOperator, Con
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
+    default_manifest_uri,
     skip_exception,
     evaluate_batch_counts,
     validate_execute_complete_event,
@@ -142,8 +143,7 @@ class QwenOcrBatchOperator(BaseOperator):
             map_index = getattr(ti, "map_index", -1)
             name = "results.jsonl" if map_index is None or map_index < 0 else f"results-{map_index}.jsonl"
             output = str(default_base_dir() / "batch" / self.dag_id / self.task_id / safe / name)
-        manifest = self.manifest_uri or (output[: -len(".jsonl")] if output.endswith(".jsonl") else output) \
-            + ".manifest.jsonl"
+        manifest = self.manifest_uri or default_manifest_uri(output)
         return output, manifest
 
     def execute(self, context: Context) -> Any:

@@ -23,6 +23,7 @@ from airflow_provider_qwenocr._compat import AirflowException, BaseSensorOperato
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
+    default_manifest_uri,
     skip_exception,
     evaluate_batch_counts,
     validate_execute_complete_event,
@@ -100,8 +101,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
     def _manifest(self) -> str | None:
         if self.manifest_uri or not self.output_uri:
             return self.manifest_uri
-        base = self.output_uri[: -len(".jsonl")] if self.output_uri.endswith(".jsonl") else self.output_uri
-        return base + ".manifest.jsonl"
+        return default_manifest_uri(self.output_uri)
 
     def execute(self, context: Context) -> Any:
         if self.deferrable:
