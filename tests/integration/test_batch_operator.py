@@ -338,3 +338,13 @@ def test_results_cached_by_realtime_are_not_sent_to_batch(conn, images, tmp_path
     summary = make_op(images, tmp_path, cache_uri=cache).execute({"ti": FakeTI()})
     assert (summary["n_cached"], summary["batch_ids"]) == (3, [])  # same keys: nothing re-billed
     assert server.batch_creations() == batches
+
+
+def test_polling_error_event_cancels_and_fails(slow, images, tmp_path):
+    ti = FakeTI()
+    make_op(images, tmp_path, wait_for_completion=False).execute({"ti": ti})
+    event = {"status": "error", "reason": "polling_error", "message": "APIConnectionError: gone",
+             "batch_ids": ti.xcom["batch_ids"], "batches": [], "cancelled": []}
+    with pytest.raises(AirflowException, match="polling_error"):
+        make_op(images, tmp_path, deferrable=True).execute_complete({}, event, output_uri=str(tmp_path / "r.jsonl"))
+    wait_status(QwenOcrHook(), ti.xcom["batch_ids"][0], {"cancelled"})
