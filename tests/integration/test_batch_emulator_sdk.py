@@ -271,3 +271,19 @@ def test_test_endpoint_answers_without_inference(client):
     out = [json.loads(x) for x in client.files.content(done.output_file_id).content.decode().splitlines()]
     assert {x["custom_id"] for x in out} == {"1", "2"}
     assert all(x["response"]["body"]["usage"]["total_tokens"] == 0 for x in out)
+
+
+def test_our_client_lists_files_and_batches(server, client):
+    from airflow_provider_qwenocr.dashscope.batch import BatchClient
+    from airflow_provider_qwenocr.dashscope.config import ClientConfig
+
+    ours = BatchClient(ClientConfig(api_key=API_KEY, base_url=server.base_url, max_retries=0))
+    f = ours.upload_file(b'{"custom_id":"x"}\n', "one.jsonl")
+    assert f["id"] in {x["id"] for x in ours.list_files()["data"]}
+    b = ours.create_batch(f["id"], metadata={"ds_name": "ours-only"})
+    page = ours.list_batches(ds_name="ours-only", status=["validating", "in_progress", "failed"],
+                             input_file_ids=[f["id"]], limit=5)
+    assert [x["id"] for x in page["data"]] == [b["id"]]
+    assert ours.list_batches(ds_name="no-such-name")["data"] == []  # null from the service becomes []
+    with pytest.raises(ValueError, match="at most 20"):
+        ours.list_batches(input_file_ids=[f"f{i}" for i in range(21)])
