@@ -100,3 +100,19 @@ def ocr_operator_lineage(operator: Any, task_instance: Any = None) -> Any:
     prefixes — not re-listed, which could be slow) → its results file (``results_uri`` or ``output_uri``)."""
     outputs = [u for u in (getattr(operator, "results_uri", None) or getattr(operator, "output_uri", None),) if u]
     return operator_lineage(_entries(getattr(operator, "images", None)), outputs)
+
+
+class OcrLineageMixin:
+    """``get_openlineage_facets_on_complete`` for the OCR operators (realtime and batch): sources → results.
+
+    Lineage must never fail a task: any error is logged at debug level and the facets are skipped.
+    """
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        try:
+            return ocr_operator_lineage(self, task_instance)
+        except Exception:
+            import logging
+
+            logging.getLogger(__name__).debug("OpenLineage facets failed", exc_info=True)
+            return None

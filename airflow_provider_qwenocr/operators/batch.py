@@ -31,12 +31,13 @@ from airflow_provider_qwenocr.hooks.batch import (
     validate_execute_complete_event,
 )
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+from airflow_provider_qwenocr.lineage import OcrLineageMixin
 from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
 
 DEFAULT_TIMEOUT = 24 * 3600 + 3600  # the service's 24 h window plus an hour of slack
 
 
-class QwenOcrBatchOperator(BaseOperator):
+class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
     """Submit images as DashScope batch job(s) (one model per file, split at the service limits) and wait.
 
     :param images: what to recognise — local file/dir/glob, http(s) URL, ``s3://``, any object-storage URI,
@@ -248,6 +249,7 @@ class QwenOcrBatchOperator(BaseOperator):
             self.batch_ids, output_uri=self.output_uri, manifest_uri=self.manifest_uri, batches=batches,
             aws_conn_id=self.aws_conn_id, cache_uri=self.cache_uri, delete_files=self.delete_files,
         )
+        self.results_uri = summary["results_uri"]  # for lineage
         if verdict is not None:
             summary["verdict"] = verdict.action
             if verdict.action == "fail":

@@ -10,7 +10,6 @@ dict (URI, counts, usage, cost, the first failures).
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from functools import cached_property
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_qwenocr._compat import AirflowException, BaseOperator
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_qwenocr.lineage import OcrLineageMixin
 
 if TYPE_CHECKING:
     from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
-class QwenOcrOperator(BaseOperator):
+class QwenOcrOperator(OcrLineageMixin, BaseOperator):
     """Recognise every image of ``images`` with Qwen-VL-OCR; write one JSON line per image to ``output_uri``.
 
     :param images: a local file, directory (recursive), glob, http(s) URL, ``s3://bucket/key-or-prefix``,
@@ -274,23 +274,6 @@ class QwenOcrOperator(BaseOperator):
             if summary.n_failed > len(summary.failed):
                 self.log.warning("  ... and %d more (see error rows in %s)", summary.n_failed - len(summary.failed),
                                  output_uri)
-
-    # -- lineage ----------------------------------------------------------------------------------
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Inputs: the sources; output: the results file. None when the lineage helpers are unavailable."""
-        try:
-            from airflow_provider_qwenocr import lineage
-        except ImportError:
-            return None
-        builder = getattr(lineage, "ocr_operator_lineage", None)
-        if builder is None:
-            return None
-        try:
-            return builder(self, task_instance)
-        except Exception:  # lineage must never fail the task
-            logging.getLogger(__name__).debug("OpenLineage facets failed", exc_info=True)
-            return None
 
 
 def _opt_int(value: Any) -> int | None:

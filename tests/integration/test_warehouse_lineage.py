@@ -83,3 +83,21 @@ def test_real_operator_reports_lineage_through_these_helpers(fake_openlineage):
     got = op.get_openlineage_facets_on_complete(None)
     assert [(d.namespace, d.name) for d in got.inputs] == [("s3://b", "in/")]
     assert [(d.namespace, d.name) for d in got.outputs] == [("s3://b", "out/r.jsonl")]
+
+
+
+def test_batch_operator_reports_lineage_too(fake_openlineage):
+    from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
+
+    op = QwenOcrBatchOperator(task_id="b", images="s3://scans/2026/", output_uri="s3://ocr/out.jsonl")
+    got = op.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in got.inputs] == [("s3://scans", "2026/")]
+    assert [(d.namespace, d.name) for d in got.outputs] == [("s3://ocr", "out.jsonl")]
+
+
+def test_lineage_errors_never_fail_the_task(fake_openlineage, monkeypatch):
+    from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+
+    monkeypatch.setattr(lineage, "operator_lineage", lambda *a, **k: 1 / 0)
+    op = QwenOcrOperator(task_id="ocr", images="/docs/", output_uri="/out/r.jsonl")
+    assert op.get_openlineage_facets_on_complete(None) is None
