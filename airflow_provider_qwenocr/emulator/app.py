@@ -84,6 +84,8 @@ class ServiceHeaders:
                 headers += [(k, v) for k, v in extra.items() if k not in names]
                 message = {**message, "headers": headers}
                 status_box["status"] = message["status"]
+                if kind is not None:  # counted before the client can see the answer, so stats never lag it
+                    self.state.count(kind, 0 if scope["state"].get("dropped") else message["status"])
             await send(message)
 
         try:
@@ -100,10 +102,6 @@ class ServiceHeaders:
                                 "headers": [(b"content-type", b"application/json"),
                                             (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
-        finally:
-            if kind is not None and "status" in status_box:
-                dropped = scope["state"].get("dropped")
-                self.state.count(kind, 0 if dropped else status_box["status"])
 
 
 class _DropFilter(logging.Filter):
