@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 from PIL import Image, ImageDraw, ImageOps
 
-from airflow_provider_qwenocr.ocr.images import open_image
-from airflow_provider_qwenocr.ocr.results import Word
+from .images import open_image
+from .results import Word
 
 BOX_COLOR = (230, 40, 40)
 LABEL_COLOR = (20, 90, 220)

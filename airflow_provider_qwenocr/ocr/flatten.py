@@ -32,7 +32,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_qwenocr.ocr.tasks import validate_schema
+from .tasks import validate_schema
 
 MAX_IDENTIFIER_BYTES = 63
 TYPES = ("text", "number", "integer", "date", "boolean", "json")

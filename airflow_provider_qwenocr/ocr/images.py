@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-from airflow_provider_qwenocr.ocr.models import ModelSpec
+from .models import ModelSpec
 
 MIN_SIDE = 10  # both sides must be > 10 px
 MAX_ASPECT = 200  # long side / short side ≤ 200

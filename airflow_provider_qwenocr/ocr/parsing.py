@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_qwenocr.ocr.results import Word
-from airflow_provider_qwenocr.ocr.tasks import OcrTask
+from .results import Word
+from .tasks import OcrTask
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)(?:```|\Z)", re.S)
 _FULLWIDTH = str.maketrans({"，": ",", "：": ":", "“": '"', "”": '"', "‘": "'", "’": "'", "｛": "{", "｝": "}",
