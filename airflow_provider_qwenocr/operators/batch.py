@@ -23,6 +23,7 @@ from typing import Any
 
 from airflow_provider_qwenocr._compat import AirflowException, BaseOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
     default_manifest_uri,
@@ -82,7 +83,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         output_uri: str | None = None,
         manifest_uri: str | None = None,
         cache_uri: str | None = None,
-        conn_id: str = "dashscope_default",
+        conn_id: str = DEFAULT_CONN_ID,
         aws_conn_id: str | None = "aws_default",
         metadata: dict[str, str] | None = None,
         wait_for_completion: bool = True,

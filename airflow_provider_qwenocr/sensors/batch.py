@@ -21,6 +21,7 @@ from typing import Any
 
 from airflow_provider_qwenocr._compat import AirflowException, BaseSensorOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
     default_manifest_uri,
@@ -53,7 +54,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         self,
         *,
         batch_ids: str | list[str],
-        conn_id: str = "dashscope_default",
+        conn_id: str = DEFAULT_CONN_ID,
         fail_on_partial_error: bool = False,
         output_uri: str | None = None,
         manifest_uri: str | None = None,
