@@ -24,9 +24,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
 from airflow_provider_qwenocr.emulator import recognize
-from airflow_provider_qwenocr.emulator.faults import DropConnection
 from airflow_provider_qwenocr.emulator.imagesrc import ImageRef
-from airflow_provider_qwenocr.emulator.responses import dropped_response, json_response
+from airflow_provider_qwenocr.emulator.responses import json_response
 from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, invalid_parameter, new_request_id
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, task_from_prompt
 
@@ -160,13 +159,9 @@ async def run_chat(request: Request, state: EmulatorState) -> Response:
     inline = recognize.can_inline(req.images, state)
     received = await recognize.offload(inline, recognize.receive, req.images, state, req.model,
                                        oss_resolve=True)
-    prompt_estimate = recognize.text_tokens(req.prompt) + recognize.CHAT_OVERHEAD_TOKENS
-    state.faults.admit(sum(r.tokens for r in received) + prompt_estimate)
-    try:
-        await state.faults.random_fault()
-    except DropConnection:
-        request.scope["state"]["dropped"] = True
-        return dropped_response()
+    dropped = await recognize.gate(request, state, received, req.prompt)
+    if dropped is not None:
+        return dropped
     recognize.inspect(received, state)
     ans = await recognize.offload(inline, recognize.answer, received, state, req.task, schema=req.schema,
                                   prompt=req.prompt, with_ocr_result=False)

@@ -27,10 +27,9 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from airflow_provider_qwenocr.emulator import recognize
-from airflow_provider_qwenocr.emulator.faults import DropConnection
 from airflow_provider_qwenocr.emulator.imagesrc import ImageRef
 from airflow_provider_qwenocr.emulator.responses import (
-    NATIVE_HEADERS, dropped_response, json_response, sse_event, sse_response)
+    NATIVE_HEADERS, json_response, sse_event, sse_response)
 from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, invalid_parameter
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, task_from_prompt, validate_schema
@@ -195,13 +194,9 @@ async def run_native(request: Request, state: EmulatorState) -> Response:
         if stream and err.status == 400:
             return error_stream(err, rid)
         raise
-    prompt_estimate = recognize.text_tokens(req.prompt) + recognize.CHAT_OVERHEAD_TOKENS
-    state.faults.admit(sum(r.tokens for r in received) + prompt_estimate)
-    try:
-        await state.faults.random_fault()
-    except DropConnection:
-        request.scope["state"]["dropped"] = True
-        return dropped_response()
+    dropped = await recognize.gate(request, state, received, req.prompt)
+    if dropped is not None:
+        return dropped
     try:
         recognize.inspect(received, state)
         ans = await recognize.offload(inline, recognize.answer, received, state, req.task, schema=req.schema,

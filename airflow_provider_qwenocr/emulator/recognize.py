@@ -25,8 +25,9 @@ from PIL import Image, ImageOps
 
 from airflow_provider_qwenocr.emulator import layout
 from airflow_provider_qwenocr.emulator.engine import EchoEngine, Line
-from airflow_provider_qwenocr.emulator.faults import inspection_error
+from airflow_provider_qwenocr.emulator.faults import DropConnection, inspection_error
 from airflow_provider_qwenocr.emulator.imagesrc import ImageRef, load_bytes
+from airflow_provider_qwenocr.emulator.responses import dropped_response
 from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, invalid_parameter
 from airflow_provider_qwenocr.ocr.images import MAX_ASPECT, MIN_SIDE, pixel_bounds, smart_resize
 from airflow_provider_qwenocr.ocr.models import get_model
@@ -113,6 +114,20 @@ def can_inline(refs: list[ImageRef], state: EmulatorState) -> bool:
     downloads a URL stays in a worker thread — the URL may point back at this very server."""
     return isinstance(state.engine, EchoEngine) and all(
         isinstance(r.url, str) and r.url.startswith(("data:", "oss://")) for r in refs)
+
+
+async def gate(request, state: EmulatorState, received: list[Received], prompt: str | None):
+    """The quota check (429 beyond --rpm/--tpm) and the random fault draw, shared by both chat endpoints.
+
+    Returns the half-sent response that drops the socket when a timeout is drawn, else None (go on).
+    """
+    state.faults.admit(sum(r.tokens for r in received) + text_tokens(prompt) + CHAT_OVERHEAD_TOKENS)
+    try:
+        await state.faults.random_fault()
+    except DropConnection:
+        request.scope["state"]["dropped"] = True
+        return dropped_response()
+    return None
 
 
 async def offload(inline: bool, fn, *args, **kwargs):

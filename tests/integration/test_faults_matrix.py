@@ -6,7 +6,6 @@ assertions. Operator level (QwenOcrOperator → hook → RealtimeClient → dash
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os

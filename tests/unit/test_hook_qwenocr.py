@@ -13,7 +13,7 @@ from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError
 from airflow_provider_qwenocr.get_provider_info import CONN_FIELDS, get_provider_info
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 from airflow_provider_qwenocr.ocr.images import ImageValidationError
-from tests.unit.dashscope_stub import StubServer, ok_body, recorded
+from tests.unit.dashscope_stub import StubServer, recorded
 
 KEY = "sk-hook-secret-abcdef123456"
 
