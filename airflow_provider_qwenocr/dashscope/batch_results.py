@@ -66,9 +66,12 @@ def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *, regio
     body = response.get("body") or {}
     choice = (body.get("choices") or [{}])[0]
     text, ocr_result = content_text((choice.get("message") or {}).get("content"))
-    parsed = parse_answer(entry.task, text, ocr_result, scale_x=entry.scale_x, scale_y=entry.scale_y)
+    spec = get_model(entry.model)
+    size = (entry.width, entry.height) if spec.normalized_text_boxes and entry.width and entry.height else None
+    parsed = parse_answer(entry.task, text, ocr_result, scale_x=entry.scale_x, scale_y=entry.scale_y,
+                          text_box_size=size)
     usage = Usage.from_api(body.get("usage"))
-    price = get_model(entry.model).price(region)
+    price = spec.price(region)
     return OcrResult(
         source=entry.source, task=entry.task, model=body.get("model") or entry.model, status="ok",
         text=parsed.text, kv=parsed.kv, words=parsed.words, html=parsed.html, latex=parsed.latex,

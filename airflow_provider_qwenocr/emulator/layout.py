@@ -7,7 +7,8 @@ Rules (also in emulator/README.md):
   space.
 - words_info (advanced_recognition): one entry per recognised line; ``location`` = 8 ints (TL, TR, BR, BL)
   and ``rotate_rect`` = [cx, cy, width, height, angle°] on the received image's pixels; the ```json
-  text carries the same rectangles normalised to 0–1000, as the 2025-11-20 service does.
+  text carries each box's min-area rectangle in 0–1000 coordinates (OpenCV convention, angle in (0, 90]),
+  as the 2025-11-20 service does (``ocr/geometry.py``).
 - kv_result (key_information_extraction): each leaf key of ``result_schema`` (nested up to 3 levels;
   a list holds one element template) is looked up in the lines after NFKC + whitespace-free +
   case-folded normalisation. Value = the rest of the line after the key and any separator (``:``, ``：``,
@@ -33,6 +34,7 @@ import unicodedata
 from typing import Any
 
 from airflow_provider_qwenocr.emulator.engine import Line
+from airflow_provider_qwenocr.ocr.geometry import normalize
 
 Rows = list[list[Line]]
 
@@ -81,12 +83,11 @@ def words_info(rows: Rows) -> list[dict[str, Any]]:
 
 
 def advanced_text(words: list[dict[str, Any]], width: int, height: int) -> str:
-    def norm(rect: list[int]) -> list[int]:
-        cx, cy, w, h, a = rect
-        return [round(cx * 1000 / width), round(cy * 1000 / height), round(w * 1000 / width),
-                round(h * 1000 / height), a]
+    """The ```json text block: each line's min-area rectangle in 0–1000 coordinates, as the service writes it."""
+    def norm(loc: list[int]) -> list[int]:
+        return normalize([(loc[i], loc[i + 1]) for i in (0, 2, 4, 6)], width, height)
 
-    items = [json.dumps({"rotate_rect": norm(w["rotate_rect"]), "text": w["text"]}, ensure_ascii=False)
+    items = [json.dumps({"rotate_rect": norm(w["location"]), "text": w["text"]}, ensure_ascii=False)
              for w in words]
     return "```json\n[\n\t" + ",\n\t".join(items) + "\n]\n```" if items else "```json\n[]\n```"
 

@@ -74,6 +74,15 @@ class ModelSpec:
         # 32*32*8192 = 8,388,608 (2026 docs); 28*28*8192 = 6,422,528 for the 28-px snapshots.
         return self.patch * self.patch * 8192
 
+    @property
+    def normalized_text_boxes(self) -> bool:
+        """Whether ``advanced_recognition``'s text block writes rectangles in 0–1000 coordinates.
+
+        True for the 32-px (2025-11-20 and later) models, as a real capture shows; the scale the 28-px
+        snapshots use there is not documented, so their text block is not turned into boxes.
+        """
+        return self.patch == 32
+
     def price(self, region: str = DEFAULT_REGION) -> Price:
         return self.prices.get(region) or next(iter(self.prices.values()))
 

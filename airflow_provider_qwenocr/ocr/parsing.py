@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .geometry import denormalize
 from .results import Word
 from .tasks import OcrTask
 
@@ -89,11 +90,14 @@ def parse_answer(
     scale_x: float = 1.0,
     scale_y: float = 1.0,
     parse_custom_json: bool = True,
+    text_box_size: tuple[int, int] | None = None,
 ) -> Parsed:
     """Typed fields for one image's answer.
 
     ``scale_x``/``scale_y`` map box coordinates from the image we sent (resized to the model's grid) back
-    to the original image: the service reports boxes on the image it received.
+    to the original image: the service reports boxes on the image it received. ``text_box_size`` = the
+    original (width, height): with no ``words_info`` (compatible mode, Batch), read ``advanced_recognition``
+    boxes from the text block's 0–1000 rectangles (see :mod:`.geometry`).
     """
     task = OcrTask.parse(task)
     ocr_result = ocr_result or {}
@@ -102,6 +106,8 @@ def parse_answer(
         info = ocr_result.get("words_info")
         if info is not None:
             out.words = [Word.from_words_info(w, scale_x, scale_y) for w in info]
+        elif text_box_size is not None:
+            out.words = words_from_text(text or "", *text_box_size)
     elif task is OcrTask.KEY_INFORMATION_EXTRACTION:
         kv = ocr_result.get("kv_result")
         out.kv = kv if kv is not None else parse_json_loose(text or "")
@@ -112,6 +118,29 @@ def parse_answer(
     elif task is OcrTask.CUSTOM and parse_custom_json and text and ("{" in text or "```json" in text):
         out.kv = parse_json_loose(text)
     return out
+
+
+def words_from_text(text: str, width: int, height: int) -> list[Word]:
+    """Boxes from an ``advanced_recognition`` text block: ``[{"rotate_rect": [cx, cy, w, h, a], "text": …}]``
+    in 0–1000 coordinates (also the documented ``{"pos_list": [{"rotate_rect": …}]}`` form), in pixels of a
+    ``width`` × ``height`` image. Items without a 5-number rectangle are skipped."""
+    data = parse_json_loose(text)
+    if isinstance(data, dict):
+        data = data.get("words_info") or data.get("words") or [data]
+    words = []
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict):
+            continue
+        rect = item.get("rotate_rect")
+        if rect is None and isinstance(item.get("pos_list"), list) and item["pos_list"]:
+            first = item["pos_list"][0]
+            rect = first.get("rotate_rect") if isinstance(first, dict) else None
+        if not (isinstance(rect, list) and len(rect) == 5
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rect)):
+            continue
+        location, rotate_rect = denormalize(rect, width, height)
+        words.append(Word(text=str(item.get("text", "")), location=location, rotate_rect=rotate_rect))
+    return words
 
 
 def content_text(content: Any) -> tuple[str | None, dict | None]:

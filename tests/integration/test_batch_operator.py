@@ -226,6 +226,26 @@ def test_batch_lines_go_through_the_real_ocr_engine(emulator_conn, tmp_path):
     assert summary["verdict"] == "partial"
 
 
+def test_batch_advanced_recognition_has_the_boxes_realtime_has(emulator_conn, tmp_path):
+    """Compatible mode has no words_info: the boxes come from the text block's 0–1000 rectangles, and land
+    where the realtime (native words_info) boxes are."""
+    from conftest import REPO
+
+    doc = REPO / "tests" / "data" / "docs" / "invoice_zh_en_hard.jpg"  # skewed, non-square scan
+    op = QwenOcrBatchOperator(task_id="ocr_batch", images=[str(doc)], task="advanced_recognition",
+                              output_uri=str(tmp_path / "r.jsonl"), deferrable=False, poll_interval=0.2)
+    (row,) = read_results(op.execute({"ti": FakeTI()})["results_uri"])
+    native = QwenOcrHook(emulator_conn).recognize(str(doc), "advanced_recognition").words
+    assert row["status"] == "ok" and len(native) >= 5
+    assert [w["text"] for w in row["words"]] == [w.text for w in native]
+    unit = max(row["width"], row["height"]) / 1000
+    for got, want in zip(row["words"], native):
+        length = max(abs(want.location[2] - want.location[0]), abs(want.location[3] - want.location[1]))
+        tol = 2 * unit + 2 + length * 0.02  # a unit each way, rounding, whole-degree angles
+        assert max(abs(a - b) for a, b in zip(got["location"], want.location)) <= tol, (got, want)
+        assert abs(got["rotate_rect"][0] - want.rotate_rect[0]) <= 2 * unit + 2
+
+
 def test_rerun_with_cache_sends_only_new_images(conn, images, tmp_path, server):
     cache = str(tmp_path / "cache")
     first = make_op(images, tmp_path / "1", cache_uri=cache).execute({"ti": FakeTI()})

@@ -61,7 +61,8 @@ def test_words_info_location_and_rotate_rect():
     assert words[0]["rotate_rect"] == [60, 30, 100, 20, 0]
     assert words[1]["rotate_rect"][4] == -45
     text = layout.advanced_text(words, 200, 200)
-    assert json.loads(text.strip("`").removeprefix("json"))[0]["rotate_rect"] == [300, 150, 500, 100, 0]
+    # OpenCV minAreaRect convention, as the service writes it: angle in (0, 90], w along the angle
+    assert json.loads(text.strip("`").removeprefix("json"))[0]["rotate_rect"] == [300, 150, 100, 500, 90]
 
 
 def test_document_and_formula_latex():
