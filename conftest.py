@@ -16,7 +16,7 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(pathlib.Path(__file__).parent / "dags"))
 
 REPO = pathlib.Path(__file__).resolve().parent
-RECORDINGS = REPO.parent / "shared" / "dashscope-recordings"
+RECORDINGS = REPO / "tests" / "data" / "recordings"  # copied from cnblogs/dashscope-sdk (MIT)
 
 pytest_plugins = [
     p

@@ -3,5 +3,5 @@
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-RECORDINGS = REPO.parent / "shared" / "dashscope-recordings"
+RECORDINGS = REPO / "tests" / "data" / "recordings"  # copied from cnblogs/dashscope-sdk (MIT, LICENSE inside)
 SAMPLE_DOCS = REPO / "dags" / "sample_docs"

@@ -10,10 +10,14 @@ into :func:`classify`, so the retry policy (tenacity, in ``retry.py``) only has 
 - :class:`PermanentError` — the request itself is wrong for this image (``InvalidParameter*``,
   ``DataInspectionFailed``, ``BadRequest.*``, 413, other 4xx): retrying re-bills nothing useful, so the
   image becomes an error row at once.
-- :class:`InvalidApiKeyError` — a permanent error that also dooms every other image in the task
-  (``InvalidApiKey``, HTTP 401, or no key at all), so callers stop the whole task instead of failing N
-  images one by one. ``Arrearage`` and ``AccessDenied*`` stay plain :class:`PermanentError` (as issue #5
-  lists them): they fail each image at once without a retry, and ``max_failed_ratio`` then fails the task.
+- :class:`AccountError` — a permanent error that also dooms every other image in the task: the key or the
+  account behind it cannot call the service (``InvalidApiKey`` / HTTP 401, ``Arrearage``, the billing
+  states that arrive as HTTP 429 — ``PrepaidBillOverdue``, ``PostpaidBillOverdue``,
+  ``CommodityNotPurchased`` — and 403 ``AllocationQuota.FreeTierOnly``). No retry fixes these, so callers
+  stop the whole task at once, leave the remaining images unbilled and undone for the re-run, and say
+  what to fix (:attr:`AccountError.hint`). :class:`InvalidApiKeyError` is the key-specific subclass.
+  Only ``Throttling*`` codes (and 5xx, timeouts, connection errors) are retried; a 429 with any other
+  code is not throttling.
 
 Messages never carry the API key: :func:`redact` scrubs any ``sk-…`` token and the configured key.
 """
@@ -24,8 +28,17 @@ import re
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 
-#: Codes that mean "this key cannot call the service at all": stop the task.
-FATAL_CODES = frozenset({"InvalidApiKey"})
+#: Codes that mean "this key or account cannot call the service at all": stop the task, with what to do.
+ACCOUNT_CODES: dict[str, str] = {
+    "InvalidApiKey": "check the API key in the connection's password (it must belong to the connection's region)",
+    "Arrearage": "the account is overdue: top up in the Alibaba Cloud billing console, then re-run",
+    "PrepaidBillOverdue": "the prepaid balance is exhausted: top up in the billing console, then re-run",
+    "PostpaidBillOverdue": "the postpaid bill is overdue: settle it in the billing console, then re-run",
+    "CommodityNotPurchased": "the model is not activated for this account: activate it in Model Studio, then re-run",
+    "AllocationQuota.FreeTierOnly": "the free tier is used up and 'free tier only' is on: turn it off in Model "
+                                    "Studio (or wait for the quota to renew), then re-run",
+}
+FATAL_CODES = frozenset(ACCOUNT_CODES)  # kept for callers that imported it
 THROTTLING_PREFIX = "Throttling"
 RETRYABLE_CODES = frozenset({"RequestTimeOut", "InternalError", "ServiceUnavailable", "RequestTimeout"})
 
@@ -91,8 +104,17 @@ class PermanentError(QwenOcrError):
     """This request will not succeed as sent. The image fails at once with an error row."""
 
 
-class InvalidApiKeyError(PermanentError):
-    """The key (or the account behind it) cannot call the service: stop the whole task, not just this image."""
+class AccountError(PermanentError):
+    """The key or the account behind it cannot call the service: stop the whole task, not just this image."""
+
+    @property
+    def hint(self) -> str:
+        """What the user has to do before a re-run can succeed."""
+        return ACCOUNT_CODES.get(self.code, "check the DashScope account and key, then re-run")
+
+
+class InvalidApiKeyError(AccountError):
+    """The key itself is wrong (HTTP 401 ``InvalidApiKey``, or no key at all)."""
 
 
 def parse_retry_after(headers: Mapping[str, Any] | None) -> float | None:
@@ -122,8 +144,10 @@ def parse_retry_after(headers: Mapping[str, Any] | None) -> float | None:
 def error_class(status_code: int | None, code: str | None) -> type[QwenOcrError]:
     """Which exception type an HTTP status + DashScope code maps to (the retry policy in one table)."""
     code = code or ""
-    if code in FATAL_CODES or status_code == 401:
+    if code == "InvalidApiKey" or status_code == 401:
         return InvalidApiKeyError
+    if code in ACCOUNT_CODES:
+        return AccountError
     if code.startswith(THROTTLING_PREFIX) or code in RETRYABLE_CODES or code.startswith("InternalError"):
         return RetryableError
     if status_code is None:

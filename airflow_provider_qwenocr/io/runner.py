@@ -10,7 +10,7 @@ Guarantees:
 - Idempotent: an image whose idempotency key is in the cache is not sent again (no tokens billed);
   every finished ``ok`` image is cached at once, so a killed task's retry re-bills nothing done.
 - Failure isolation: a bad image (undecodable, refused by the service, retries exhausted) becomes an
-  error row; only :class:`InvalidApiKeyError` stops the whole run, because every other call would fail too.
+  error row; only :class:`AccountError` (bad key, billing state) stops the whole run, because every other call would fail too.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError, QwenOcrError, redact
+from airflow_provider_qwenocr.dashscope.errors import AccountError, QwenOcrError, redact
 from airflow_provider_qwenocr.dashscope.realtime import request_key
 from airflow_provider_qwenocr.io.progress import Progress
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
@@ -115,7 +115,7 @@ Drawer = Callable[[bytes, OcrResult, Source], None]
 
 def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None,
                 drawer: Drawer | None = None) -> tuple[OcrResult, bool]:
-    """(row, was_cached) for one source. Raises only :class:`InvalidApiKeyError` (stop everything)."""
+    """(row, was_cached) for one source. Raises only :class:`AccountError` (stop everything)."""
     base = {"source": src.name, "task": job.task, "model": job.model}
     if src.error:
         return OcrResult.failure(**base, code="UnsupportedSource", message=src.error, page=src.page), False
@@ -147,7 +147,7 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
             enable_rotate=job.enable_rotate, min_pixels=job.min_pixels, max_pixels=job.max_pixels,
             source=src.name,
         )
-    except InvalidApiKeyError:
+    except AccountError:
         raise
     except ImageValidationError as exc:
         return OcrResult.failure(**base, code=exc.code, message=str(exc), **ident), False
@@ -206,7 +206,7 @@ def run(
                 break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                result, cached = fut.result()  # InvalidApiKeyError propagates from here
+                result, cached = fut.result()  # AccountError propagates from here
                 writer.write(result)
                 summary.add(result, cached=cached)
                 if progress is not None:

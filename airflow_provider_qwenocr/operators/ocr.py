@@ -128,7 +128,7 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError
+        from airflow_provider_qwenocr.dashscope.errors import AccountError, redact
         from airflow_provider_qwenocr.io import runner
         from airflow_provider_qwenocr.io.progress import Progress
         from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
@@ -157,10 +157,10 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
                     sources, job, client, writer, cache=cache, max_concurrency=self.max_concurrency,
                     progress=progress, drawer=self._drawer(job),
                 )
-        except InvalidApiKeyError as exc:
+        except AccountError as exc:
             raise AirflowException(
-                f"DashScope rejected the API key of connection {self.conn_id!r} ({exc.code}); stopping the task. "
-                "Check the connection's password (API Key) and region."
+                f"DashScope refused the account of connection {self.conn_id!r} ({exc.code}: {redact(exc.message, job.secret)}); "
+                f"stopping the task, images not yet done stay unbilled for the re-run. To fix: {exc.hint}."
             ) from None
         self._log_summary(summary, progress, output_uri)
         result = summary.to_xcom(output_uri)

@@ -150,7 +150,7 @@ def test_invalid_key_stops_the_task(make_emulator, monkeypatch, tmp_path):
     d.mkdir()
     for i in range(30):
         (d / f"{i:02d}.png").write_bytes(_png((64 + i, 64), (i, i, i)))
-    with pytest.raises(AirflowException, match="rejected the API key") as err:
+    with pytest.raises(AirflowException, match="refused the account") as err:
         QwenOcrOperator(task_id="ocr", images=str(d), conn_id=conn_id, max_concurrency=2, use_cache=False,
                         max_failed_ratio=1.0, output_uri=str(tmp_path / "r.jsonl")).execute(_ctx())
     assert "sk-wrong-key-000000" not in str(err.value)

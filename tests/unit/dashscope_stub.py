@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-RECORDINGS = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "dashscope-recordings"
+RECORDINGS = pathlib.Path(__file__).resolve().parents[1] / "data" / "recordings"
 
 
 def recorded(name: str) -> tuple[int, dict[str, str], bytes]:

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from airflow_provider_qwenocr.dashscope.errors import (
+    AccountError,
     InvalidApiKeyError,
     PermanentError,
     QwenOcrError,
@@ -36,7 +37,12 @@ from airflow_provider_qwenocr.dashscope.errors import (
         (400, "InvalidParameter", PermanentError),
         (400, "InvalidParameter.DataInspection", PermanentError),
         (400, "DataInspectionFailed", PermanentError),
-        (400, "Arrearage", PermanentError),
+        (400, "Arrearage", AccountError),
+        (429, "PrepaidBillOverdue", AccountError),
+        (429, "PostpaidBillOverdue", AccountError),
+        (429, "CommodityNotPurchased", AccountError),
+        (403, "AllocationQuota.FreeTierOnly", AccountError),
+        (429, "Throttling.BurstRate", RetryableError),
         (403, "AccessDenied.Unpurchased", PermanentError),
         (400, "BadRequest.EmptyInput", PermanentError),
         (413, "BadRequest.TooLarge", PermanentError),
@@ -115,3 +121,12 @@ def test_errors_survive_pickling():
     assert type(back) is RetryableError
     assert (back.code, back.message, back.status_code, back.request_id, back.retry_after) == (
         "Throttling", "slow", 429, "r", 4.0)
+
+
+@pytest.mark.parametrize("code", ["PrepaidBillOverdue", "PostpaidBillOverdue", "CommodityNotPurchased",
+                                  "AllocationQuota.FreeTierOnly", "Arrearage", "InvalidApiKey"])
+def test_account_states_are_not_retried_and_say_what_to_fix(code):
+    err = classify(429 if "Bill" in code or "Commodity" in code else 403, code, "account state")
+    assert isinstance(err, AccountError) and not err.retryable
+    assert "re-run" in err.hint or "API key" in err.hint
+    assert err.hint != AccountError("x", code="SomethingElse").hint

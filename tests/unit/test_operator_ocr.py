@@ -178,7 +178,7 @@ def test_invalid_key_stops_the_task_and_hides_the_key(folder, tmp_path, caplog, 
     client = FakeClient()
     out_uri = tmp_path / "r.jsonl"
     caplog.set_level(logging.DEBUG)
-    with pytest.raises(AirflowException, match="rejected the API key") as err:
+    with pytest.raises(AirflowException, match="refused the account") as err:
         _op(client, images=str(folder), output_uri=str(out_uri), max_concurrency=1,
             max_failed_ratio=1.0).execute(_context(tmp_path))
     assert SECRET not in str(err.value)
