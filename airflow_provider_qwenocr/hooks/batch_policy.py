@@ -79,18 +79,18 @@ def validate_execute_complete_event(event: Any) -> dict[str, Any]:
     The resumed task is a fresh instance: everything it needs (batch ids, final batch objects) must come
     from the event, so a malformed event is an error, never a silent success.
     """
-    from airflow_provider_qwenocr._compat import AirflowException
+    from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
 
     if not isinstance(event, dict):
-        raise AirflowException(f"unexpected trigger event (not a dict): {event!r}")
+        raise QwenOcrBatchError(f"unexpected trigger event (not a dict): {event!r}")
     status, reason = event.get("status"), event.get("reason")
     if status not in EVENT_STATUSES or reason not in EVENT_REASONS:
-        raise AirflowException(f"unexpected trigger event status/reason {status!r}/{reason!r}: {event!r}")
+        raise QwenOcrBatchError(f"unexpected trigger event status/reason {status!r}/{reason!r}: {event!r}")
     ids = event.get("batch_ids")
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-        raise AirflowException(f"trigger event carries no batch ids: {event!r}")
+        raise QwenOcrBatchError(f"trigger event carries no batch ids: {event!r}")
     if status == "success" and reason != "success":
-        raise AirflowException(f"inconsistent trigger event: {event!r}")
+        raise QwenOcrBatchError(f"inconsistent trigger event: {event!r}")
     return event
 
 

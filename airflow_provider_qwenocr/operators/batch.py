@@ -21,8 +21,9 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_qwenocr._compat import AirflowException, BaseOperator, Context, default_deferrable
+from airflow_provider_qwenocr._compat import BaseOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
@@ -213,13 +214,13 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
                 except Exception as exc:
                     failures += 1
                     if not is_transient_error(exc) or failures >= self.max_poll_failures:
-                        raise AirflowException(f"polling batches {self.batch_ids} failed: {exc}") from exc
+                        raise QwenOcrBatchError(f"polling batches {self.batch_ids} failed: {exc}") from exc
                     self.log.warning("transient poll error (%d/%d): %s", failures, self.max_poll_failures, exc)
                 else:
                     if all(BatchStatus.of(b).is_terminal for b in batches):
                         break
                 if time.monotonic() >= deadline:
-                    raise AirflowException(f"batches {self.batch_ids} not finished after {self.timeout:.0f} s")
+                    raise QwenOcrBatchError(f"batches {self.batch_ids} not finished after {self.timeout:.0f} s")
                 time.sleep(max(0.0, min(self.poll_interval, deadline - time.monotonic())))
         except BaseException:
             self.hook.cancel_batches(self.batch_ids)
@@ -237,7 +238,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         self.cache_uri = cache_uri or self.cache_uri
         if event["reason"] in ("timeout", "polling_error"):
             cancelled = self.hook.cancel_batches(self.batch_ids)  # the trigger tried too; cancel is idempotent
-            raise AirflowException(f"batch wait ended with {event['reason']}: {event.get('message')} "
+            raise QwenOcrBatchError(f"batch wait ended with {event['reason']}: {event.get('message')} "
                                    f"(cancelled now: {cancelled}; already: {event.get('cancelled')})")
         return self._land(event.get("batches") or None)
 
@@ -254,7 +255,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         if verdict is not None:
             summary["verdict"] = verdict.action
             if verdict.action == "fail":
-                raise AirflowException(f"{verdict.message}; rows landed at {summary['results_uri']}")
+                raise QwenOcrBatchError(f"{verdict.message}; rows landed at {summary['results_uri']}")
             if verdict.action == "partial":
                 self.log.warning("%s; rows (incl. errors) at %s", verdict.message, summary["results_uri"])
         self.log.info("landed %d row(s) (%d ok, %d failed) at %s; usage %s; cost %s", summary["n_images"],

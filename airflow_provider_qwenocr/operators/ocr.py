@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_qwenocr._compat import AirflowException, BaseOperator
+from airflow_provider_qwenocr._compat import BaseOperator
+from airflow_provider_qwenocr.exceptions import (
+    QwenOcrAccountError,
+    QwenOcrConfigError,
+    QwenOcrFailedImagesError,
+    QwenOcrNoSourcesError,
+)
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.lineage import OcrLineageMixin
 
@@ -138,7 +144,7 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         try:
             sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch)
         except NoSourcesError as exc:
-            raise AirflowException(str(exc)) from exc
+            raise QwenOcrNoSourcesError(str(exc)) from exc
         output_uri, cache_uri = self._locations(context)
         self.results_uri = output_uri
         cache = ResultCache(cache_uri, aws_conn_id=self.aws_conn_id) if self.use_cache else None
@@ -158,14 +164,14 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
                     progress=progress, drawer=self._drawer(job),
                 )
         except AccountError as exc:
-            raise AirflowException(
+            raise QwenOcrAccountError(
                 f"DashScope refused the account of connection {self.conn_id!r} ({exc.code}: {redact(exc.message, job.secret)}); "
                 f"stopping the task, images not yet done stay unbilled for the re-run. To fix: {exc.hint}."
             ) from None
         self._log_summary(summary, progress, output_uri)
         result = summary.to_xcom(output_uri)
         if summary.n_images and summary.failed_ratio > self.max_failed_ratio:
-            raise AirflowException(
+            raise QwenOcrFailedImagesError(
                 f"{summary.n_failed} of {summary.n_images} images failed ({summary.failed_ratio:.1%} > "
                 f"max_failed_ratio {self.max_failed_ratio:.1%}); results (incl. error rows) are in {output_uri}"
             )
@@ -183,10 +189,10 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             schema = validate_schema(json.loads(self.result_schema) if isinstance(self.result_schema, str)
                                      else self.result_schema)
         except ValueError as exc:
-            raise AirflowException(str(exc)) from exc
+            raise QwenOcrConfigError(str(exc)) from exc
         prompt = self.prompt or None
         if task is OcrTask.CUSTOM and not prompt:
-            raise AirflowException("task 'custom' needs a prompt")
+            raise QwenOcrConfigError("task 'custom' needs a prompt")
         if prompt and task is OcrTask.TEXT_RECOGNITION:
             task = OcrTask.CUSTOM  # as the client does: a prompt with the default task means "my own prompt"
         elif prompt and task is not OcrTask.CUSTOM:
@@ -230,7 +236,7 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         self.log.info("Estimated image tokens: %d for %d uncached image(s)%s, %d cached; budget %d",
                       tokens, len(sources) - cached, note, cached, budget)
         if tokens > budget:
-            raise AirflowException(
+            raise QwenOcrConfigError(
                 f"token_budget exceeded before any call: the {len(sources) - cached} uncached image(s) need "
                 f"about {tokens:,} image tokens{note}, the budget is {budget:,}. Raise token_budget, lower "
                 "max_pixels, or split the input."

@@ -19,8 +19,9 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_qwenocr._compat import AirflowException, BaseSensorOperator, Context, default_deferrable
+from airflow_provider_qwenocr._compat import BaseSensorOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
@@ -96,7 +97,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
                 ids = [i.strip() for i in ids.split(",") if i.strip()]
         ids = [str(i) for i in (ids or [])]
         if not ids:
-            raise AirflowException("QwenOcrBatchSensor needs at least one batch id")
+            raise QwenOcrBatchError("QwenOcrBatchSensor needs at least one batch id")
         return ids
 
     def _manifest(self) -> str | None:
@@ -135,7 +136,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         event = validate_execute_complete_event(event)
         if event["reason"] in ("timeout", "polling_error"):
-            raise AirflowException(f"batch wait ended with {event['reason']}: {event.get('message')} "
+            raise QwenOcrBatchError(f"batch wait ended with {event['reason']}: {event.get('message')} "
                                    f"(cancelled: {event.get('cancelled')})")
         return self._finish(event["batch_ids"], event.get("batches") or None)
 
@@ -153,7 +154,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
                                                            cache_uri=self.cache_uri,
                                                            delete_files=self.delete_files))
         if verdict.action == "fail":
-            raise AirflowException(verdict.message)
+            raise QwenOcrBatchError(verdict.message)
         if verdict.action == "partial":
             self.log.warning(verdict.message)
         return result
