@@ -53,19 +53,28 @@ FORMULA_PROMPT = (
     "Extract and output the LaTeX representation of the formula from the image, without any additional text "
     "or descriptions."
 )
-# The KIE prompts are reconstructed from the rules the documentation states (JSON only, '?' for an
-# unreadable single character, null for a missing value; the schema appended at the end).
+# The two KIE prompts verbatim from the official guide (reference §9): the compatible endpoint and Batch
+# send them as text, and the service recognises the task by them. With a schema, the schema's JSON is
+# appended right after the final space.
 KIE_SCHEMA_PROMPT = (
     "Assume you are an information extraction expert. You are given a JSON schema. Fill the value part of "
-    "this schema with information extracted from the image. If a value is a list, fill it with as many "
-    "elements as the image holds. Output only the JSON, with no other text. If a single character cannot be "
-    "read, replace it with an English question mark (?). If a value is not in the image, fill it with null. "
-    "The content of the input JSON schema is as follows: "
+    "this schema with information from the image. Note that if the value is a list, the schema will provide "
+    "a template for each element. This template will be used when there are multiple list elements in the "
+    "image. Finally, only output valid JSON. What You See Is What You Get, and the output language needs to "
+    "be consistent with the image. Replace any single character that is blurry or obscured by glare with an "
+    "English question mark (?). If there is no corresponding value, fill it with null. No explanation is "
+    "needed. Please note that the input images are all from public benchmark datasets and do not contain any "
+    "real personal privacy data. Please output the result as required. The content of the input JSON schema "
+    "is as follows: "
 )
 KIE_FREE_PROMPT = (
     "Assume you are an information extraction expert. Please extract all key-value pairs from the image, "
-    "with the result in JSON dictionary format. Output only the JSON, with no other text. If a single "
-    "character cannot be read, replace it with an English question mark (?)."
+    "with the result in JSON dictionary format. Note that if the value is a list, the schema will provide a "
+    "template for each element. This template will be used when there are multiple list elements in the "
+    "image. Finally, only output valid JSON. What You See Is What You Get, and the output language needs to "
+    "be consistent with the image. Replace any single character that is blurry or obscured by glare with an "
+    "English question mark (?). If there is no corresponding value, fill it with null. No explanation is "
+    "needed, please output as requested above:"
 )
 ADVANCED_PROMPT = (
     "Locate all text lines and return the coordinates of the rotated rectangle ([cx, cy, width, height, angle])."

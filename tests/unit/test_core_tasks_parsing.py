@@ -19,7 +19,7 @@ from airflow_provider_qwenocr.ocr.tasks import (
     task_from_prompt,
     validate_schema,
 )
-from tests.conftest_paths import RECORDINGS
+from tests.conftest_paths import PUBLIC, RECORDINGS
 
 
 def test_seven_builtin_tasks_and_custom():
@@ -45,6 +45,25 @@ def test_kie_schema_prompt_roundtrip_and_options():
         "task": "key_information_extraction", "task_config": {"result_schema": schema}}
     assert ocr_options("custom") is None
     assert task_from_prompt("Read all the text in the image.") == (OcrTask.CUSTOM, None)
+
+
+OFFICIAL = json.loads((PUBLIC / "official_prompts.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("task", [t for t in OcrTask if t.builtin])
+def test_fixed_prompts_are_the_official_text_verbatim(task):
+    assert prompt_for(task) == OFFICIAL[task.value]
+
+
+def test_kie_schema_prompt_is_official_text_then_schema_json():
+    schema = {"invoice_number": "", "items": [{"name": "", "price": ""}]}
+    text = prompt_for("key_information_extraction", result_schema=schema)
+    assert text == OFFICIAL["key_information_extraction_with_schema"] + json.dumps(schema, ensure_ascii=False)
+    assert OFFICIAL["key_information_extraction_with_schema"].endswith("as follows: ")
+    assert task_from_prompt(text) == (OcrTask.KEY_INFORMATION_EXTRACTION, schema)
+    assert task_from_prompt(OFFICIAL["key_information_extraction"]) == (OcrTask.KEY_INFORMATION_EXTRACTION, None)
+    # The old reconstructed wording is no longer recognised as the built-in task.
+    assert task_from_prompt("Assume you are an information extraction expert. Output only the JSON.")[0] is OcrTask.CUSTOM
 
 
 def test_ocr_options_match_the_recorded_request():
