@@ -36,7 +36,7 @@ from airflow_provider_qwenocr.hooks.batch_policy import (  # noqa: F401 - the sh
     skip_exception,
     validate_execute_complete_event,
 )
-from airflow_provider_qwenocr.ocr.results import Usage
+from airflow_provider_qwenocr.ocr.results import Usage, add_cost, new_cost_total
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ class _Summary:
     def __init__(self) -> None:
         self.n_images = self.n_ok = self.n_failed = self.n_cached = 0
         self.usage = Usage()
-        self.cost: dict[str, float | None] = {"usd": 0.0, "cny": 0.0}
+        self.cost: dict[str, Any] = new_cost_total()
         self.failed: list[dict[str, str]] = []
 
     def add(self, result: Any, *, cached: bool = False) -> None:
@@ -313,12 +313,7 @@ class _Summary:
             self.n_cached += 1
             return
         self.usage = self.usage + result.usage
-        for cur, value in (result.cost or {}).items():
-            # A currency without a list price for this region stays None (unknown), never a wrong 0.
-            if value is None or self.cost.get(cur, 0.0) is None:
-                self.cost[cur] = None
-            else:
-                self.cost[cur] = round((self.cost.get(cur) or 0.0) + value, 8)
+        add_cost(self.cost, result.cost)  # an unknown price stays None, never a wrong 0
         if result.ok:
             self.n_ok += 1
         else:

@@ -29,7 +29,7 @@ from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.io.sources import Source
 from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens, prepare_image, sha256_hex
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec
-from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, add_cost, new_cost_total
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class RunSummary:
     n_failed: int = 0
     n_cached: int = 0
     usage: Usage = field(default_factory=Usage)
-    cost: dict[str, float] = field(default_factory=lambda: {"usd": 0.0, "cny": 0.0})
+    cost: dict[str, Any] = field(default_factory=new_cost_total)  # usd/cny None = unknown (see add_cost)
     failed: list[dict[str, str]] = field(default_factory=list)  # first failures: {source, code, error}
 
     def add(self, result: OcrResult, *, cached: bool) -> None:
@@ -87,10 +87,7 @@ class RunSummary:
             self.n_cached += 1
             return  # a cached row was paid for by an earlier run: this run's usage and cost exclude it
         self.usage = self.usage + result.usage
-        for cur in ("usd", "cny"):
-            value = (result.cost or {}).get(cur)
-            if value is not None:
-                self.cost[cur] = round(self.cost[cur] + value, 8)
+        add_cost(self.cost, result.cost)
 
     @property
     def failed_ratio(self) -> float:

@@ -7,13 +7,25 @@ patch size per call when Alibaba moves the alias again.
 
 Prices are per 1,000 tokens. Beijing prices are set in CNY by Alibaba (USD figures are Alibaba's own
 USD list prices); the batch API costs half of realtime (reference/dashscope-api.md §1, §5).
+
+What is not documented stays ``None`` and means *unknown*, never a guess: ``qwen3.5-ocr`` has no published
+price or RPM/TPM, so its rows carry ``cost = {"usd": None, "cny": None}`` and no client-side quota applies
+beyond the connection's own ``rpm``/``tpm``. A model name the catalogue does not know is accepted with one
+warning per process (it may be a snapshot released after us) on the same terms: 32-px patches, the default
+pixel bounds, unknown price and quota.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass, field
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MODEL = "qwen-vl-ocr"
+#: Documented image size limit for a URL or local file (reference §6/§9); ``qwen3.5-ocr`` takes 20 MB.
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 #: Regions and their documented public endpoint roots.
 REGION_ENDPOINTS: dict[str, str] = {
@@ -28,20 +40,36 @@ BATCH_REGIONS = frozenset({"cn-beijing"})
 
 @dataclass(frozen=True)
 class Price:
-    """Realtime list price per 1,000 tokens; ``batch()`` gives the half-price batch figures."""
+    """Realtime list price per 1,000 tokens (``None`` = not published); ``batch=True`` costs half.
 
-    usd_in: float
-    usd_out: float
+    A currency without a published rate costs ``None`` (unknown) — except for zero tokens, which cost
+    0 in any currency (an unbilled error row is free whatever the price list says).
+    """
+
+    usd_in: float | None
+    usd_out: float | None
     cny_in: float | None = None
     cny_out: float | None = None
 
+    @property
+    def known(self) -> bool:
+        return self.usd_in is not None and self.usd_out is not None
+
     def cost(self, input_tokens: int, output_tokens: int, *, batch: bool = False) -> dict[str, float | None]:
         factor = 0.5 if batch else 1.0
-        usd = (input_tokens * self.usd_in + output_tokens * self.usd_out) / 1000 * factor
-        cny = None
-        if self.cny_in is not None and self.cny_out is not None:
-            cny = (input_tokens * self.cny_in + output_tokens * self.cny_out) / 1000 * factor
-        return {"usd": round(usd, 8), "cny": None if cny is None else round(cny, 8)}
+
+        def one(rate_in: float | None, rate_out: float | None) -> float | None:
+            if not input_tokens and not output_tokens:
+                return 0.0
+            if rate_in is None or rate_out is None:
+                return None
+            return round((input_tokens * rate_in + output_tokens * rate_out) / 1000 * factor, 8)
+
+        return {"usd": one(self.usd_in, self.usd_out), "cny": one(self.cny_in, self.cny_out)}
+
+
+#: The price of a model whose list price is not published (or not known to this release).
+UNKNOWN_PRICE = Price(usd_in=None, usd_out=None)
 
 
 # Beijing: CNY 0.3 / 0.5 per 1M tokens for the 2025-11-20 generation ($0.043 / $0.072), CNY 5 per 1M
@@ -53,17 +81,21 @@ _PRICE_NEW_INTL = Price(usd_in=0.07 / 1000, usd_out=0.16 / 1000)
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """One model's documented facts; ``None`` = not documented (unknown), never another model's figure."""
+
     name: str
     patch: int
-    context: int
-    max_input: int
-    max_output: int
+    context: int | None
+    max_input: int | None
+    max_output: int | None
     builtin_tasks: bool
-    rpm: int
-    tpm: int = 6_000_000
+    rpm: int | None
+    tpm: int | None = 6_000_000
     regions: tuple[str, ...] = ("cn-beijing",)
     prices: dict[str, Price] = field(default_factory=dict)
     max_image_tokens: int = 30_000
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    known: bool = True  # False: a name the catalogue does not know (accepted with a warning)
 
     @property
     def default_min_pixels(self) -> int:
@@ -84,7 +116,9 @@ class ModelSpec:
         return self.patch == 32
 
     def price(self, region: str = DEFAULT_REGION) -> Price:
-        return self.prices.get(region) or next(iter(self.prices.values()))
+        """The list price in ``region`` (the first listed region's when that one has none), or
+        :data:`UNKNOWN_PRICE` when the model has no published price at all."""
+        return self.prices.get(region) or next(iter(self.prices.values()), UNKNOWN_PRICE)
 
 
 def _new(name: str, rpm: int, regions: tuple[str, ...]) -> ModelSpec:
@@ -107,6 +141,10 @@ MODELS: dict[str, ModelSpec] = {
         _old("qwen-vl-ocr-2025-08-28", True),
         _old("qwen-vl-ocr-2025-04-13", True),
         _old("qwen-vl-ocr-2024-10-28", False),
+        # Chinese guide on the newer platform (S2, reference §9): 32-px tokens, 20 MB images, built-in
+        # tasks (combined with the user's prompt). Context/output limits, price and RPM/TPM: not published.
+        ModelSpec("qwen3.5-ocr", 32, None, None, None, True, None, None,
+                  max_image_bytes=20 * 1024 * 1024),
     )
 }
 ALIASES = {
@@ -117,15 +155,34 @@ ALIASES = {
 }
 
 
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def unknown_model(name: str) -> ModelSpec:
+    """The spec assumed for a model the catalogue does not know; warns once per name per process."""
+    with _WARNED_LOCK:
+        first = name not in _WARNED
+        _WARNED.add(name)
+    if first:
+        log.warning(
+            "model %r is not in this provider's catalogue; assuming 32-px patches, the default pixel bounds "
+            "(min %d, max %d), no client-side quota beyond the connection's rpm/tpm, and an unknown price "
+            "(cost is reported as null). Pass patch=28 if it is a 28-px snapshot.",
+            name, 32 * 32 * 3, 32 * 32 * 8192,
+        )
+    return ModelSpec(name, 32, None, None, None, True, None, None, regions=_ALL_REGIONS, known=False)
+
+
 def get_model(name: str | None, *, patch: int | None = None) -> ModelSpec:
-    """Return the spec for ``name``; unknown names get today's defaults (32-px patches).
+    """Return the spec for ``name``; a name the catalogue does not know gets :func:`unknown_model`.
 
     ``patch`` overrides the patch size, for when the service moves an alias before we release.
     """
     name = name or DEFAULT_MODEL
     spec = MODELS.get(ALIASES.get(name, name))
     if spec is None:
-        spec = _new(name, 600, _ALL_REGIONS)
+        spec = unknown_model(name)
     if patch is not None and patch != spec.patch:
         if patch not in (28, 32):
             raise ValueError(f"patch must be 28 or 32, not {patch!r}")

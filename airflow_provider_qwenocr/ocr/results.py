@@ -159,6 +159,37 @@ class OcrResult:
         return cls(source=source, task=task, model=model, status="error", error=OcrError(code, message), **kw)
 
 
+#: The currencies a row's ``cost`` carries.
+CURRENCIES = ("usd", "cny")
+
+
+def new_cost_total() -> dict[str, Any]:
+    """An empty run total: ``{"usd": 0.0, "cny": 0.0, "unknown_rows": 0}`` (see :func:`add_cost`)."""
+    return {"usd": 0.0, "cny": 0.0, "unknown_rows": 0}
+
+
+def add_cost(total: dict[str, Any], cost: dict[str, float | None] | None) -> None:
+    """Add one billed row's ``cost`` to a run ``total`` in place — the one summing rule for every summary.
+
+    A currency some row could not price (``None``: the model's price is not published, or the region
+    has no list price in that currency) makes that currency's total ``None`` — a partial sum would read
+    as the bill. ``unknown_rows`` counts the rows with no known price at all (``usd`` is ``None``), so a
+    reader sees how many rows the null stands for. ``cost=None`` (a duplicate or cached row that carries
+    no cost of its own) adds nothing.
+    """
+    if cost is None:
+        return
+    total.setdefault("unknown_rows", 0)
+    if cost.get("usd") is None:
+        total["unknown_rows"] += 1
+    for cur in CURRENCIES:
+        value = cost.get(cur)
+        if value is None or total.get(cur) is None:
+            total[cur] = None
+        else:
+            total[cur] = round(total[cur] + value, 8)
+
+
 def idempotency_key(sha256: str, task: str, model: str, params: dict[str, Any] | None = None) -> str:
     """The key a result is stored and upserted under: same image bytes + task + model + params → same key.
 

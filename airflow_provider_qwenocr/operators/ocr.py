@@ -269,9 +269,9 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             progress.clock() - progress.started, output_uri,
         )
         self.log.info(
-            "Usage this run: input %d, output %d, image %d tokens; cost USD %.6f, CNY %.6f",
+            "Usage this run: input %d, output %d, image %d tokens; cost USD %s, CNY %s (None = unknown price)",
             usage.input_tokens, usage.output_tokens, usage.image_tokens,
-            summary.cost.get("usd") or 0.0, summary.cost.get("cny") or 0.0,
+            summary.cost.get("usd"), summary.cost.get("cny"),
         )
         if summary.failed:
             self.log.warning("%d image(s) failed:", summary.n_failed)

@@ -170,7 +170,7 @@ def load_results(
                             [[r[c] for c in names] for r in ledger])
         conn.commit()
     log.info("Loaded %d rows into %s: %d new, %d already there; %d KIE rows; billed %d rows, %s tokens, "
-             "CNY %.6f / USD %.6f", report.n_rows, results_table, report.n_new, report.n_updated, report.n_kie,
+             "CNY %s / USD %s", report.n_rows, results_table, report.n_new, report.n_updated, report.n_kie,
              report.n_billed, report.usage["total_tokens"], report.cost["cny"], report.cost["usd"])
     return report
 
@@ -198,11 +198,11 @@ def _ledger_rows(records: dict[str, dict], before: dict[str, str], dag_id: str |
         for tok in ("input_tokens", "output_tokens", "image_tokens", "total_tokens"):
             g[tok] += rec[tok]
             report.usage[tok] += rec[tok]
-        g["cost_cny"] += rec["cost_cny"] or 0.0
-        g["cost_usd"] += rec["cost_usd"] or 0.0
-        report.cost["cny"] += rec["cost_cny"] or 0.0
-        report.cost["usd"] += rec["cost_usd"] or 0.0
-    report.cost = {k: round(v, 8) for k, v in report.cost.items()}
+        for cur in ("cny", "usd"):  # a row without a known price makes the sum NULL (unknown), never 0
+            value = rec[f"cost_{cur}"]
+            g[f"cost_{cur}"] = None if value is None or g[f"cost_{cur}"] is None else g[f"cost_{cur}"] + value
+            report.cost[cur] = None if value is None or report.cost[cur] is None else report.cost[cur] + value
+    report.cost = {k: None if v is None else round(v, 8) for k, v in report.cost.items()}
     return [g for g in groups.values() if g["n_rows"] or g["n_billed"]]
 
 

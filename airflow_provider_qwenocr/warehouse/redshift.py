@@ -56,12 +56,13 @@ def _price_case(column: str, *, mode: str, region: str, tokens: str) -> str:
     factor = 0.5 if mode == "batch" else 1.0
     attr = {"usd_in": "usd_in", "usd_out": "usd_out", "cny_in": "cny_in", "cny_out": "cny_out"}[tokens]
 
-    def per_token(name: str | None) -> float:
-        return (getattr(get_model(name).price(region), attr) or 0.0) * factor / 1000
+    def per_token(name: str | None) -> str:
+        rate = getattr(get_model(name).price(region), attr)
+        return "NULL" if rate is None else repr(rate * factor / 1000)  # unknown price → NULL cost
 
     names = sorted(set(MODELS) | set(ALIASES))
-    whens = " ".join(f"WHEN '{n}' THEN {per_token(n)!r}" for n in names)
-    return f"(CASE {column} {whens} ELSE {per_token(None)!r} END)"
+    whens = " ".join(f"WHEN '{n}' THEN {per_token(n)}" for n in names)
+    return f"(CASE {column} {whens} ELSE NULL END)"
 
 
 def _cost(prefix: str, mode: str, region: str, currency: str) -> str:

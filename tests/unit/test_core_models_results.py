@@ -1,12 +1,13 @@
 """Model catalogue, prices, result rows, idempotency keys, client config."""
 
 import json
+import logging
 
 import pytest
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig, normalise_root
-from airflow_provider_qwenocr.ocr.models import MODELS, get_model
-from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, Word, idempotency_key
+from airflow_provider_qwenocr.ocr.models import MODELS, UNKNOWN_PRICE, get_model
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, Word, add_cost, idempotency_key, new_cost_total
 from tests.conftest_paths import RECORDINGS
 
 STABLE_ROW_KEYS = {"source", "sha256", "task", "model", "status", "text", "kv", "words", "usage", "error"}
@@ -40,7 +41,47 @@ def test_prices_and_batch_half():
     assert batch["usd"] == pytest.approx(realtime["usd"] / 2)
     assert get_model("qwen-vl-ocr").price("ap-southeast-1").cost(1000, 0)["cny"] is None
     assert get_model("qwen-vl-ocr-2025-04-13").price().cost(1000, 1000)["cny"] == pytest.approx(0.01)
-    assert all(spec.prices for spec in MODELS.values())
+    # Every model has a published price except qwen3.5-ocr, whose price is recorded as unknown.
+    assert [name for name, spec in MODELS.items() if not spec.prices] == ["qwen3.5-ocr"]
+
+
+def test_qwen35_ocr_documented_facts_and_unknowns():
+    spec = get_model("qwen3.5-ocr")
+    assert spec.known and spec.patch == 32 and spec.max_image_bytes == 20 * 1024 * 1024
+    assert get_model("qwen-vl-ocr").max_image_bytes == 10 * 1024 * 1024
+    assert (spec.rpm, spec.tpm, spec.context, spec.max_output) == (None, None, None, None)
+    assert spec.price("cn-beijing") is UNKNOWN_PRICE and not spec.price().known
+    assert spec.price().cost(1000, 200) == {"usd": None, "cny": None}
+    assert spec.price().cost(0, 0) == {"usd": 0.0, "cny": 0.0}  # an unbilled row is free at any price
+
+
+def test_unknown_model_warns_once_and_has_no_price(caplog):
+    caplog.set_level(logging.WARNING, logger="airflow_provider_qwenocr.ocr.models")
+    name = "qwen-vl-ocr-2099-01-01-test-unknown"
+    first, second = get_model(name), get_model(name)
+    warnings = [r for r in caplog.records if name in r.getMessage()]
+    assert len(warnings) == 1
+    text = warnings[0].getMessage()
+    assert "32-px" in text and "min 3072, max 8388608" in text and "rpm/tpm" in text and "null" in text
+    for spec in (first, second):
+        assert not spec.known and spec.patch == 32 and spec.rpm is None and spec.tpm is None
+        assert spec.default_min_pixels == 3072 and spec.default_max_pixels == 8_388_608
+        assert spec.price("cn-beijing").cost(5000, 100, batch=True) == {"usd": None, "cny": None}
+    assert get_model(name, patch=28).patch == 28
+
+
+def test_cost_totals_unknown_is_null_known_unchanged():
+    known = get_model("qwen-vl-ocr").price().cost(1000, 100)
+    total = new_cost_total()
+    add_cost(total, known)
+    add_cost(total, known)
+    add_cost(total, None)  # a duplicate/cached row carries no cost of its own
+    assert total == {"usd": round(2 * known["usd"], 8), "cny": round(2 * known["cny"], 8), "unknown_rows": 0}
+    add_cost(total, {"usd": None, "cny": None})
+    assert total == {"usd": None, "cny": None, "unknown_rows": 1}
+    intl = new_cost_total()  # a region without a CNY list price: USD known, CNY unknown, no unknown rows
+    add_cost(intl, get_model("qwen-vl-ocr").price("ap-southeast-1").cost(1000, 0))
+    assert intl["cny"] is None and intl["usd"] == pytest.approx(0.07 / 1000) and intl["unknown_rows"] == 0
 
 
 def test_usage_from_recorded_native_and_compatible_shapes():
