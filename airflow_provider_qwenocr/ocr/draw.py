@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from PIL import Image, ImageDraw, ImageOps
 
+from .geometry import location_from_rect, rect_values
 from .images import open_image
 from .results import Word
 
@@ -20,9 +21,13 @@ LABEL_COLOR = (20, 90, 220)
 
 
 def _polygon(word: Word | dict) -> list[tuple[int, int]] | None:
+    """The 4 corners to outline: ``location``, or — for a word that has none — its ``rotate_rect``'s."""
     loc = word.location if isinstance(word, Word) else (word.get("location") or [])
     if len(loc) != 8:
-        return None
+        rect = rect_values(word.rotate_rect if isinstance(word, Word) else word.get("rotate_rect"))
+        if rect is None:
+            return None
+        loc = location_from_rect(rect)
     return [(int(loc[i]), int(loc[i + 1])) for i in range(0, 8, 2)]
 
 
@@ -31,8 +36,8 @@ def draw_words(image: bytes, words: Iterable[Word | dict], *, width: int | None 
     """PNG bytes of ``image`` with each word's polygon outlined (and numbered when ``label``).
 
     ``words`` may be :class:`Word` objects or their row form (dicts with ``location``). Words without an
-    8-int location are skipped (a custom prompt's answer has none). ``width`` sets the line width; by
-    default it grows with the image so boxes stay visible on 4000-px scans.
+    8-int location are drawn from their ``rotate_rect``; words with neither are skipped. ``width`` sets
+    the line width; by default it grows with the image so boxes stay visible on 4000-px scans.
     """
     img = ImageOps.exif_transpose(open_image(image)).convert("RGB")
     draw = ImageDraw.Draw(img)

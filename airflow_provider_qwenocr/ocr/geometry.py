@@ -9,17 +9,56 @@ the way OpenCV's ``minAreaRect`` writes it (angle in (0, 90], ``w`` the side alo
 Only the text block exists where there is no ``ocr_result`` (compatible mode, hence the Batch API), so
 :func:`denormalize` redoes that mapping; on the capture it reproduces every ``location`` and ``rotate_rect``
 to within 6 px (one normalised unit is 6 px there).
+
+Two rectangle spellings occur (reference §9): the list ``[cx, cy, w, h, angle]`` and, in ``qwen3.5-ocr``
+text blocks, a string of five angle-bracketed numbers ``"<498><880><488><86><0>"``; :func:`rect_values`
+reads both. The service writes horizontal lines as ``[cx, cy, h, w, ±90]`` (minAreaRect form) as often
+as ``[cx, cy, w, h, 0]``: both describe one rectangle, and :func:`location_from_rect` gives the same
+corners for either (some ``qwen3.5-ocr`` words carry a ``rotate_rect`` but no ``location``).
 """
 
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 Point = tuple[float, float]
 
 
 def _r(x: float) -> int:
     return math.floor(x + 0.5)
+
+
+_BRACKETED = re.compile(r"<\s*(-?\d+(?:\.\d+)?)\s*>")
+
+
+def rect_values(value: Any) -> list[float] | None:
+    """``[cx, cy, w, h, angle]`` from a 5-number list or a ``"<cx><cy><w><h><angle>"`` string; else None."""
+    if isinstance(value, str):
+        nums = _BRACKETED.findall(value)
+        if len(nums) != 5 or _BRACKETED.sub("", value).strip():
+            return None
+        return [float(n) for n in nums]
+    if (isinstance(value, (list, tuple)) and len(value) == 5
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        return [float(v) for v in value]
+    return None
+
+
+def location_from_rect(rect: list[float]) -> list[int]:
+    """The 8 corner ints (TL, TR, BR, BL, as ``location`` orders them) of a ``rotate_rect``.
+
+    Either spelling of one rectangle (``[cx, cy, w, h, 0]`` or ``[cx, cy, h, w, 90]``, or ``-89``) gives
+    the same corners: they are ordered clockwise by their angle around the centre, starting at the
+    corner nearest the image's top-left (smallest x + y).
+    """
+    corners = rect_corners(rect)
+    cx, cy = float(rect[0]), float(rect[1])
+    ordered = sorted(corners, key=lambda p: math.atan2(p[1] - cy, p[0] - cx))
+    start = min(range(4), key=lambda i: (ordered[i][0] + ordered[i][1], ordered[i][0]))
+    ordered = ordered[start:] + ordered[:start]
+    return [_r(round(v, 6)) for p in ordered for v in p]  # round(…, 6): cos 90° is not exactly 0
 
 
 def rect_corners(rect: list[float]) -> list[Point]:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .geometry import denormalize
+from .geometry import denormalize, rect_values
 from .results import Word
 from .tasks import OcrTask
 
@@ -122,8 +122,9 @@ def parse_answer(
 
 def words_from_text(text: str, width: int, height: int) -> list[Word]:
     """Boxes from an ``advanced_recognition`` text block: ``[{"rotate_rect": [cx, cy, w, h, a], "text": …}]``
-    in 0–1000 coordinates (also the documented ``{"pos_list": [{"rotate_rect": …}]}`` form), in pixels of a
-    ``width`` × ``height`` image. Items without a 5-number rectangle are skipped."""
+    in 0–1000 coordinates (also the documented ``{"pos_list": [{"rotate_rect": …}]}`` form, and
+    ``qwen3.5-ocr``'s ``"<cx><cy><w><h><angle>"`` strings), in pixels of a ``width`` × ``height`` image.
+    Items without a readable 5-number rectangle are skipped."""
     data = parse_json_loose(text)
     if isinstance(data, dict):
         data = data.get("words_info") or data.get("words") or [data]
@@ -135,10 +136,10 @@ def words_from_text(text: str, width: int, height: int) -> list[Word]:
         if rect is None and isinstance(item.get("pos_list"), list) and item["pos_list"]:
             first = item["pos_list"][0]
             rect = first.get("rotate_rect") if isinstance(first, dict) else None
-        if not (isinstance(rect, list) and len(rect) == 5
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rect)):
+        values = rect_values(rect)  # a 5-number list or a "<cx><cy><w><h><angle>" string (qwen3.5-ocr)
+        if values is None:
             continue
-        location, rotate_rect = denormalize(rect, width, height)
+        location, rotate_rect = denormalize(values, width, height)
         words.append(Word(text=str(item.get("text", "")), location=location, rotate_rect=rotate_rect))
     return words
 

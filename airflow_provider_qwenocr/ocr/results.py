@@ -23,8 +23,15 @@ class Word:
 
     @classmethod
     def from_words_info(cls, item: dict, scale_x: float = 1.0, scale_y: float = 1.0) -> Word:
+        """One ``words_info`` item; a word without ``location`` (seen from ``qwen3.5-ocr``) gets its 8
+        corners from ``rotate_rect`` instead of being dropped."""
+        from .geometry import location_from_rect, rect_values
+
+        rect = rect_values(item.get("rotate_rect"))
+        rr = [round(v) for v in rect] if rect is not None else [int(v) for v in item.get("rotate_rect") or []]
         loc = [int(v) for v in item.get("location") or []]
-        rr = [int(v) for v in item.get("rotate_rect") or []]
+        if len(loc) != 8 and rect is not None:
+            loc = location_from_rect(rect)
         if scale_x != 1.0 or scale_y != 1.0:
             loc = [round(v * (scale_x if i % 2 == 0 else scale_y)) for i, v in enumerate(loc)]
             if len(rr) == 5:

@@ -8,9 +8,17 @@ import random
 
 import pytest
 
-from airflow_provider_qwenocr.ocr.geometry import denormalize, min_area_rect, normalize, rect_corners
+from airflow_provider_qwenocr.ocr.geometry import (
+    denormalize,
+    location_from_rect,
+    min_area_rect,
+    normalize,
+    rect_corners,
+    rect_values,
+)
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.parsing import parse_answer, strip_fence, words_from_text
+from airflow_provider_qwenocr.ocr.results import Word
 from tests.conftest_paths import RECORDINGS
 
 CAPTURE = RECORDINGS / "multimodal-generation-vl-ocr-advanced-recognition-nosse.response.body.txt"
@@ -109,3 +117,43 @@ def test_only_the_32px_models_write_normalised_boxes():
     assert get_model("qwen-vl-ocr").normalized_text_boxes
     assert get_model("qwen-vl-ocr-2025-11-20").normalized_text_boxes
     assert not get_model("qwen-vl-ocr-2025-04-13").normalized_text_boxes
+
+
+def test_text_block_bracketed_string_and_list_forms_give_the_same_boxes():
+    """qwen3.5-ocr writes ``"<cx><cy><w><h><angle>"`` (0–1000 per axis); the list form also occurs."""
+    strings = '```json\n[{"rotate_rect": "<498><880><488><86><0>", "text": "A"},' \
+              ' {"rotate_rect": "<500><500><100><400><90>", "text": "B"}, {"rotate_rect": "<1><2>", "text": "bad"}]\n```'
+    lists = '```json\n[{"rotate_rect": [498, 880, 488, 86, 0], "text": "A"},' \
+            ' {"rotate_rect": [500, 500, 100, 400, 90], "text": "B"}]\n```'
+    from_strings, from_lists = words_from_text(strings, 1000, 2000), words_from_text(lists, 1000, 2000)
+    assert [w.text for w in from_strings] == ["A", "B"]
+    assert [(w.location, w.rotate_rect) for w in from_strings] == [(w.location, w.rotate_rect) for w in from_lists]
+    # "<498><880><488><86><0>" on 1000×2000 px: centre (498, 1760), 488 px wide, 172 px high.
+    assert sorted(from_strings[0].location[0::2]) == [254, 254, 742, 742]
+    assert sorted(from_strings[0].location[1::2]) == [1674, 1674, 1846, 1846]
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("<498><880><488><86><0>", [498.0, 880.0, 488.0, 86.0, 0.0]),
+    ("< 1 ><2><3><4><-90>", [1.0, 2.0, 3.0, 4.0, -90.0]),
+    ([1, 2, 3, 4, 5], [1.0, 2.0, 3.0, 4.0, 5.0]),
+    ("<1><2><3><4>", None), ("x<1><2><3><4><5>", None), ([1, 2, 3, True, 5], None), (None, None),
+])
+def test_rect_values_reads_both_spellings(value, expected):
+    assert rect_values(value) == expected
+
+
+def test_word_without_location_gets_corners_from_rotate_rect_in_both_forms():
+    """Some qwen3.5-ocr words_info items have no ``location``: derive it, whichever way w/h are written."""
+    capture_word = _capture()[1][0]  # the capture's first word: both fields present
+    derived = Word.from_words_info({"text": capture_word["text"], "rotate_rect": capture_word["rotate_rect"]})
+    assert max(abs(a - b) for a, b in zip(derived.location, capture_word["location"])) <= 1
+    service_form = Word.from_words_info({"text": "x", "rotate_rect": [150, 80, 49, 197, -89]})  # h, w, -89
+    other_form = Word.from_words_info({"text": "x", "rotate_rect": [150, 80, 197, 49, 1]})  # w, h, 1
+    assert service_form.location == other_form.location and len(service_form.location) == 8
+    horizontal_90 = Word.from_words_info({"text": "x", "rotate_rect": [100, 50, 20, 160, 90]})
+    horizontal_0 = Word.from_words_info({"text": "x", "rotate_rect": [100, 50, 160, 20, 0]})
+    assert horizontal_90.location == horizontal_0.location == [20, 40, 180, 40, 180, 60, 20, 60]
+    scaled = Word.from_words_info({"text": "x", "rotate_rect": [100, 50, 160, 20, 0]}, 2.0, 2.0)
+    assert scaled.location == [40, 80, 360, 80, 360, 120, 40, 120]
+    assert location_from_rect([100, 50, 20, 160, -90]) == horizontal_0.location

@@ -32,6 +32,15 @@ def test_box_outline_drawn_where_location_says():
     assert out.getpixel((150, 80)) == (255, 255, 255)
 
 
+def test_word_without_location_is_drawn_from_its_rotate_rect():
+    """qwen3.5-ocr words may carry only ``rotate_rect`` (here the service's [cx, cy, h, w, 90] form)."""
+    words = [Word("no location", [], [70, 45, 30, 100, 90]), {"text": "row form", "rotate_rect": "<150><70><40><20><0>"}]
+    out = open_png(draw_words(_png(), words, width=2, label=False)).convert("RGB")
+    assert out.getpixel((70, 30)) == BOX_COLOR and out.getpixel((20, 45)) == BOX_COLOR  # first box's edges
+    assert out.getpixel((150, 60)) == BOX_COLOR and out.getpixel((130, 70)) == BOX_COLOR  # second box's edges
+    assert out.getpixel((70, 45)) == (255, 255, 255) and out.getpixel((150, 70)) == (255, 255, 255)
+
+
 def test_drawn_on_exif_oriented_original():
     # Stored 200x100 with orientation 6 (rotate 90): the original the service saw is 100x200.
     out = open_png(draw_words(_png((200, 100), exif_orientation=6), []))
