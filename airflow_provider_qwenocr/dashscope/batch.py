@@ -15,7 +15,9 @@ JSONL request building, splitting and result parsing live in :mod:`.batch_jsonl`
 
 from __future__ import annotations
 
+import re
 import threading
+from datetime import timedelta
 from enum import Enum
 from typing import Any, BinaryIO
 
@@ -24,7 +26,44 @@ from airflow_provider_qwenocr.ocr.models import BATCH_REGIONS
 
 BATCH_ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
+#: The completion windows the service accepts, in whole hours (reference §9: "24h" up to "336h").
+MIN_WINDOW_HOURS, MAX_WINDOW_HOURS = 24, 336
 FILE_PURPOSE = "batch"
+_WINDOW = re.compile(r"\s*(\d+)\s*[hH]\s*")
+
+
+def normalize_completion_window(value: str | int | timedelta | None) -> str:
+    """The service's ``completion_window`` string (``"24h"`` … ``"336h"``) for ``value``.
+
+    Accepts that string, whole hours as an int (``72``) or a ``timedelta`` of whole hours; ``None`` is the
+    default ``"24h"``. Anything else raises ``ValueError`` saying what is allowed — before anything is
+    uploaded, since the service would refuse the batch only after the input file was stored.
+    """
+    if value is None:
+        return COMPLETION_WINDOW
+    hours: int | None = None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        hours = int(seconds // 3600) if seconds % 3600 == 0 else None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        hours = value
+    elif isinstance(value, str):
+        m = _WINDOW.fullmatch(value)
+        if m:
+            hours = int(m.group(1))
+        elif value.strip().isdigit():
+            hours = int(value)
+    if hours is None or not MIN_WINDOW_HOURS <= hours <= MAX_WINDOW_HOURS:
+        raise ValueError(
+            f"completion_window={value!r} is not allowed: the Batch API accepts whole hours from "
+            f"{MIN_WINDOW_HOURS} to {MAX_WINDOW_HOURS} (e.g. \"24h\", \"72h\", 168 or timedelta(days=14))"
+        )
+    return f"{hours}h"
+
+
+def window_hours(value: str | int | timedelta | None) -> int:
+    """Whole hours of a completion window (validated as :func:`normalize_completion_window` does)."""
+    return int(normalize_completion_window(value)[:-1])
 
 
 class BatchStatus(str, Enum):
@@ -164,11 +203,13 @@ class BatchClient:
 
     # -- batches -----------------------------------------------------------------------------------------
     def create_batch(self, input_file_id: str, *, metadata: dict[str, str] | None = None,
-                     endpoint: str = BATCH_ENDPOINT, completion_window: str = COMPLETION_WINDOW) -> dict:
+                     endpoint: str = BATCH_ENDPOINT,
+                     completion_window: str | int | timedelta = COMPLETION_WINDOW) -> dict:
         obj = self._client.batches.create(
             input_file_id=input_file_id,
             endpoint=endpoint,  # type: ignore[arg-type]  # DashScope also accepts its test endpoint
-            completion_window=completion_window,  # type: ignore[arg-type]
+            # DashScope accepts 24h–336h; the openai client's type only names "24h".
+            completion_window=normalize_completion_window(completion_window),  # type: ignore[arg-type]
             metadata=metadata or None,
         )
         return obj.model_dump()

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-from airflow_provider_qwenocr.dashscope.batch import BatchClient, BatchStatus
+from airflow_provider_qwenocr.dashscope.batch import BatchClient, BatchStatus, normalize_completion_window
 from airflow_provider_qwenocr.dashscope.batch_jsonl import (
     BatchBuilder,
     BatchLimits,
@@ -78,8 +78,9 @@ class BatchHookMixin:
         return self.batch_client.delete_file(file_id)
 
     # batches
-    def create_batch(self, input_file_id: str, *, metadata: dict[str, str] | None = None) -> dict:
-        return self.batch_client.create_batch(input_file_id, metadata=metadata)
+    def create_batch(self, input_file_id: str, *, metadata: dict[str, str] | None = None,
+                     completion_window: Any = "24h") -> dict:
+        return self.batch_client.create_batch(input_file_id, metadata=metadata, completion_window=completion_window)
 
     def get_batch(self, batch_id: str) -> dict:
         return self.batch_client.get_batch(batch_id)
@@ -131,6 +132,7 @@ class BatchHookMixin:
         prepare_workers: int = 4,
         fetch: bool = False,
         token_budget: int | None = None,
+        completion_window: Any = "24h",
     ) -> dict[str, Any]:
         """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
 
@@ -142,6 +144,7 @@ class BatchHookMixin:
         result is already cached (same key as realtime) are not sent: a re-run pays only for what is new.
         http(s) sources go to the service as URLs unless ``fetch`` (then they are downloaded and prepared).
         ``token_budget`` refuses (``ValueError``, nothing uploaded) when the estimated image tokens exceed it.
+        ``completion_window`` ("24h"–"336h", int hours or timedelta) is checked before anything is prepared.
         """
         from airflow_provider_qwenocr.io import storage
 
@@ -151,6 +154,7 @@ class BatchHookMixin:
 
             cache = ResultCache(cache_uri, aws_conn_id=aws_conn_id)
 
+        completion_window = normalize_completion_window(completion_window)  # refuse before any upload
         self.batch_client  # noqa: B018 - refuse a region without OCR batch before preparing anything
         model = model or self.config.default_model
         builder = BatchBuilder(task=task, model=model, prompt=prompt, result_schema=result_schema,
@@ -173,7 +177,7 @@ class BatchHookMixin:
                     file_ids.append(f["id"])
                     meta = {"ds_name": f"qwenocr {plan.task}",
                             "ds_description": f"part {i}/{n}, model {plan.model}", **(metadata or {})}
-                    batch = self.create_batch(f["id"], metadata=meta)
+                    batch = self.create_batch(f["id"], metadata=meta, completion_window=completion_window)
                     batch_ids.append(batch["id"])
                     log.info("created batch %s (part %d/%d, input file %s)", batch["id"], i, n, f["id"])
                     if on_batch_created:

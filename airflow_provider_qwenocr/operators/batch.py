@@ -22,7 +22,12 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_qwenocr._compat import BaseOperator, Context, default_deferrable
-from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.dashscope.batch import (
+    COMPLETION_WINDOW,
+    BatchStatus,
+    normalize_completion_window,
+    window_hours,
+)
 from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
@@ -36,7 +41,8 @@ from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 from airflow_provider_qwenocr.lineage import OcrLineageMixin
 from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
 
-DEFAULT_TIMEOUT = 24 * 3600 + 3600  # the service's 24 h window plus an hour of slack
+DEFAULT_TIMEOUT = 24 * 3600 + 3600  # the default 24 h window plus an hour of slack
+TIMEOUT_SLACK = 3600  # default timeout = the completion window plus this
 
 
 class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
@@ -53,7 +59,10 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
     :param wait_for_completion: False → return right after submission (use the sensor to wait).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param poll_interval: seconds between status polls (the docs suggest 1–2 minutes for real batches).
-    :param timeout: seconds to wait before cancelling the batches and failing.
+    :param completion_window: how long the service may take: "24h" (default) up to "336h", or int hours /
+        ``timedelta`` (templated; checked before anything is uploaded).
+    :param timeout: seconds to wait before cancelling the batches and failing; default the completion window
+        plus an hour.
     :param fail_on_partial_error: fail when some requests failed/expired/were cancelled (results still land).
     :param max_concurrency: threads preparing images (decode, resize, encode) while the input file is built.
     :param token_budget: refuse to submit when the estimated image tokens exceed this (nothing is billed).
@@ -67,7 +76,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
 
     template_fields: Sequence[str] = (
         "images", "task", "prompt", "result_schema", "model", "output_uri", "manifest_uri", "cache_uri", "conn_id",
-        "min_pixels", "max_pixels", "metadata",
+        "min_pixels", "max_pixels", "metadata", "completion_window",
     )
     ui_color = "#ffd9b3"
 
@@ -90,7 +99,8 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         wait_for_completion: bool = True,
         deferrable: bool | None = None,
         poll_interval: float | timedelta = 60.0,
-        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        timeout: float | timedelta | None = None,
+        completion_window: str | int | timedelta = COMPLETION_WINDOW,
         fail_on_partial_error: bool = False,
         max_poll_failures: int = 5,
         batch_limits: Any = None,
@@ -119,7 +129,11 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = _seconds(poll_interval)
-        self.timeout = _seconds(timeout)
+        self.completion_window = completion_window
+        if not _is_template(completion_window):
+            normalize_completion_window(completion_window)  # a clear error at parse time, not at run time
+        self._timeout_given = timeout is not None
+        self.timeout = _seconds(timeout) if timeout is not None else _window_timeout(completion_window)
         self.fail_on_partial_error = fail_on_partial_error
         self.max_poll_failures = max_poll_failures
         self.batch_limits = batch_limits
@@ -152,6 +166,9 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
     def execute(self, context: Context) -> Any:
         from airflow_provider_qwenocr.io.sources import expand_sources
 
+        self.completion_window = normalize_completion_window(self.completion_window)  # rendered; before upload
+        if not self._timeout_given:
+            self.timeout = _window_timeout(self.completion_window)
         self.output_uri, self.manifest_uri = self._resolve_uris(context)
         if self.enable_rotate:
             self.log.warning("enable_rotate is not available through the Batch API (compatible mode): ignored; "
@@ -169,7 +186,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             min_pixels=_opt_int(self.min_pixels), max_pixels=_opt_int(self.max_pixels), manifest_uri=self.manifest_uri,
             metadata=self.metadata, limits=self.batch_limits, aws_conn_id=self.aws_conn_id,
             on_batch_created=pushed, cache_uri=self.cache_uri, prepare_workers=self.max_concurrency,
-            fetch=self.fetch, token_budget=self.token_budget,
+            fetch=self.fetch, token_budget=self.token_budget, completion_window=self.completion_window,
         )
         self.batch_ids = submitted["batch_ids"]
         if ti is not None:
@@ -265,6 +282,15 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
     def on_kill(self) -> None:
         if self.batch_ids:
             self.hook.cancel_batches(self.batch_ids)
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def _window_timeout(window: Any) -> float:
+    """The default wait: the completion window plus an hour (24 h + 1 h while the window is a template)."""
+    return float(DEFAULT_TIMEOUT if _is_template(window) else window_hours(window) * 3600 + TIMEOUT_SLACK)
 
 
 def _seconds(value: float | timedelta) -> float:
