@@ -135,19 +135,15 @@ def check_batch_region(config: ClientConfig) -> None:
 def is_transient_error(exc: BaseException) -> bool:
     """True for errors worth polling again: throttling, server errors, timeouts, dropped connections.
 
-    Authentication errors and 4xx (unknown batch id, bad request) are permanent: retrying cannot help.
+    Authentication errors, account states (billing 429s, 403 FreeTierOnly) and other 4xx (unknown batch id,
+    bad request) are permanent: retrying cannot help. Decided by ``errors.error_class``, as for realtime.
     """
-    import openai
+    from airflow_provider_qwenocr.dashscope.errors import RetryableError, from_openai_error
 
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, TimeoutError, ConnectionError)):
+    if isinstance(exc, (TimeoutError, ConnectionError)):
         return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
-    try:  # the realtime client's typed errors, when present
-        from airflow_provider_qwenocr.dashscope.errors import RetryableError
-    except ImportError:  # pragma: no cover - realtime client not installed yet
-        return False
-    return isinstance(exc, RetryableError)
+    typed = from_openai_error(exc)  # the one classifier: billing 429s and 403 FreeTierOnly are not transient
+    return isinstance(typed if typed is not None else exc, RetryableError)
 
 
 _CLIENTS: dict[tuple, Any] = {}

@@ -14,6 +14,7 @@ import json
 from typing import Any, Iterable, Iterator
 
 from airflow_provider_qwenocr.dashscope.batch_jsonl import ManifestEntry
+from airflow_provider_qwenocr.dashscope.errors import PermanentError, QwenOcrError, classify_body
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, get_model
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
@@ -29,21 +30,36 @@ def iter_jsonl(content: bytes | str | None) -> Iterator[dict[str, Any]]:
             yield json.loads(raw)
 
 
-def _line_error(line: dict[str, Any]) -> tuple[str, str] | None:
-    """(code, message) when an output/error-file line is a failure, else None."""
+def line_error(line: dict[str, Any]) -> QwenOcrError | None:
+    """The typed error of a failed output/error-file line (through the same classifier as realtime), else None.
+
+    The error-file line shape is not documented; both observed spellings are read: the line's own
+    ``error: {code, message}`` (``response`` null) and ``response: {status_code, body: {error: …}}``.
+    """
     response = line.get("response") or {}
     body = response.get("body") or {}
     err = line.get("error") or (body.get("error") if isinstance(body, dict) else None)
     status = response.get("status_code")
+    status = int(status) if status is not None else None
     if err:
-        if isinstance(err, dict):
-            return str(err.get("code") or err.get("type") or "BatchRequestError"), str(err.get("message") or "")
-        return "BatchRequestError", str(err)
-    if status is not None and int(status) != 200:
-        return f"HTTP{status}", json.dumps(body, ensure_ascii=False)[:500]
+        typed = classify_body(status, {"error": err} if isinstance(err, dict) else {"error": str(err)}, answered=True)
+        typed.request_id = typed.request_id or response.get("request_id")
+        return typed
+    if status is not None and status != 200:
+        typed = classify_body(status, body, answered=True)
+        if typed.message == "(no message)":
+            typed.message = json.dumps(body, ensure_ascii=False)[:500]
+        typed.request_id = typed.request_id or response.get("request_id")
+        return typed
     if not response:
-        return "BatchRequestError", "no response in the batch output line"
+        return PermanentError("no response in the batch output line", code="BatchRequestError")
     return None
+
+
+def _line_error(line: dict[str, Any]) -> tuple[str, str] | None:
+    """(code, message) when an output/error-file line is a failure, else None."""
+    typed = line_error(line)
+    return None if typed is None else (typed.code, typed.message)
 
 
 def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *, region: str = DEFAULT_REGION,

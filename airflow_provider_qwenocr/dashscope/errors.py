@@ -19,6 +19,11 @@ into :func:`classify`, so the retry policy (tenacity, in ``retry.py``) only has 
   Only ``Throttling*`` codes (and 5xx, timeouts, connection errors) are retried; a 429 with any other
   code is not throttling.
 
+The same table serves every shape the service writes errors in (:func:`classify_body`): native bodies,
+compatible-mode ``{"error": {...}}`` bodies (incl. 404 ``model_not_found``, a per-request error), the
+``openai`` SDK's exceptions (:func:`from_openai_error`), Batch error-file lines, and the data of an SSE
+``event:error`` frame (HTTP 200 outside, ``:HTTP_STATUS/429`` + ``Throttling.RateQuota`` inside: retried).
+
 Messages never carry the API key: :func:`redact` scrubs any ``sk-…`` token and the configured key.
 """
 
@@ -141,8 +146,12 @@ def parse_retry_after(headers: Mapping[str, Any] | None) -> float | None:
         return None
 
 
-def error_class(status_code: int | None, code: str | None) -> type[QwenOcrError]:
-    """Which exception type an HTTP status + DashScope code maps to (the retry policy in one table)."""
+def error_class(status_code: int | None, code: str | None, *, answered: bool = False) -> type[QwenOcrError]:
+    """Which exception type an HTTP status + DashScope code maps to (the retry policy in one table).
+
+    ``answered``: the service did answer, only without an HTTP status of its own (a Batch error line):
+    then a missing status is not transport trouble, and the code alone decides.
+    """
     code = code or ""
     if code == "InvalidApiKey" or status_code == 401:
         return InvalidApiKeyError
@@ -151,7 +160,7 @@ def error_class(status_code: int | None, code: str | None) -> type[QwenOcrError]
     if code.startswith(THROTTLING_PREFIX) or code in RETRYABLE_CODES or code.startswith("InternalError"):
         return RetryableError
     if status_code is None:
-        return RetryableError  # no HTTP answer at all: transport trouble
+        return PermanentError if answered else RetryableError  # no HTTP answer at all: transport trouble
     if status_code in (408, 429) or status_code >= 500:
         return RetryableError
     return PermanentError
@@ -165,18 +174,96 @@ def classify(
     request_id: str | None = None,
     headers: Mapping[str, Any] | None = None,
     secret: str | None = None,
+    answered: bool = False,
 ) -> QwenOcrError:
     """The typed exception for one failed response (not raised: the caller decides)."""
-    cls = error_class(status_code, code)
+    cls = error_class(status_code, code, answered=answered)
     if not code or code == "Unknown":
         code = {401: "InvalidApiKey", 408: "RequestTimeOut", 413: "BadRequest.TooLarge", 429: "Throttling"}.get(
-            status_code or 0, f"HTTP{status_code}" if status_code else "ConnectionError"
+            status_code or 0,
+            f"HTTP{status_code}" if status_code else ("BatchRequestError" if answered else "ConnectionError"),
         )
     text = redact(message, secret) or "(no message)"
     if len(text) > 500:
         text = text[:500] + "…"
     return cls(text, code=code, status_code=status_code, request_id=request_id or None,
                retry_after=parse_retry_after(headers))
+
+
+def error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
+    """(code, message, request_id) from any error body the service writes.
+
+    Native: ``{"code", "message", "request_id"}`` (also the data of an SSE ``event:error`` frame).
+    Compatible mode and Batch lines: ``{"error": {"code", "message", "type", "param"}}`` — ``code`` may be
+    null there (then ``type``, e.g. ``invalid_request_error``, is the best name we have). A Batch error-file
+    line nests it under ``response.body`` or puts it in the line's own ``error``. A JSON string is parsed.
+    """
+    if isinstance(body, (bytes, str)):
+        import json
+
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None, (body.decode("utf-8", "replace") if isinstance(body, bytes) else body) or None, None
+    if not isinstance(body, dict):
+        return None, None if body is None else str(body), None
+    request_id = body.get("request_id")
+    response = body.get("response")
+    if isinstance(response, dict):  # a Batch output/error-file line
+        request_id = response.get("request_id") or request_id
+        inner = body.get("error") or response.get("body")
+        code, message, rid = error_fields(inner)
+        return code, message, rid or request_id
+    err = body.get("error")
+    if isinstance(err, dict):
+        code = err.get("code") or err.get("type")
+        return (None if code is None else str(code)), err.get("message"), err.get("request_id") or request_id
+    if isinstance(err, str):
+        return None, err, request_id
+    code = body.get("code")
+    return (None if code is None else str(code)), body.get("message"), request_id
+
+
+def classify_body(
+    status_code: int | None,
+    body: Any,
+    *,
+    headers: Mapping[str, Any] | None = None,
+    secret: str | None = None,
+    answered: bool = False,
+) -> QwenOcrError:
+    """:func:`classify` for a raw error body of any endpoint (native, compatible, Batch line, SSE frame)."""
+    code, message, request_id = error_fields(body)
+    return classify(status_code, code, message, request_id=request_id, headers=headers, secret=secret,
+                    answered=answered)
+
+
+def from_openai_error(exc: BaseException, *, secret: str | None = None) -> QwenOcrError | None:
+    """The typed error for an ``openai`` SDK exception (compatible mode: Batch, files), or None if it is
+    not one. Status errors keep the service's code (``Throttling.RateQuota``, ``PrepaidBillOverdue``,
+    ``model_not_found`` …) so they are classified exactly as native errors are."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - openai comes with the provider
+        return None
+    if isinstance(exc, openai.APITimeoutError):
+        return RetryableError(redact(f"{type(exc).__name__}: {exc}", secret), code="RequestTimeOut")
+    if isinstance(exc, openai.APIConnectionError):
+        return RetryableError(redact(f"{type(exc).__name__}: {exc}", secret), code="ConnectionError")
+    if isinstance(exc, openai.APIStatusError):
+        response = getattr(exc, "response", None)
+        body: Any = getattr(exc, "body", None)
+        if isinstance(body, dict) and "error" not in body and "code" not in body:
+            body = {"error": body}  # openai hands over the inner "error" object
+        try:
+            raw = response.json() if response is not None else None
+        except ValueError:
+            raw = None
+        code, message, request_id = error_fields(raw if raw is not None else body)
+        request_id = request_id or getattr(exc, "request_id", None)
+        return classify(exc.status_code, code, message or str(exc), request_id=request_id,
+                        headers=getattr(response, "headers", None), secret=secret)
+    return None
 
 
 def from_exception(exc: BaseException, *, secret: str | None = None) -> QwenOcrError:

@@ -21,7 +21,13 @@ import time
 from typing import Any, Callable
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
-from airflow_provider_qwenocr.dashscope.errors import PermanentError, QwenOcrError, classify, from_exception
+from airflow_provider_qwenocr.dashscope.errors import (
+    THROTTLING_PREFIX,
+    PermanentError,
+    QwenOcrError,
+    classify,
+    from_exception,
+)
 from airflow_provider_qwenocr.dashscope.limits import RateLimiter
 from airflow_provider_qwenocr.dashscope.retry import retrying
 from airflow_provider_qwenocr.ocr.images import PreparedImage, decode_data_url, prepare_image, sha256_hex
@@ -65,6 +71,32 @@ def request_key(
 def _text_tokens(text: str | None) -> int:
     # Chinese ≈ 1 token per character, English ≈ 4 characters per token: len/2 is a safe middle.
     return (len(text) + 1) // 2 if text else 0
+
+
+def response_error(response: Any, *, secret: str | None = None) -> QwenOcrError | None:
+    """The typed error one SDK response stands for, or None when it is an answer.
+
+    Covers the plain response of a failed call (``status_code != 200``, ``code``/``message`` set, no
+    raise) and each response of a streamed call: there an ``event:error`` frame arrives inside an HTTP 200
+    stream, and the SDK reports it with status 400 whatever the frame's ``:HTTP_STATUS/…`` line said (it
+    reads only ``status:`` lines). Every ``Throttling*`` code is an HTTP 429 in the service's code table,
+    so such a frame is restored to 429 — retried like any 429, and, like one, not charged to the rate
+    limiter again. An account-state frame (``PrepaidBillOverdue`` …) maps to :class:`AccountError`.
+    """
+    status = getattr(response, "status_code", None)
+    code = getattr(response, "code", None) or None
+    if status == 200 and not code:
+        return None
+    if code and str(code).startswith(THROTTLING_PREFIX) and status in (200, 400):
+        status = 429
+    return classify(
+        status,
+        code,
+        getattr(response, "message", None),
+        request_id=getattr(response, "request_id", None),
+        headers=getattr(response, "headers", None),
+        secret=secret,
+    )
 
 
 class RealtimeClient:
@@ -172,16 +204,9 @@ class RealtimeClient:
             response = MultiModalConversation.call(model=model, messages=messages, api_key=key, **kwargs)
         except Exception as exc:  # transport or SDK client-side failure
             raise from_exception(exc, secret=key) from None
-        status = getattr(response, "status_code", None)
-        if status != 200:
-            raise classify(
-                status,
-                getattr(response, "code", None),
-                getattr(response, "message", None),
-                request_id=getattr(response, "request_id", None),
-                headers=getattr(response, "headers", None),
-                secret=key,
-            )
+        error = response_error(response, secret=key)
+        if error is not None:
+            raise error
         return response
 
     def call(self, model: str, messages: list[dict], options: dict | None = None, *, tokens: int = 0):
@@ -305,4 +330,4 @@ class RealtimeClient:
         )
 
 
-__all__ = ["RealtimeClient", "request_key", "QwenOcrError"]
+__all__ = ["RealtimeClient", "request_key", "response_error", "QwenOcrError"]
