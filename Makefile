@@ -20,7 +20,8 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV2)/.installed: pyproject.toml $(VENV)/.installed
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV2)
-	$(UV) pip install --quiet --python $(VENV2)/bin/python -e '.[dev]' 'apache-airflow==$(AIRFLOW2_VERSION)'
+	$(UV) pip install --quiet --python $(VENV2)/bin/python -e '.[dev]' 'apache-airflow==$(AIRFLOW2_VERSION)' \
+		'universal-pathlib>=0.2.2,<0.3'  # 2.10's ObjectStoragePath breaks on universal-pathlib 0.3
 	touch $@
 
 demo: $(VENV)/.installed

@@ -185,8 +185,11 @@ def open_text_lines(uri: str, *, aws_conn_id: str | None = None):
         for raw in body.iter_lines():
             yield raw.decode("utf-8")
         return
-    with object_path(uri).open("r", encoding="utf-8") as fh:
-        yield from fh
+    with object_path(uri).open("rb") as fh:
+        # readline, not ``for line in fh``: Airflow 2.10's file wrapper has no __iter__ (iteration would go
+        # through its __getitem__ and fail).
+        for raw in iter(fh.readline, b""):
+            yield raw.decode("utf-8")
 
 
 def _unlink(path: str) -> None:
