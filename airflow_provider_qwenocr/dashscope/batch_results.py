@@ -35,6 +35,7 @@ def line_error(line: dict[str, Any]) -> QwenOcrError | None:
 
     The error-file line shape is not documented; both observed spellings are read: the line's own
     ``error: {code, message}`` (``response`` null) and ``response: {status_code, body: {error: …}}``.
+    The request id is ``response.request_id``, else the line's ``id`` (the same uuid in every capture).
     """
     response = line.get("response") or {}
     body = response.get("body") or {}
@@ -43,13 +44,13 @@ def line_error(line: dict[str, Any]) -> QwenOcrError | None:
     status = int(status) if status is not None else None
     if err:
         typed = classify_body(status, {"error": err} if isinstance(err, dict) else {"error": str(err)}, answered=True)
-        typed.request_id = typed.request_id or response.get("request_id")
+        typed.request_id = typed.request_id or response.get("request_id") or line.get("id")
         return typed
     if status is not None and status != 200:
         typed = classify_body(status, body, answered=True)
         if typed.message == "(no message)":
             typed.message = json.dumps(body, ensure_ascii=False)[:500]
-        typed.request_id = typed.request_id or response.get("request_id")
+        typed.request_id = typed.request_id or response.get("request_id") or line.get("id")
         return typed
     if not response:
         return PermanentError("no response in the batch output line", code="BatchRequestError")

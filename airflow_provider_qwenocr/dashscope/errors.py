@@ -44,6 +44,12 @@ ACCOUNT_CODES: dict[str, str] = {
                                     "Studio (or wait for the quota to renew), then re-run",
 }
 FATAL_CODES = frozenset(ACCOUNT_CODES)  # kept for callers that imported it
+#: The HTTP status the service documents for a code (reference §3, §9): where a status was lost — the SDK
+#: reports every SSE ``event:error`` frame as 400 — the code still says what the service answered.
+DOCUMENTED_STATUS: dict[str, int] = {
+    "InvalidApiKey": 401, "Arrearage": 400, "PrepaidBillOverdue": 429, "PostpaidBillOverdue": 429,
+    "CommodityNotPurchased": 429, "AllocationQuota.FreeTierOnly": 403,
+}
 THROTTLING_PREFIX = "Throttling"
 RETRYABLE_CODES = frozenset({"RequestTimeOut", "InternalError", "ServiceUnavailable", "RequestTimeout"})
 
@@ -120,6 +126,15 @@ class AccountError(PermanentError):
 
 class InvalidApiKeyError(AccountError):
     """The key itself is wrong (HTTP 401 ``InvalidApiKey``, or no key at all)."""
+
+
+def documented_status(code: str | None) -> int | None:
+    """The HTTP status the service documents for ``code`` (every ``Throttling*`` code is a 429), else None."""
+    if not code:
+        return None
+    if code.startswith(THROTTLING_PREFIX):
+        return 429
+    return DOCUMENTED_STATUS.get(code)
 
 
 def parse_retry_after(headers: Mapping[str, Any] | None) -> float | None:

@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import (
-    THROTTLING_PREFIX,
     PermanentError,
     QwenOcrError,
     classify,
+    documented_status,
     from_exception,
 )
 from airflow_provider_qwenocr.dashscope.limits import RateLimiter
@@ -79,16 +79,18 @@ def response_error(response: Any, *, secret: str | None = None) -> QwenOcrError 
     Covers the plain response of a failed call (``status_code != 200``, ``code``/``message`` set, no
     raise) and each response of a streamed call: there an ``event:error`` frame arrives inside an HTTP 200
     stream, and the SDK reports it with status 400 whatever the frame's ``:HTTP_STATUS/…`` line said (it
-    reads only ``status:`` lines). Every ``Throttling*`` code is an HTTP 429 in the service's code table,
-    so such a frame is restored to 429 — retried like any 429, and, like one, not charged to the rate
-    limiter again. An account-state frame (``PrepaidBillOverdue`` …) maps to :class:`AccountError`.
+    reads only ``status:`` lines). The code still names the status: every ``Throttling*`` code is a 429
+    in the service's table, so such a frame is restored to 429 — retried like any 429 and, like one, not
+    charged to the rate limiter again; an account-state frame (``PrepaidBillOverdue`` …) gets its
+    documented status and maps to :class:`AccountError`.
     """
     status = getattr(response, "status_code", None)
     code = getattr(response, "code", None) or None
     if status == 200 and not code:
         return None
-    if code and str(code).startswith(THROTTLING_PREFIX) and status in (200, 400):
-        status = 429
+    documented = documented_status(str(code)) if code else None
+    if documented is not None and status in (200, 400):
+        status = documented
     return classify(
         status,
         code,
