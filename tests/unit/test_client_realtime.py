@@ -289,3 +289,13 @@ def test_request_body_matches_the_recording(stub, name):
     assert got["input"] == want["input"]
     assert got["parameters"]["ocr_options"] == want["parameters"]["ocr_options"]
     assert stub.requests[-1]["path"] == NATIVE_PATH
+
+
+def test_unknown_model_is_accepted_and_its_cost_is_unknown(stub, caplog):
+    caplog.set_level(logging.WARNING)
+    client = make_client(stub.base_url)
+    res = client.recognize(prepare_image(png(), get_model("qwen-ocr-from-the-future")), model="qwen-ocr-from-the-future")
+    assert res.status == "ok" and res.usage.input_tokens == 100
+    assert res.cost == {"usd": None, "cny": None}  # never another model's price
+    assert stub.requests[-1]["body"]["model"] == "qwen-ocr-from-the-future"
+    assert sum("qwen-ocr-from-the-future" in r.getMessage() for r in caplog.records) == 1  # warned once
