@@ -211,3 +211,17 @@ def test_provider_info_validates_against_airflow_schema():
     except FileNotFoundError:
         pytest.skip("this Airflow ships no provider_info.schema.json")
     jsonschema.validate(get_provider_info(), json.loads(schema_text))
+
+
+@pytest.mark.parametrize("model", ["qwen3.5-ocr", "qwen-ocr-not-in-the-catalogue"])
+def test_unpriced_models_get_no_client_side_quota_beyond_the_connection(monkeypatch, model):
+    def hook_with(extra):
+        name = f"dashscope_q{abs(hash((model, tuple(extra)))) % 10_000}"
+        monkeypatch.setenv(f"AIRFLOW_CONN_{name.upper()}", json.dumps(
+            {"conn_type": "dashscope", "password": KEY, "extra": {"default_model": model, **extra}}))
+        return QwenOcrHook(name)
+
+    bare = hook_with({}).limiter
+    assert (bare.rpm, bare.tpm) == (None, None)  # no documented quota: none assumed
+    own = hook_with({"rpm": 120, "tpm": 90_000}).limiter
+    assert (own.rpm, own.tpm) == (120, 90_000)
