@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from airflow_provider_qwenocr.emulator import layout
-from airflow_provider_qwenocr.emulator.engine import Line
+from qwenocr_emulator import layout
+from qwenocr_emulator.engine import Line
 from airflow_provider_qwenocr.ocr.parsing import extract_latex, extract_table_html, parse_json_loose
 
 
@@ -58,11 +58,23 @@ def test_words_info_location_and_rotate_rect():
     tilted = Line("xyz", [(0, 100), (100, 0), (110, 10), (10, 110)], 0.9)
     words = layout.words_info([[horizontal], [tilted]])
     assert words[0]["location"] == [10, 20, 110, 20, 110, 40, 10, 40]
-    assert words[0]["rotate_rect"] == [60, 30, 100, 20, 0]
-    assert words[1]["rotate_rect"][4] == -45
+    # the service's form (OpenCV minAreaRect, angle in [-90, 0)): a horizontal line is [cx, cy, h, w, -90]
+    assert words[0]["rotate_rect"] == [60, 30, 20, 100, -90]
+    assert words[1]["rotate_rect"] == [55, 55, 141, 14, -45]
     text = layout.advanced_text(words, 200, 200)
-    # OpenCV minAreaRect convention, as the service writes it: angle in (0, 90], w along the angle
-    assert json.loads(text.strip("`").removeprefix("json"))[0]["rotate_rect"] == [300, 150, 100, 500, 90]
+    # the text block's 0–1000 rectangle follows the same convention
+    assert json.loads(text.strip("`").removeprefix("json"))[0]["rotate_rect"] == [300, 150, 100, 500, -90]
+
+
+def test_rotate_rect_matches_the_official_example():
+    """A 197 x 49 line turned 1° clockwise is written [150, 80, 49, 197, -89] in the official examples."""
+    import math
+
+    t = math.radians(1)
+    u, v = (math.cos(t) * 98.5, math.sin(t) * 98.5), (-math.sin(t) * 24.5, math.cos(t) * 24.5)
+    box = [(150 - u[0] - v[0], 80 - u[1] - v[1]), (150 + u[0] - v[0], 80 + u[1] - v[1]),
+           (150 + u[0] + v[0], 80 + u[1] + v[1]), (150 - u[0] + v[0], 80 - u[1] + v[1])]
+    assert layout.words_info([[Line("x", box, 1.0)]])[0]["rotate_rect"] == [150, 80, 49, 197, -89]
 
 
 def test_document_and_formula_latex():

@@ -16,7 +16,10 @@ Rules (documented in emulator/README.md):
   so many slow requests cost no threads.
 - DataInspectionFailed: an image whose mean colour is within ``inspection_tolerance`` (Euclidean, 0–255
   RGB) of pure red (255, 0, 0), or whose name/URL contains ``inspection_marker``. The mean colour
-  survives resizing and JPEG re-encoding, so images prepared by our client still trigger it.
+  survives resizing and JPEG re-encoding, so images prepared by our client still trigger it. The probe
+  never decodes a JPEG fully: it asks libjpeg for a 1/8-scale draft (``imaging.mean_colour``).
+- account state (``--account-state``, or ``POST /_emulator/account`` at runtime): every inference and
+  batch-create call is refused the way the service refuses an account in that state (``account_error``).
 """
 
 from __future__ import annotations
@@ -28,10 +31,9 @@ import threading
 import time
 from collections import deque
 
-from PIL import Image
-
-from airflow_provider_qwenocr.emulator.config import EmulatorConfig
-from airflow_provider_qwenocr.emulator.state import ApiError
+from qwenocr_emulator import imaging
+from qwenocr_emulator.config import ACCOUNT_STATES, EmulatorConfig
+from qwenocr_emulator.state import ApiError
 
 WINDOW_S = 60.0
 RED = (255, 0, 0)
@@ -146,13 +148,36 @@ class FaultInjector:
             await asyncio.sleep(remaining)
 
     # -- content inspection ---------------------------------------------------------------------
-    def inspection_fails(self, img: Image.Image, name: str | None = None) -> bool:
+    def inspection_fails(self, data: bytes, name: str | None = None) -> bool:
         if name and self.config.inspection_marker and self.config.inspection_marker in name:
             return True
-        probe = img if img.mode == "RGB" else img.convert("RGB")
-        mean = probe.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))  # exact mean colour, in C
+        mean = imaging.mean_colour(imaging.open_header(data))
         return math.dist(mean, RED) <= self.config.inspection_tolerance
 
 
 def inspection_error() -> ApiError:
     return ApiError(400, "DataInspectionFailed", "Input data may contain inappropriate content.")
+
+
+# The account states the service answers before anything else (reference §3, §9): (HTTP status, code, message).
+ACCOUNT_ERRORS = {
+    "arrearage": (400, "Arrearage",
+                  "Access denied, please make sure your account is in good standing."),
+    "prepaid-overdue": (429, "PrepaidBillOverdue", "The prepaid bill is overdue."),
+    "postpaid-overdue": (429, "PostpaidBillOverdue", "The postpaid bill is overdue."),
+    "not-purchased": (429, "CommodityNotPurchased", "Commodity has not purchased yet."),
+    "free-tier-only": (403, "AllocationQuota.FreeTierOnly",
+                       "The free tier of the model has been exhausted. If you want to continue access the "
+                       "model on a paid basis, please disable the \"use free tier only\" mode in the "
+                       "management console."),
+}
+
+
+def account_error(state: str) -> ApiError | None:
+    """The error every inference call gets while the account is in ``state`` (None when "ok")."""
+    if state not in ACCOUNT_STATES:
+        raise ValueError(f"account state must be one of {ACCOUNT_STATES}, not {state!r}")
+    if state == "ok":
+        return None
+    status, code, message = ACCOUNT_ERRORS[state]
+    return ApiError(status, code, message)

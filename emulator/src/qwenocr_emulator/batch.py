@@ -8,13 +8,17 @@ validation failures (``url_not_found``, ``mismatched_model``, ``duplicate_custom
 realtime compatible-mode calls (``answer_chat_completion``), in a worker thread so the event loop keeps
 serving polls while a batch is in progress. ``--batch-seconds`` sets how long a batch stays busy.
 
-Imports only ``ocr/`` siblings and FastAPI (never ``dashscope/`` or Airflow).
+``completion_window`` accepts ``24h`` … ``336h`` (whole hours); anything else is refused with the
+OpenAI-style validation error (``param: completion_window``). Lines naming a model the emulator's table
+does not know fail validation with ``model_not_found``. While the account is in a refused state
+(``--account-state``), creating a batch is refused with that state's error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +33,8 @@ TEST_ENDPOINT = "/v1/chat/ds-test"  # DashScope's free test endpoint: model batc
 TEST_MODEL = "batch-test-model"
 ENDPOINTS = {"/v1/chat/completions", TEST_ENDPOINT}
 PURPOSES = {"batch", "file-extract", "fine-tune"}
+WINDOW = re.compile(r"^([1-9][0-9]{0,3})h$")
+MIN_WINDOW_H, MAX_WINDOW_H = 24, 336
 BEIJING = timezone(timedelta(hours=8))  # create_after/create_before are read as Beijing wall time
 Answer = Callable[[Any, dict], "tuple[int, dict]"]
 
@@ -62,7 +68,7 @@ def _now() -> int:
 
 
 def _default_answer(state: Any, body: dict) -> tuple[int, dict]:
-    from airflow_provider_qwenocr.emulator.compatible import answer_chat_completion  # the shared OCR path
+    from qwenocr_emulator.compatible import answer_chat_completion  # the shared OCR path
 
     return answer_chat_completion(state, body)
 
@@ -165,9 +171,17 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
         if body.get("endpoint") not in ENDPOINTS:
             _count("batches", 400)
             return _error(400, f"endpoint {body.get('endpoint')!r} is not supported", param="endpoint")
-        if body.get("completion_window", "24h") != "24h":
+        window = body.get("completion_window", "24h")
+        if not window_ok(window):
             _count("batches", 400)
-            return _error(400, "completion_window must be '24h'", param="completion_window")
+            return _error(400, f"Invalid completion_window {window!r}: it must be between "
+                               f"'{MIN_WINDOW_H}h' and '{MAX_WINDOW_H}h' in whole hours.",
+                          param="completion_window", code="invalid_value")
+        refused = _account_refusal()
+        if refused is not None:
+            _count("batches", refused.status)
+            return _error(refused.status, refused.message, code=refused.code,
+                          type_="invalid_request_error" if refused.status == 400 else "requests")
         batch = _new_batch(file_id, body)
         store.batches[batch["id"]] = batch
         store.tasks[batch["id"]] = asyncio.get_running_loop().create_task(_run(batch))
@@ -199,11 +213,18 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
             store.cancel_requested.add(batch_id)
         return reply("batches", dict(batch))
 
+    def _account_refusal():
+        from qwenocr_emulator.faults import account_error
+
+        config = getattr(state, "config", None)
+        return account_error(getattr(config, "account_state", "ok") or "ok")
+
     # -- lifecycle -----------------------------------------------------------------------------------------
     def _new_batch(file_id: str, body: dict) -> dict[str, Any]:
         return {
             "id": f"batch_{uuid.uuid4()}", "object": "batch", "endpoint": body["endpoint"], "errors": None,
-            "input_file_id": file_id, "completion_window": "24h", "status": "validating",
+            "input_file_id": file_id, "completion_window": body.get("completion_window", "24h"),
+            "status": "validating",
             "output_file_id": None, "error_file_id": None, "created_at": _now(), "in_progress_at": None,
             "expires_at": None, "finalizing_at": None, "completed_at": None, "failed_at": None,
             "expired_at": None, "cancelling_at": None, "cancelled_at": None,
@@ -373,13 +394,19 @@ def validate_input(content: bytes, endpoint: str) -> tuple[list[dict], list[dict
     return lines, errors
 
 
+def window_ok(window: Any) -> bool:
+    """Whether ``completion_window`` is one the service accepts: whole hours from 24h to 336h."""
+    m = WINDOW.match(window) if isinstance(window, str) else None
+    return bool(m) and MIN_WINDOW_H <= int(m.group(1)) <= MAX_WINDOW_H
+
+
 def _known_model(model: Any, endpoint: str) -> bool:
-    """OCR models of the catalogue (and their aliases); only ``batch-test-model`` on the test endpoint."""
-    from airflow_provider_qwenocr.ocr.models import ALIASES, MODELS
+    """OCR models of the emulator's table (and their aliases); only ``batch-test-model`` on the test endpoint."""
+    from qwenocr_emulator.models import is_known
 
     if endpoint == TEST_ENDPOINT:
         return model == TEST_MODEL
-    return isinstance(model, str) and (model in MODELS or model in ALIASES)
+    return is_known(model)
 
 
 def _test_reply(body: dict, rid: str) -> dict[str, Any]:

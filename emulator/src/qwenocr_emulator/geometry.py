@@ -1,0 +1,41 @@
+"""``words_info`` geometry as the service writes it: 8-int ``location`` and OpenCV's ``minAreaRect`` form.
+
+Why OpenCV itself (it comes with rapidocr): every official example of ``advanced_recognition`` writes a
+line's ``rotate_rect`` as OpenCV's minimum-area rectangle ``[cx, cy, w, h, angle]`` — a horizontal line
+as ``[cx, cy, h, w, -90]``, one tilted a degree clockwise as e.g. ``[150, 80, 49, 197, -89]`` (49 is the
+line's height, 197 its length). OpenCV changed its angle range between releases ((0, 90] in 4.5–4.x,
+[-90, 0) before and again in 5.x), so the result is brought into one range, [-90, 0), whichever OpenCV is
+installed. The text block's 0–1000 rectangles are the same function applied to normalised corners, so
+the two stay consistent.
+"""
+
+from __future__ import annotations
+
+Point = tuple[float, float]
+
+
+def _round(x: float) -> int:
+    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
+
+
+def min_area_rect(points: list[Point]) -> list[int]:
+    """``[cx, cy, w, h, angle]`` (ints, angle in [-90, 0)) of the smallest rectangle around ``points``."""
+    import cv2
+    import numpy as np
+
+    (cx, cy), (w, h), angle = cv2.minAreaRect(np.asarray(points, dtype=np.float32))
+    if angle > 0:  # OpenCV 4.5+ writes (0, 90]; the other releases' [-90, 0) is the same box
+        angle, w, h = angle - 90.0, h, w
+    if _round(angle) == 0:
+        angle, w, h = -90.0, h, w
+    return [_round(cx), _round(cy), _round(w), _round(h), _round(angle)]
+
+
+def location(box: list[Point]) -> list[int]:
+    """The 8 ints x1,y1..x4,y4 (TL, TR, BR, BL) of a line's corners, in pixels of the original image."""
+    return [_round(v) for p in box for v in p]
+
+
+def normalised_rect(box: list[Point], width: int, height: int) -> list[int]:
+    """The line's rectangle in the 0–1000 coordinates of the ``advanced_recognition`` text block."""
+    return min_area_rect([(x * 1000.0 / width, y * 1000.0 / height) for x, y in box])

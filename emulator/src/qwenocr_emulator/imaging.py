@@ -1,0 +1,108 @@
+"""Image facts the service checks before the model runs: size from the header, limits, the token grid.
+
+Why header-only: the service bills an image by its size alone; reading the JPEG/PNG header (Pillow opens
+lazily: ``Image.open`` parses the header, ``size`` needs no pixel data) costs well under a millisecond for
+a 12-MP page, where a full decode costs ~50 ms. So the ``echo`` engine never decodes, and the emulator is
+never the bottleneck of a full-resolution benchmark. The rapidocr engine decodes (it must read pixels).
+
+Rules, from the public documentation (reference §6, §9):
+- smart_resize: round each side to a multiple of the patch P; if the area is above ``max_pixels`` scale
+  down by sqrt(h·w/max_pixels) and floor to P; if below ``min_pixels`` scale up by sqrt(min_pixels/(h·w))
+  and ceil to P. Tokens = h_bar·w_bar/P² + 2. ``max_pixels`` is capped at 30,000 tokens' worth.
+- refused with 400 InvalidParameter: a file/URL above the model's byte limit (10 MB; qwen3.5-ocr 20 MB),
+  a base64 string above 10 MB, an undecodable image, a side ≤ 10 px, an aspect ratio above 200:1.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+
+from PIL import Image
+
+MB = 1024 * 1024
+MIN_SIDE = 10  # both sides must be > 10 px
+MAX_ASPECT = 200  # long side / short side ≤ 200
+MAX_BASE64_CHARS = 10 * MB  # the base64 string itself, whatever the model
+_SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90°
+
+
+class ImageRefused(ValueError):
+    """An image the service refuses (the message is what it says); rendered as 400 InvalidParameter."""
+
+
+def decode_data_url(url: str) -> tuple[str, bytes]:
+    """(mime, bytes) of ``data:<mime>;base64,<b64>``; refuses a string above 10 MB or broken base64."""
+    head, sep, b64 = url[5:].partition(",")
+    if not sep or not head.endswith(";base64"):
+        raise ImageRefused("The image data URL must look like data:<mime>;base64,<data>.")
+    if len(b64) > MAX_BASE64_CHARS:
+        raise ImageRefused(f"The base64 image is {len(b64)} characters; the limit is {MAX_BASE64_CHARS} (10 MB).")
+    try:
+        return head[: -len(";base64")], base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageRefused(f"The image data URL holds invalid base64: {exc}") from exc
+
+
+def check_bytes(data: bytes, limit: int) -> None:
+    if len(data) > limit:
+        raise ImageRefused(f"The image is {len(data)} bytes; the limit for this model is {limit // MB} MB.")
+
+
+def open_header(data: bytes) -> Image.Image:
+    """The image opened lazily (header parsed, pixels not decoded); refuses what Pillow cannot identify."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except Exception as exc:  # UnidentifiedImageError, DecompressionBombError, truncated headers
+        raise ImageRefused(f"The image format is illegal and cannot be opened: {exc}") from exc
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) as displayed: the EXIF orientation tag (read from the header) may swap the sides."""
+    w, h = img.size
+    try:
+        orientation = img.getexif().get(0x0112)
+    except Exception:  # a broken EXIF block: the service would read the pixels as stored
+        orientation = None
+    return (h, w) if orientation in _SWAPS_SIDES else (w, h)
+
+
+def check_shape(width: int, height: int) -> None:
+    if width <= MIN_SIDE or height <= MIN_SIDE:
+        raise ImageRefused(f"The image length and width must be greater than {MIN_SIDE} pixels (got {width}x{height}).")
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        raise ImageRefused(f"The aspect ratio of the image must not exceed {MAX_ASPECT}:1 (got {width}x{height}).")
+
+
+def smart_resize(height: int, width: int, patch: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(h_bar, w_bar) the model sees, as the documentation defines it."""
+    h_bar = max(patch, round(height / patch) * patch)
+    w_bar = max(patch, round(width / patch) * patch)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(patch, math.floor(height / beta / patch) * patch)
+        w_bar = max(patch, math.floor(width / beta / patch) * patch)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / patch) * patch
+        w_bar = math.ceil(width * beta / patch) * patch
+    return h_bar, w_bar
+
+
+def image_tokens(grid: tuple[int, int], patch: int) -> int:
+    return grid[0] * grid[1] // (patch * patch) + 2
+
+
+def mean_colour(img: Image.Image) -> tuple[float, float, float]:
+    """The image's mean RGB colour without a full decode where the format allows it.
+
+    JPEG: ``draft`` asks libjpeg for a 1/8-scale DCT decode (~1/64 of the work). Other formats are
+    decoded then box-reduced (PNG has no reduced decode; such images are small in practice).
+    """
+    w, h = img.size
+    if img.format == "JPEG":
+        img.draft("RGB", (max(1, w // 8), max(1, h // 8)))
+    probe = img if img.mode == "RGB" else img.convert("RGB")
+    return probe.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
