@@ -14,10 +14,12 @@ Rules (documented in emulator/README.md):
   client timeout) and then the connection is dropped without a complete response.
 - latency: each OCR answer waits ``latency_ms`` × U(0.5, 1.5) (mean ``latency_ms``), on the event loop,
   so many slow requests cost no threads.
-- DataInspectionFailed: an image whose mean colour is within ``inspection_tolerance`` (Euclidean, 0–255
-  RGB) of pure red (255, 0, 0), or whose name/URL contains ``inspection_marker``. The mean colour
-  survives resizing and JPEG re-encoding, so images prepared by our client still trigger it. The probe
-  never decodes a JPEG fully: it asks libjpeg for a 1/8-scale draft (``imaging.mean_colour``).
+- DataInspectionFailed: a flat image (encoded in under 0.5 bit per pixel, ``imaging.is_flat``) whose mean
+  colour is within ``inspection_tolerance`` (Euclidean, 0–255 RGB) of pure red (255, 0, 0), or an image
+  whose name/URL contains ``inspection_marker``. The mean colour and the flatness survive resizing and
+  JPEG re-encoding, so images prepared by a client still trigger it. The probe never decodes a detailed
+  page (its size says it is not flat) and decodes a JPEG at 1/8 scale (``imaging.mean_colour``), so it
+  costs ~nothing at full resolution.
 - account state (``--account-state``, or ``POST /_emulator/account`` at runtime): every inference and
   batch-create call is refused the way the service refuses an account in that state (``account_error``).
 """
@@ -151,8 +153,10 @@ class FaultInjector:
     def inspection_fails(self, data: bytes, name: str | None = None) -> bool:
         if name and self.config.inspection_marker and self.config.inspection_marker in name:
             return True
-        mean = imaging.mean_colour(imaging.open_header(data))
-        return math.dist(mean, RED) <= self.config.inspection_tolerance
+        img = imaging.open_header(data)
+        if not imaging.is_flat(data, img.size):
+            return False
+        return math.dist(imaging.mean_colour(img), RED) <= self.config.inspection_tolerance
 
 
 def inspection_error() -> ApiError:

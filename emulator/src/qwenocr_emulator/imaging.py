@@ -95,11 +95,22 @@ def image_tokens(grid: tuple[int, int], patch: int) -> int:
     return grid[0] * grid[1] // (patch * patch) + 2
 
 
-def mean_colour(img: Image.Image) -> tuple[float, float, float]:
-    """The image's mean RGB colour without a full decode where the format allows it.
+# A flat colour field encodes far below this (a 12-MP uniform JPEG is ~0.07 bit/px); a scanned page is
+# 1–3 bit/px. Entropy decoding — which no reduced-size decode can skip — costs in proportion to the
+# encoded bytes, so probing only images under this bound caps the probe's CPU.
+FLAT_MAX_BITS_PER_PIXEL = 0.5
 
-    JPEG: ``draft`` asks libjpeg for a 1/8-scale DCT decode (~1/64 of the work). Other formats are
-    decoded then box-reduced (PNG has no reduced decode; such images are small in practice).
+
+def is_flat(data: bytes, size: tuple[int, int]) -> bool:
+    """Whether the encoded image is small enough per pixel to be a (near-)flat colour field."""
+    return len(data) * 8 <= FLAT_MAX_BITS_PER_PIXEL * size[0] * size[1]
+
+
+def mean_colour(img: Image.Image) -> tuple[float, float, float]:
+    """The image's mean RGB colour without a full-size decode where the format allows it.
+
+    JPEG: ``draft`` asks libjpeg for a 1/8-scale DCT decode (no full IDCT, 1/64 of the pixels). Other
+    formats are decoded then box-reduced (PNG has no reduced decode).
     """
     w, h = img.size
     if img.format == "JPEG":
