@@ -3,7 +3,7 @@
 Why two: rapidocr 3 (PP-OCR det+rec ONNX models shipped in the wheel) reads zh+en documents at ~0.4 s
 per small page here — real enough for accuracy and end-to-end tests. Load tests need the emulator never
 to be the bottleneck, so ``echo`` skips recognition — and decoding: it needs only the size read from the
-image header — and returns ONE synthetic line per image: ``"echo <width>x<height> <sha256[:12]>"`` with a
+image header — and returns ONE synthetic line per image: ``"echo <width>x<height> <sha256[:12]>"`` (sha256 of the image as received: of the base64 text for a data URL) with a
 box around the whole image. It is deterministic per image (tests can tell images apart) and is
 documented as not OCR.
 
@@ -13,7 +13,6 @@ onnxruntime already uses every core for one image, so running two at once only a
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -110,10 +109,10 @@ class EchoEngine:
     def warm_up(self) -> None:
         pass
 
-    def recognize(self, size: tuple[int, int], data: bytes) -> list[Line]:
-        """One line naming the image: ``size`` = (w, h) from the header, ``data`` = the received bytes."""
+    def recognize(self, size: tuple[int, int], digest: str) -> list[Line]:
+        """One line naming the image: ``size`` = (w, h) from the header, ``digest`` = its sha256 as received."""
         w, h = size
-        digest = hashlib.sha256(data).hexdigest()[:12]
+        digest = digest[:12]
         box = [(0.0, 0.0), (float(w - 1), 0.0), (float(w - 1), float(h - 1)), (0.0, float(h - 1))]
         return [Line(text=f"echo {w}x{h} {digest}", box=box, score=1.0)]
 

@@ -150,12 +150,13 @@ class FaultInjector:
             await asyncio.sleep(remaining)
 
     # -- content inspection ---------------------------------------------------------------------
-    def inspection_fails(self, data: bytes, name: str | None = None) -> bool:
+    def inspection_fails(self, payload: imaging.Payload, name: str | None = None) -> bool:
         if name and self.config.inspection_marker and self.config.inspection_marker in name:
             return True
-        img = imaging.open_header(data)
-        if not imaging.is_flat(data, img.size):
+        size = imaging.open_payload_header(payload).size
+        if not imaging.is_flat(payload.nbytes, size):
             return False
+        img = imaging.open_header(payload.full())
         return math.dist(imaging.mean_colour(img), RED) <= self.config.inspection_tolerance
 
 

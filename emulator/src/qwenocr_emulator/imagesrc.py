@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from qwenocr_emulator.imaging import ImageRefused, check_bytes, decode_data_url
+from qwenocr_emulator.imaging import ImageRefused, Payload, check_bytes, decode_data_url
 from qwenocr_emulator.state import ApiError, EmulatorState, invalid_parameter
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -62,9 +62,10 @@ def fetch_loopback(url: str, max_bytes: int) -> bytes:
     return resp.content
 
 
-def load_bytes(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool, limit: int) -> tuple[bytes, str]:
-    """(bytes, name) for ``ref``, at most ``limit`` bytes; raises ApiError 400 for anything the service refuses."""
+def load_bytes(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool, limit: int) -> tuple[Payload, str]:
+    """(payload, name) for ``ref``, at most ``limit`` bytes; raises ApiError 400 for anything the service refuses."""
     data, name = _load(ref, state, oss_resolve=oss_resolve, limit=limit)
+    data = data if isinstance(data, Payload) else Payload(data)
     try:
         check_bytes(data, limit)
     except ImageRefused as exc:
@@ -72,11 +73,12 @@ def load_bytes(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool, limit:
     return data, name
 
 
-def _load(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool, limit: int) -> tuple[bytes, str]:
+def _load(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool, limit: int) -> tuple[bytes | Payload, str]:
     url = ref.url
-    if not isinstance(url, str) or not url.strip():
+    if not isinstance(url, str) or not url[:256].strip():
         raise invalid_parameter("The image URL is empty.")
-    url = url.strip()
+    if not url.startswith("data:"):
+        url = url.strip()
     if url.startswith("data:"):
         try:
             _mime, data = decode_data_url(url)

@@ -52,7 +52,7 @@ def text_tokens(text: str | None) -> int:
 class Received:
     """One image as the service received it, validated, with its grid and token count."""
 
-    data: bytes
+    data: imaging.Payload
     name: str
     size: tuple[int, int]  # (w, h) upright (EXIF orientation applied), from the header
     grid: tuple[int, int]  # (h, w) after smart_resize
@@ -92,10 +92,10 @@ def receive(refs: list[ImageRef], state: EmulatorState, model: Model, *, oss_res
         if lo > hi:
             raise invalid_parameter(f"min_pixels ({lo}) must not exceed max_pixels ({hi}).")
         try:
-            header = imaging.open_header(data)
+            header = imaging.open_payload_header(data)
             w, h = imaging.upright_size(header)
             imaging.check_shape(w, h)
-            img = _decode(header) if decode else None
+            img = _decode(imaging.open_header(data.full())) if decode else None
         except imaging.ImageRefused as exc:
             raise invalid_parameter(str(exc)) from exc
         grid = imaging.smart_resize(h, w, model.patch, lo, hi)
@@ -189,7 +189,7 @@ def read_rows(rec: Received, state: EmulatorState) -> layout.Rows:
     engine = state.engine
     state.count_ocr()
     if isinstance(engine, EchoEngine):
-        return [engine.recognize(rec.size, rec.data)]
+        return [engine.recognize(rec.size, rec.data.digest())]
     w, h = rec.size
     gh, gw = rec.grid
     seen = rec.img.convert("RGB")
