@@ -310,6 +310,8 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
                 status, body = 200, _test_reply(line["body"], rid)
             else:
                 status, body = answer_fn(state, line["body"])
+                if status == 200 and isinstance(body, dict):
+                    body["id"] = f"chatcmpl-{rid}"  # as recorded: the line's id, request_id and body id agree
         except Exception as exc:  # the engine crashing on one line fails that line, not the batch
             status, body = 500, {"error": {"code": "InternalError", "message": str(exc)}}
         if status == 200:
