@@ -6,10 +6,10 @@ Rules (also in emulator/README.md):
 - text (text_recognition, multi_lan, custom prompts): one row per output line, cells of a row joined by a
   space.
 - words_info (advanced_recognition): one entry per recognised line; ``location`` = 8 ints (TL, TR, BR, BL)
-  and ``rotate_rect`` = OpenCV's minAreaRect ``[cx, cy, w, h, angle]`` with angle in [-90, 0) — a
-  horizontal line is ``[cx, cy, height, length, -90]``, as every official example writes it — on the
-  received image's pixels; the ```json text carries the same rectangle of the line's corners in 0–1000
-  coordinates (``geometry.py``).
+  and ``rotate_rect`` = OpenCV's minAreaRect ``[cx, cy, w, h, angle]`` with angle in (0, 90] — a
+  horizontal line is ``[cx, cy, height, length, 90]``, as the service writes it — on the received image's
+  pixels; the ```json text carries the same rectangle of the line's corners in 0–1000 coordinates
+  (``geometry.py``).
 - kv_result (key_information_extraction): each leaf key of ``result_schema`` (nested up to 3 levels;
   a list holds one element template) is looked up in the lines after NFKC + whitespace-free +
   case-folded normalisation. Value = the rest of the line after the key and any separator (``:``, ``：``,
