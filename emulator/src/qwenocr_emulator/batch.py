@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,13 +27,12 @@ from typing import Any, Callable
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from qwenocr_emulator.batchcheck import (
+    MAX_WINDOW_H, MIN_WINDOW_H, TEST_ENDPOINT, validate_input, window_ok)
+
 PREFIX = "/compatible-mode/v1"
-TEST_ENDPOINT = "/v1/chat/ds-test"  # DashScope's free test endpoint: model batch-test-model, no inference
-TEST_MODEL = "batch-test-model"
 ENDPOINTS = {"/v1/chat/completions", TEST_ENDPOINT}
 PURPOSES = {"batch", "file-extract", "fine-tune"}
-WINDOW = re.compile(r"^([1-9][0-9]{0,3})h$")
-MIN_WINDOW_H, MAX_WINDOW_H = 24, 336
 BEIJING = timezone(timedelta(hours=8))  # create_after/create_before are read as Beijing wall time
 Answer = Callable[[Any, dict], "tuple[int, dict]"]
 
@@ -351,64 +349,6 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
                 "last_id": page[-1]["id"], "has_more": more}
 
     return store
-
-
-def validate_input(content: bytes, endpoint: str) -> tuple[list[dict], list[dict]]:
-    """(lines, errors) for a batch input file, with the service's error codes and 1-based line numbers."""
-    lines: list[dict] = []
-    errors: list[dict] = []
-    seen: set[str] = set()
-    model: str | None = None
-
-    def err(code: str, message: str, param: str | None, n: int) -> None:
-        errors.append({"code": code, "message": message, "param": param, "line": n})
-
-    for n, raw in enumerate(content.decode("utf-8", errors="replace").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            err("invalid_json_line", f"line {n} is not valid JSON", None, n)
-            continue
-        url = line.get("url")
-        if url != endpoint:
-            err("url_not_found", f"The provided url '{url}' is not supported by the Batch API.", "url", n)
-            continue
-        cid = line.get("custom_id")
-        if cid in seen:
-            err("duplicate_custom_id", f"The custom_id '{cid}' is duplicated.", "custom_id", n)
-            continue
-        seen.add(cid)
-        line_model = (line.get("body") or {}).get("model")
-        if not _known_model(line_model, endpoint):
-            err("model_not_found", f"The model '{line_model}' is not supported by the Batch API.", "body.model", n)
-            continue
-        if model is None:
-            model = line_model
-        elif line_model != model:
-            err("mismatched_model", f"The model '{line_model}' differs from '{model}' used by earlier lines.",
-                "body.model", n)
-            continue
-        lines.append(line)
-    if not lines and not errors:
-        err("empty_file", "The input file has no requests.", None, 0)
-    return lines, errors
-
-
-def window_ok(window: Any) -> bool:
-    """Whether ``completion_window`` is one the service accepts: whole hours from 24h to 336h."""
-    m = WINDOW.match(window) if isinstance(window, str) else None
-    return bool(m) and MIN_WINDOW_H <= int(m.group(1)) <= MAX_WINDOW_H
-
-
-def _known_model(model: Any, endpoint: str) -> bool:
-    """OCR models of the emulator's table (and their aliases); only ``batch-test-model`` on the test endpoint."""
-    from qwenocr_emulator.models import is_known
-
-    if endpoint == TEST_ENDPOINT:
-        return model == TEST_MODEL
-    return is_known(model)
 
 
 def _test_reply(body: dict, rid: str) -> dict[str, Any]:

@@ -25,11 +25,11 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
 from qwenocr_emulator import recognize
-from qwenocr_emulator.imagesrc import ImageRef
-from qwenocr_emulator.responses import json_response
 from qwenocr_emulator.faults import account_error
+from qwenocr_emulator.imagesrc import ImageRef
 from qwenocr_emulator.models import Model, lookup
 from qwenocr_emulator.prompts import Task, recognise
+from qwenocr_emulator.responses import json_response
 from qwenocr_emulator.state import ApiError, EmulatorState, invalid_parameter, new_request_id
 
 CHAT_PATH = "/compatible-mode/v1/chat/completions"

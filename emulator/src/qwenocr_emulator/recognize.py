@@ -17,7 +17,6 @@ wins and its boxes are mapped back onto the unrotated image.
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import time
