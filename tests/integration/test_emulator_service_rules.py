@@ -271,6 +271,13 @@ def test_account_state_refuses_every_call_with_the_service_code(make_emulator, a
     assert set(resp.json()) == {"code", "message", "request_id"}
     resp = post(srv, chat(data_url(encoded())), path=CHAT)
     assert (resp.status_code, resp.json()["error"]["code"]) == (status, code)
+    base = srv.base_url + "/compatible-mode/v1"
+    line = json.dumps({"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": chat(data_url(encoded()))})
+    fid = httpx.post(base + "/files", headers=AUTH, files={"file": ("in.jsonl", line.encode())},
+                     data={"purpose": "batch"}, timeout=30).json()["id"]
+    resp = httpx.post(base + "/batches", headers=AUTH, timeout=30, json={
+        "input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"})
+    assert (resp.status_code, resp.json()["error"]["code"]) == (status, code)
     assert srv.stats()["tokens"]["input"] == 0  # nothing billed
 
 
