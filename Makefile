@@ -12,15 +12,19 @@ PYTEST_ARGS ?= -q -ra
 
 .PHONY: demo test test-airflow3 test-airflow2 bench emulator clean
 
-$(VENV)/.installed: pyproject.toml
+# The emulator is its own distribution (emulator/); both are installed editable in ONE uv call, so the
+# provider's `emulator` extra (qwenocr-emulator) resolves to the local copy, never to a registry.
+INSTALL_BOTH := -e ./emulator -e '.[dev]'
+
+$(VENV)/.installed: pyproject.toml emulator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
-	$(UV) pip install --quiet --python $(VENV)/bin/python -e '.[dev]' 'apache-airflow==$(AIRFLOW3_VERSION)'
+	$(UV) pip install --quiet --python $(VENV)/bin/python $(INSTALL_BOTH) 'apache-airflow==$(AIRFLOW3_VERSION)'
 	touch $@
 
-$(VENV2)/.installed: pyproject.toml $(VENV)/.installed
+$(VENV2)/.installed: pyproject.toml emulator/pyproject.toml $(VENV)/.installed
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV2)
-	$(UV) pip install --quiet --python $(VENV2)/bin/python -e '.[dev]' 'apache-airflow==$(AIRFLOW2_VERSION)' \
+	$(UV) pip install --quiet --python $(VENV2)/bin/python $(INSTALL_BOTH) 'apache-airflow==$(AIRFLOW2_VERSION)' \
 		'universal-pathlib>=0.2.2,<0.3'  # 2.10's ObjectStoragePath breaks on universal-pathlib 0.3
 	touch $@
 
@@ -43,7 +47,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/memory.py
 
 emulator: $(VENV)/.installed
-	$(VENV)/bin/python -m airflow_provider_qwenocr.emulator --host 127.0.0.1 --port 8765
+	$(VENV)/bin/qwenocr-emulator --host 127.0.0.1 --port 8765
 
 clean:
 	rm -rf $(VENV) $(VENV2) .demo .pytest_cache

@@ -67,7 +67,7 @@ def free_port() -> int:
 
 
 class EmulatorProcess:
-    """``python -m airflow_provider_qwenocr.emulator`` on a free loopback port, for the duration of a with-block."""
+    """``python -m qwenocr_emulator`` (the qwenocr-emulator distribution) on a free loopback port, for a with-block."""
 
     def __init__(self, *args: str) -> None:
         self.port = free_port()
@@ -79,7 +79,7 @@ class EmulatorProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> EmulatorProcess:
-        cmd = [sys.executable, "-m", "airflow_provider_qwenocr.emulator", "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "qwenocr_emulator", "--host", "127.0.0.1",
                "--port", str(self.port), *self.args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60

@@ -94,7 +94,7 @@ def _print_warehouse() -> None:
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
-    from airflow_provider_qwenocr.emulator import EmulatorServer
+    from qwenocr_emulator import EmulatorServer
 
     DEMO.mkdir(exist_ok=True)
     (DEMO / "airflow").mkdir(exist_ok=True)

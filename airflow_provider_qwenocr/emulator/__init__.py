@@ -1,34 +1,36 @@
-"""An offline DashScope (Qwen-VL-OCR) for tests, demos and benchmarks.
+"""Deprecated location of the DashScope emulator; it is now its own distribution, ``qwenocr-emulator``.
 
-Why it exists: the real service is paid, rate-limited and unreachable from CI. The emulator speaks the same
-HTTP (native multimodal-generation incl. SSE, OpenAI-compatible chat completions, the SDK's file:// upload
-path, the native files upload) and answers with real OCR (rapidocr), so the provider, both official SDKs
-and the example DAGs run end to end on loopback. Fault knobs (latency, RPM/TPM limits, random 429/500,
-timeouts, content-inspection failures) make retry and throughput behaviour testable.
-
-It imports only ``airflow_provider_qwenocr.ocr`` (never Airflow, never our dashscope/ client), so it can
-run as a stand-alone process: ``python -m airflow_provider_qwenocr.emulator --port 8765``.
+Why this stub: for one release, ``python -m airflow_provider_qwenocr.emulator`` and
+``from airflow_provider_qwenocr.emulator import EmulatorServer, EmulatorConfig`` keep working, with a
+DeprecationWarning naming the new command (``qwenocr-emulator`` / ``python -m qwenocr_emulator``) and
+import (``from qwenocr_emulator import EmulatorServer``). Install it with
+``pip install 'airflow-provider-qwenocr[emulator]'`` (or ``pip install qwenocr-emulator``).
+It will be removed in the next release.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from airflow_provider_qwenocr.emulator.config import EmulatorConfig
-    from airflow_provider_qwenocr.emulator.server import EmulatorServer
+MOVED = ("airflow_provider_qwenocr.emulator moved to the qwenocr-emulator distribution: run `qwenocr-emulator` "
+         "(or `python -m qwenocr_emulator`) and import from `qwenocr_emulator`; this alias will be removed "
+         "in the next release")
 
 __all__ = ["EmulatorServer", "EmulatorConfig"]
 
 
+def _new_package():
+    try:
+        import qwenocr_emulator
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError("the emulator is the qwenocr-emulator distribution now: "
+                          "pip install 'airflow-provider-qwenocr[emulator]'") from exc
+    return qwenocr_emulator
+
+
 def __getattr__(name: str) -> Any:
-    # Lazy: importing the package must not pull FastAPI/uvicorn/onnxruntime in.
-    if name == "EmulatorServer":
-        from airflow_provider_qwenocr.emulator.server import EmulatorServer
-
-        return EmulatorServer
-    if name == "EmulatorConfig":
-        from airflow_provider_qwenocr.emulator.config import EmulatorConfig
-
-        return EmulatorConfig
+    if name in __all__:
+        warnings.warn(MOVED, DeprecationWarning, stacklevel=2)
+        return getattr(_new_package(), name)
     raise AttributeError(name)

@@ -1,55 +1,20 @@
-"""``python -m airflow_provider_qwenocr.emulator``: run the emulator in the foreground (demo, manual tests)."""
+"""Deprecated: ``python -m airflow_provider_qwenocr.emulator`` runs ``qwenocr-emulator`` with the same flags."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+import warnings
 
-from airflow_provider_qwenocr.emulator.config import BATCH_OUTCOMES, ENGINES
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m airflow_provider_qwenocr.emulator",
-                                description="Offline DashScope (Qwen-VL-OCR) emulator on loopback.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
-    p.add_argument("--engine", choices=ENGINES, default="rapidocr",
-                   help="rapidocr = real OCR; echo = answers without recognising (load tests)")
-    p.add_argument("--latency-ms", type=float, default=0.0, help="mean added latency, jitter U(0.5,1.5)")
-    p.add_argument("--rpm", type=int, default=None, help="requests/min (sliding 60 s) before 429 RateQuota")
-    p.add_argument("--tpm", type=int, default=None, help="tokens/min before 429 AllocationQuota")
-    p.add_argument("--fail-rate-429", type=float, default=0.0)
-    p.add_argument("--fail-rate-500", type=float, default=0.0)
-    p.add_argument("--fail-rate-timeout", type=float, default=0.0)
-    p.add_argument("--timeout-hold-seconds", type=float, default=30.0,
-                   help="how long a --fail-rate-timeout request is held before the socket is dropped")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--batch-seconds", type=float, default=2.0)
-    p.add_argument("--batch-outcome", choices=BATCH_OUTCOMES, default="complete")
-    p.add_argument("--log-level", default="info")
-    return p
+from airflow_provider_qwenocr.emulator import MOVED, _new_package
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import uvicorn
+    warnings.warn(MOVED, DeprecationWarning, stacklevel=2)
+    print(f"DeprecationWarning: {MOVED}", file=sys.stderr, flush=True)
+    _new_package()
+    from qwenocr_emulator.__main__ import main as run
 
-    from airflow_provider_qwenocr.emulator.app import create_app
-    from airflow_provider_qwenocr.emulator.config import EmulatorConfig
-
-    config = EmulatorConfig(
-        api_key=args.api_key, engine=args.engine, latency_ms=args.latency_ms, rpm=args.rpm, tpm=args.tpm,
-        fail_rate_429=args.fail_rate_429, fail_rate_500=args.fail_rate_500,
-        fail_rate_timeout=args.fail_rate_timeout, timeout_hold_seconds=args.timeout_hold_seconds,
-        seed=args.seed, batch_seconds=args.batch_seconds, batch_outcome=args.batch_outcome,
-    )
-    app = create_app(config)
-    print(f"DashScope emulator on http://{args.host}:{args.port} (engine={args.engine}); "
-          f"native /api/v1, compatible /compatible-mode/v1", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                server_header=False, timeout_graceful_shutdown=2)
-    return 0
+    return run(argv)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def red_png() -> bytes:
 
 def start_server(**knobs: Any):
     """The emulator on a free loopback port (``engine="echo"`` unless given), with batch counters."""
-    from airflow_provider_qwenocr.emulator.server import EmulatorServer
+    from qwenocr_emulator.server import EmulatorServer
 
     knobs.setdefault("engine", "echo")
     srv = EmulatorServer(host="127.0.0.1", port=0, **knobs).start()

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from airflow_provider_qwenocr.emulator.config import EmulatorConfig
-from airflow_provider_qwenocr.emulator.faults import FaultInjector
+from qwenocr_emulator.config import EmulatorConfig
+from qwenocr_emulator.faults import FaultInjector
 from airflow_provider_qwenocr.ocr.images import prepare_image
 from airflow_provider_qwenocr.ocr.models import get_model
 

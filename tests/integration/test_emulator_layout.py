@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from airflow_provider_qwenocr.emulator import layout
-from airflow_provider_qwenocr.emulator.engine import Line
+from qwenocr_emulator import layout
+from qwenocr_emulator.engine import Line
 from airflow_provider_qwenocr.ocr.parsing import extract_latex, extract_table_html, parse_json_loose
 
 
@@ -58,11 +58,38 @@ def test_words_info_location_and_rotate_rect():
     tilted = Line("xyz", [(0, 100), (100, 0), (110, 10), (10, 110)], 0.9)
     words = layout.words_info([[horizontal], [tilted]])
     assert words[0]["location"] == [10, 20, 110, 20, 110, 40, 10, 40]
-    assert words[0]["rotate_rect"] == [60, 30, 100, 20, 0]
-    assert words[1]["rotate_rect"][4] == -45
+    # the service's form (OpenCV minAreaRect, angle in (0, 90]): a horizontal line is [cx, cy, h, w, 90]
+    assert words[0]["rotate_rect"] == [60, 30, 20, 100, 90]
+    assert words[1]["rotate_rect"] == [55, 55, 14, 141, 45]
     text = layout.advanced_text(words, 200, 200)
-    # OpenCV minAreaRect convention, as the service writes it: angle in (0, 90], w along the angle
+    # the text block's 0–1000 rectangle follows the same convention
     assert json.loads(text.strip("`").removeprefix("json"))[0]["rotate_rect"] == [300, 150, 100, 500, 90]
+
+
+def test_rotate_rect_reproduces_the_captured_service_answer():
+    """From each captured line's ``location`` corners, the emulator writes the captured ``rotate_rect``."""
+    from tests.conftest_paths import RECORDINGS
+
+    body = json.loads((RECORDINGS / "multimodal-generation-vl-ocr-advanced-recognition-nosse.response.body.txt")
+                      .read_text(encoding="utf-8"))
+    words = body["output"]["choices"][0]["message"]["content"][0]["ocr_result"]["words_info"]
+    assert len(words) == 12
+    for w in words:
+        loc = w["location"]
+        got = layout.words_info([[Line(w["text"], [(loc[i], loc[i + 1]) for i in (0, 2, 4, 6)], 1.0)]])[0]
+        assert got["location"] == loc
+        assert max(abs(a - b) for a, b in zip(got["rotate_rect"], w["rotate_rect"])) <= 1, (got, w)
+
+
+def test_rotate_rect_is_the_documented_examples_rectangle():
+    """The docs' [150, 80, 49, 197, -89] (OpenCV's older range) is written [150, 80, 197, 49, 1] here."""
+    import math
+
+    t = math.radians(1)
+    u, v = (math.cos(t) * 98.5, math.sin(t) * 98.5), (-math.sin(t) * 24.5, math.cos(t) * 24.5)
+    box = [(150 - u[0] - v[0], 80 - u[1] - v[1]), (150 + u[0] - v[0], 80 + u[1] - v[1]),
+           (150 + u[0] + v[0], 80 + u[1] + v[1]), (150 - u[0] + v[0], 80 - u[1] + v[1])]
+    assert layout.words_info([[Line("x", box, 1.0)]])[0]["rotate_rect"] == [150, 80, 197, 49, 1]
 
 
 def test_document_and_formula_latex():

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 
 ENGINES = ("rapidocr", "echo")
 BATCH_OUTCOMES = ("complete", "fail", "expire")
+# "ok", or a state in which the service refuses every call (faults.ACCOUNT_ERRORS has the codes)
+ACCOUNT_STATES = ("ok", "arrearage", "prepaid-overdue", "postpaid-overdue", "not-purchased", "free-tier-only")
+# How throttling (quota or --fail-rate-429) meets a streaming native request: "frame" = HTTP 200 with an
+# event:error frame (:HTTP_STATUS/429), as the service does; "http" = a plain HTTP 429 before the stream.
+SSE_THROTTLING = ("frame", "http")
 
 
 @dataclass
@@ -29,7 +34,9 @@ class EmulatorConfig:
     batch_outcome: str = "complete"  # complete | fail | expire (batch plug-in)
     inspection_tolerance: float = 12.0  # mean-colour distance to pure red that triggers DataInspectionFailed
     inspection_marker: str = "inspection-fail"  # image names/URLs containing this fail DataInspectionFailed
-    max_fetch_bytes: int = 10 * 1024 * 1024  # http(s) image downloads (loopback only) larger than this fail
+    max_fetch_bytes: int | None = None  # extra cap on http(s) downloads; None = the model's image limit
+    account_state: str = "ok"  # see ACCOUNT_STATES; switchable at runtime (POST /_emulator/account)
+    sse_throttling: str = "frame"  # see SSE_THROTTLING
     extra: dict = field(default_factory=dict)  # free-form, for plug-ins
 
     def __post_init__(self) -> None:
@@ -37,6 +44,10 @@ class EmulatorConfig:
             raise ValueError(f"engine must be one of {ENGINES}, not {self.engine!r}")
         if self.batch_outcome not in BATCH_OUTCOMES:
             raise ValueError(f"batch_outcome must be one of {BATCH_OUTCOMES}, not {self.batch_outcome!r}")
+        if self.account_state not in ACCOUNT_STATES:
+            raise ValueError(f"account_state must be one of {ACCOUNT_STATES}, not {self.account_state!r}")
+        if self.sse_throttling not in SSE_THROTTLING:
+            raise ValueError(f"sse_throttling must be one of {SSE_THROTTLING}, not {self.sse_throttling!r}")
         for name in ("fail_rate_429", "fail_rate_500", "fail_rate_timeout"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

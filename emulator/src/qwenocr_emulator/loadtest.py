@@ -1,4 +1,4 @@
-"""How many requests/s the emulator sustains with the ``echo`` engine: ``python -m airflow_provider_qwenocr.emulator.loadtest``.
+"""How many requests/s the emulator sustains with the ``echo`` engine: ``python -m qwenocr_emulator.loadtest``.
 
 Why: benchmarks of the client (bench/throughput.py) must be bounded by the quota under test, never by the
 emulator. This starts the emulator as a separate process (as the demo and CLI users run it), fires
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="raw: pre-built requests on keep-alive sockets (light); httpx: a real HTTP client")
     args = ap.parse_args(argv)
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "airflow_provider_qwenocr.emulator", "--engine", "echo",
+    proc = subprocess.Popen([sys.executable, "-m", "qwenocr_emulator", "--engine", "echo",
                              "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
                             env={**os.environ})
     base = f"http://127.0.0.1:{port}"

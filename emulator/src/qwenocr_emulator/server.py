@@ -11,8 +11,8 @@ import threading
 import time
 import urllib.request
 
-from airflow_provider_qwenocr.emulator.config import EmulatorConfig
-from airflow_provider_qwenocr.emulator.state import EmulatorState
+from qwenocr_emulator.config import EmulatorConfig
+from qwenocr_emulator.state import EmulatorState
 
 START_TIMEOUT_S = 30.0
 
@@ -60,7 +60,7 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         import uvicorn
 
-        from airflow_provider_qwenocr.emulator.app import create_app
+        from qwenocr_emulator.app import create_app
 
         if self._thread is not None:
             return self
@@ -128,5 +128,10 @@ class EmulatorServer:
     def reset_stats(self) -> None:
         self.state.reset_stats()
 
+    def set_account_state(self, value: str) -> None:
+        """Same as ``POST /_emulator/account``: put the account into a refused state, or back to "ok"."""
+        self.state.account_state = value
 
-_CONFIG_FIELDS = {"inspection_tolerance", "inspection_marker", "max_fetch_bytes", "extra"}
+
+_CONFIG_FIELDS = {"inspection_tolerance", "inspection_marker", "max_fetch_bytes", "account_state",
+                  "sse_throttling", "extra"}

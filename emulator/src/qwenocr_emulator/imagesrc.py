@@ -13,8 +13,8 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, invalid_parameter
-from airflow_provider_qwenocr.ocr.images import ImageValidationError, decode_data_url
+from qwenocr_emulator.imaging import ImageRefused, Payload, check_bytes, decode_data_url
+from qwenocr_emulator.state import ApiError, EmulatorState, invalid_parameter
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -58,21 +58,32 @@ def fetch_loopback(url: str, max_bytes: int) -> bytes:
     if resp.status_code != 200:
         raise download_error(url, f"HTTP {resp.status_code}")
     if len(resp.content) > max_bytes:
-        raise download_error(url, f"{len(resp.content)} bytes exceeds {max_bytes}")
+        raise invalid_parameter(f"The image at {url[:200]} is {len(resp.content)} bytes; the limit is {max_bytes}.")
     return resp.content
 
 
-def load_bytes(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool) -> tuple[bytes, str]:
-    """(bytes, name) for ``ref``; raises ApiError 400 for anything the service would refuse."""
+def load_bytes(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool, limit: int) -> tuple[Payload, str]:
+    """(payload, name) for ``ref``, at most ``limit`` bytes; raises ApiError 400 for anything the service refuses."""
+    data, name = _load(ref, state, oss_resolve=oss_resolve, limit=limit)
+    data = data if isinstance(data, Payload) else Payload(data)
+    try:
+        check_bytes(data, limit)
+    except ImageRefused as exc:
+        raise invalid_parameter(str(exc)) from exc
+    return data, name
+
+
+def _load(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool, limit: int) -> tuple[bytes | Payload, str]:
     url = ref.url
-    if not isinstance(url, str) or not url.strip():
+    if not isinstance(url, str) or not url[:256].strip():
         raise invalid_parameter("The image URL is empty.")
-    url = url.strip()
+    if not url.startswith("data:"):
+        url = url.strip()
     if url.startswith("data:"):
         try:
             _mime, data = decode_data_url(url)
-        except ImageValidationError as exc:
-            raise invalid_parameter(f"The image data URL is invalid: {exc}") from exc
+        except ImageRefused as exc:
+            raise invalid_parameter(str(exc)) from exc
         return data, "inline"
     scheme = urlparse(url).scheme.lower()
     if scheme == "oss":
@@ -84,6 +95,7 @@ def load_bytes(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool) -> tup
             raise download_error(url, "no such object in the emulator's OSS store")
         return data, key
     if scheme in ("http", "https"):
-        return fetch_loopback(url, state.config.max_fetch_bytes), url
+        cap = state.config.max_fetch_bytes
+        return fetch_loopback(url, limit if cap is None else min(cap, limit)), url
     raise invalid_parameter(
         f"The provided URL {url[:80]!r} is not supported: send a data URL, an http(s) URL or an oss:// URL.")

@@ -6,9 +6,10 @@ Rules (also in emulator/README.md):
 - text (text_recognition, multi_lan, custom prompts): one row per output line, cells of a row joined by a
   space.
 - words_info (advanced_recognition): one entry per recognised line; ``location`` = 8 ints (TL, TR, BR, BL)
-  and ``rotate_rect`` = [cx, cy, width, height, angle°] on the received image's pixels; the ```json
-  text carries each box's min-area rectangle in 0–1000 coordinates (OpenCV convention, angle in (0, 90]),
-  as the 2025-11-20 service does (``ocr/geometry.py``).
+  and ``rotate_rect`` = OpenCV's minAreaRect ``[cx, cy, w, h, angle]`` with angle in (0, 90] — a
+  horizontal line is ``[cx, cy, height, length, 90]``, as the service writes it — on the received image's
+  pixels; the ```json text carries the same rectangle of the line's corners in 0–1000 coordinates
+  (``geometry.py``).
 - kv_result (key_information_extraction): each leaf key of ``result_schema`` (nested up to 3 levels;
   a list holds one element template) is looked up in the lines after NFKC + whitespace-free +
   case-folded normalisation. Value = the rest of the line after the key and any separator (``:``, ``：``,
@@ -27,14 +28,13 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 import statistics
 import unicodedata
 from typing import Any
 
-from airflow_provider_qwenocr.emulator.engine import Line
-from airflow_provider_qwenocr.ocr.geometry import normalize
+from qwenocr_emulator import geometry
+from qwenocr_emulator.engine import Line
 
 Rows = list[list[Line]]
 
@@ -59,33 +59,15 @@ def rows_text(rows: Rows) -> str:
 
 
 # -- advanced_recognition ------------------------------------------------------------------------
-def rotate_rect(box: list[tuple[float, float]]) -> list[int]:
-    (x1, y1), (x2, y2), (x3, y3), _ = box
-    cx = sum(p[0] for p in box) / 4
-    cy = sum(p[1] for p in box) / 4
-    width = math.hypot(x2 - x1, y2 - y1)
-    height = math.hypot(x3 - x2, y3 - y2)
-    angle = math.degrees(math.atan2(y2 - y1, x2 - x1))
-    if angle > 90:
-        angle -= 180
-    elif angle < -90:
-        angle += 180
-    return [round(cx), round(cy), round(width), round(height), round(angle)]
-
-
 def words_info(rows: Rows) -> list[dict[str, Any]]:
-    out = []
-    for row in rows:
-        for line in row:
-            loc = [round(v) for p in line.box for v in p]
-            out.append({"location": loc, "rotate_rect": rotate_rect(line.box), "text": line.text})
-    return out
+    return [{"location": geometry.location(line.box), "rotate_rect": geometry.min_area_rect(line.box),
+             "text": line.text} for row in rows for line in row]
 
 
 def advanced_text(words: list[dict[str, Any]], width: int, height: int) -> str:
-    """The ```json text block: each line's min-area rectangle in 0–1000 coordinates, as the service writes it."""
+    """The ```json text block: each line's rectangle in 0–1000 coordinates, as the service writes it."""
     def norm(loc: list[int]) -> list[int]:
-        return normalize([(loc[i], loc[i + 1]) for i in (0, 2, 4, 6)], width, height)
+        return geometry.normalised_rect([(loc[i], loc[i + 1]) for i in (0, 2, 4, 6)], width, height)
 
     items = [json.dumps({"rotate_rect": norm(w["location"]), "text": w["text"]}, ensure_ascii=False)
              for w in words]

@@ -3,11 +3,14 @@
 Request handling follows the service: the last user message's content items are images (``image`` with
 per-item ``min_pixels``/``max_pixels``/``enable_rotate``) and optional ``text``; the task comes from
 ``parameters.ocr_options`` (built-in tasks; ``task_config.result_schema`` for KIE) or, without it, from the
-text (a fixed prompt is recognised with ``ocr.tasks.task_from_prompt``; anything else is a custom prompt).
+text (a fixed prompt is recognised with ``prompts.recognise``; anything else is a custom prompt). An unknown
+model name is refused with 400 ``InvalidParameter`` ("Model not exist."), as the native API does.
 
-Errors: auth (401) and quota/fault errors (429/500) are plain HTTP responses in both modes; request and
-content errors (400) are plain JSON without SSE, and an ``event:error`` (``:HTTP_STATUS/400``) in an HTTP 200
-stream — as the real service does. Streaming is on with ``X-DashScope-SSE: enable`` (the SDK) or
+Errors: auth (401), account states (400/403/429) and 500s are plain HTTP responses in both modes; request
+and content errors (400) are plain JSON without SSE, and an ``event:error`` (``:HTTP_STATUS/400``) in an
+HTTP 200 stream — as the real service does. Throttling (quota or ``--fail-rate-429``) of a streaming call is
+an ``event:error`` frame with ``:HTTP_STATUS/429`` in an HTTP 200 stream (``--sse-throttling http``: a plain
+429 instead). Streaming is on with ``X-DashScope-SSE: enable`` (the SDK) or
 ``Accept: text/event-stream`` (the recorded raw HTTP call). While streaming, ``finish_reason`` is the
 string ``"null"``; with ``incremental_output`` each event carries only new text and the last event has empty
 content and ``finish_reason: "stop"``; without it every event carries the whole text so far. Usage is
@@ -26,13 +29,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from airflow_provider_qwenocr.emulator import recognize
-from airflow_provider_qwenocr.emulator.imagesrc import ImageRef
-from airflow_provider_qwenocr.emulator.responses import (
+from qwenocr_emulator import recognize
+from qwenocr_emulator.faults import account_error
+from qwenocr_emulator.imagesrc import ImageRef
+from qwenocr_emulator.models import Model, lookup
+from qwenocr_emulator.prompts import BUILTIN, Task, check_schema, recognise
+from qwenocr_emulator.responses import (
     NATIVE_HEADERS, json_response, sse_event, sse_response)
-from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, invalid_parameter
-from airflow_provider_qwenocr.ocr.models import get_model
-from airflow_provider_qwenocr.ocr.tasks import OcrTask, task_from_prompt, validate_schema
+from qwenocr_emulator.state import ApiError, EmulatorState, invalid_parameter
 
 ROLE_MESSAGE = "Role must be user or assistant and Content length must be greater than 0"
 GENERATION_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
@@ -40,8 +44,8 @@ GENERATION_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
 @dataclass
 class NativeRequest:
-    model: str
-    task: OcrTask
+    model: Model
+    task: Task
     schema: dict | None
     prompt: str | None
     images: list[ImageRef] = field(default_factory=list)
@@ -71,6 +75,9 @@ def parse_native(body: Any, *, stream: bool) -> NativeRequest:
     model = body.get("model")
     if not model or not isinstance(model, str):
         raise ApiError(400, "BadRequest.EmptyModel", 'Required parameter "model" missing from request.')
+    spec = lookup(model)
+    if spec is None:
+        raise invalid_parameter("Model not exist.")
     inp = body.get("input")
     if not isinstance(inp, dict):
         raise ApiError(400, "BadRequest.EmptyInput", 'Required parameter "input" missing from request.')
@@ -97,25 +104,23 @@ def parse_native(body: Any, *, stream: bool) -> NativeRequest:
     if options:
         if not isinstance(options, dict) or "task" not in options:
             raise invalid_parameter("ocr_options must be an object with a task.")
-        try:
-            task = OcrTask.parse(options["task"])
-        except ValueError as exc:
-            raise invalid_parameter(f"Invalid ocr_options.task: {exc}") from exc
-        if task is OcrTask.CUSTOM:
-            raise invalid_parameter("ocr_options.task 'custom' does not exist; send a text prompt instead.")
-        if not get_model(model).builtin_tasks:
+        if options["task"] not in BUILTIN:
+            raise invalid_parameter(f"Invalid ocr_options.task {options['task']!r}; expected one of: "
+                                    + ", ".join(BUILTIN))
+        task = Task(options["task"])
+        if not spec.builtin_tasks:
             raise invalid_parameter(f"The model {model} does not support built-in OCR tasks (ocr_options).")
         config = options.get("task_config") or {}
-        if task is OcrTask.KEY_INFORMATION_EXTRACTION and isinstance(config, dict):
+        if task is Task.KEY_INFORMATION_EXTRACTION and isinstance(config, dict):
             try:
-                schema = validate_schema(config.get("result_schema"))
+                schema = check_schema(config.get("result_schema"))
             except ValueError as exc:
                 raise invalid_parameter(f"Invalid result_schema: {exc}") from exc
     else:
-        task, schema = task_from_prompt(prompt)
-    return NativeRequest(model=model, task=task, schema=schema, prompt=prompt, images=images,
+        task, schema = recognise(prompt)
+    return NativeRequest(model=spec, task=task, schema=schema, prompt=prompt, images=images,
                          stream=stream, incremental=bool(params.get("incremental_output", False)),
-                         max_tokens=recognize.check_max_tokens(params.get("max_tokens"), model))
+                         max_tokens=recognize.check_max_tokens(params.get("max_tokens"), spec))
 
 
 def native_usage(ans: recognize.Answer, output_tokens: int | None = None) -> dict[str, Any]:
@@ -178,6 +183,8 @@ def error_stream(err: ApiError, request_id: str) -> Response:
 async def run_native(request: Request, state: EmulatorState) -> Response:
     rid = request.state.request_id
     state.check_auth(request)
+    if (refused := account_error(state.account_state)) is not None:
+        raise refused
     stream = (request.headers.get("x-dashscope-sse", "").lower() == "enable"
               or "text/event-stream" in request.headers.get("accept", "").lower())
     try:
@@ -194,13 +201,18 @@ async def run_native(request: Request, state: EmulatorState) -> Response:
         if stream and err.status == 400:
             return error_stream(err, rid)
         raise
-    dropped = await recognize.gate(request, state, received, req.prompt)
+    try:
+        dropped = await recognize.gate(request, state, received, req.prompt)
+    except ApiError as err:
+        if stream and err.status == 429 and state.config.sse_throttling == "frame":
+            return error_stream(err, rid)
+        raise
     if dropped is not None:
         return dropped
     try:
         recognize.inspect(received, state)
         ans = await recognize.offload(inline, recognize.answer, received, state, req.task, schema=req.schema,
-                                      prompt=req.prompt)
+                                      prompt=req.prompt, combine_prompt=req.model.combines_prompt)
         recognize.truncate(ans, req.max_tokens)
     except ApiError as err:
         if stream and err.status == 400:

@@ -1,10 +1,13 @@
 """The emulator's "model": images + task in, answer text + ``ocr_result`` + usage out.
 
 Both endpoints and the batch plug-in go through here, so every path bills the same tokens and reads
-the same text. Per image: decode + EXIF-transpose the received bytes, validate (decodable, both sides
-> 10 px, aspect ≤ 200:1), compute the model's grid with ``ocr.images.smart_resize`` for that image's
-``min_pixels``/``max_pixels`` (tokens = h·w/patch² + 2), run the engine on the image resized to that
-grid (what the model sees), and map boxes back to the received image's pixels.
+the same text. Per image: load the bytes (byte limits per model), read the header (size, EXIF
+orientation), validate like the service (decodable, both sides > 10 px, aspect ≤ 200:1; rules in
+``imaging.py``), compute the model's grid with the emulator's own ``smart_resize`` for that image's
+``min_pixels``/``max_pixels`` (tokens = h·w/patch² + 2). The ``echo`` engine stops there — it never
+decodes pixels (issue 11: ≤ 15 ms of emulator CPU per 12-MP page). The rapidocr engine decodes at
+receive time (so an undecodable image is refused before it is billed), runs on the image resized to the
+grid (what the model sees), and maps boxes back to the received image's pixels.
 
 ``enable_rotate``: when nothing is recognised, the mean confidence is below ``ROTATE_THRESHOLD``, or most
 line boxes are taller than wide (a page lying on its side), the image is also read turned by 90°, 180°
@@ -14,7 +17,6 @@ wins and its boxes are mapped back onto the unrotated image.
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import time
@@ -23,16 +25,14 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from airflow_provider_qwenocr.emulator import layout
-from airflow_provider_qwenocr.emulator.engine import EchoEngine, Line
-from airflow_provider_qwenocr.emulator.faults import DropConnection, inspection_error
-from airflow_provider_qwenocr.emulator.imagesrc import ImageRef, load_bytes
-from airflow_provider_qwenocr.emulator.responses import dropped_response
-from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, invalid_parameter
-from airflow_provider_qwenocr.ocr.images import MAX_ASPECT, MIN_SIDE, pixel_bounds, smart_resize
-from airflow_provider_qwenocr.ocr.models import get_model
-from airflow_provider_qwenocr.ocr.parsing import parse_json_loose
-from airflow_provider_qwenocr.ocr.tasks import OcrTask
+from qwenocr_emulator import imaging, layout
+from qwenocr_emulator.engine import EchoEngine, Line
+from qwenocr_emulator.faults import DropConnection, inspection_error
+from qwenocr_emulator.imagesrc import ImageRef, load_bytes
+from qwenocr_emulator.models import Model
+from qwenocr_emulator.prompts import Task, first_json_object, task_prompt
+from qwenocr_emulator.responses import dropped_response
+from qwenocr_emulator.state import ApiError, EmulatorState, invalid_parameter
 
 ROTATE_THRESHOLD = 0.85
 CHAT_OVERHEAD_TOKENS = 11  # system prompt + chat template around the user's text
@@ -51,12 +51,13 @@ def text_tokens(text: str | None) -> int:
 class Received:
     """One image as the service received it, validated, with its grid and token count."""
 
-    img: Image.Image
-    data: bytes
+    data: imaging.Payload
     name: str
+    size: tuple[int, int]  # (w, h) upright (EXIF orientation applied), from the header
     grid: tuple[int, int]  # (h, w) after smart_resize
     tokens: int
     enable_rotate: bool
+    img: Image.Image | None = None  # decoded pixels (rapidocr engine only; echo never decodes)
 
 
 @dataclass
@@ -75,37 +76,41 @@ class Answer:
         return self.image_tokens + self.prompt_tokens
 
 
-def receive(refs: list[ImageRef], state: EmulatorState, model: str | None, *, oss_resolve: bool) -> list[Received]:
-    """Load, decode and validate every image; raises ApiError 400 like the service."""
+def receive(refs: list[ImageRef], state: EmulatorState, model: Model, *, oss_resolve: bool) -> list[Received]:
+    """Load and validate every image (header only for echo, full decode otherwise); ApiError 400 like the service."""
     if not refs:
         raise invalid_parameter("The request must contain at least one image.")
-    try:
-        spec = get_model(model)
-    except ValueError as exc:
-        raise invalid_parameter(str(exc)) from exc
+    decode = not isinstance(state.engine, EchoEngine)
     out = []
     for ref in refs:
-        data, name = load_bytes(ref, state, oss_resolve=oss_resolve)
+        data, name = load_bytes(ref, state, oss_resolve=oss_resolve, limit=model.max_image_bytes)
+        lo = _int(ref.min_pixels, "min_pixels")
+        hi = _int(ref.max_pixels, "max_pixels")
+        lo = model.default_min_pixels if lo is None else lo
+        hi = min(model.default_max_pixels if hi is None else hi, model.image_pixel_cap)
+        if lo > hi:
+            raise invalid_parameter(f"min_pixels ({lo}) must not exceed max_pixels ({hi}).")
         try:
-            img = Image.open(io.BytesIO(data))
-            img = ImageOps.exif_transpose(img)
-            img.load()
-        except Exception as exc:
-            raise invalid_parameter(f"The image format is illegal and cannot be opened: {exc}") from exc
-        w, h = img.size
-        if w <= MIN_SIDE or h <= MIN_SIDE:
-            raise invalid_parameter(f"The image length and width must be greater than {MIN_SIDE} pixels "
-                                    f"(got {w}x{h}).")
-        if max(w, h) / min(w, h) > MAX_ASPECT:
-            raise invalid_parameter(f"The aspect ratio of the image must not exceed {MAX_ASPECT}:1 (got {w}x{h}).")
-        try:
-            lo, hi = pixel_bounds(spec, _int(ref.min_pixels, "min_pixels"), _int(ref.max_pixels, "max_pixels"))
-            gh, gw = smart_resize(h, w, spec.patch, lo, hi)
-        except ValueError as exc:
+            header = imaging.open_payload_header(data)
+            w, h = imaging.upright_size(header)
+            imaging.check_shape(w, h)
+            img = _decode(imaging.open_header(data.full())) if decode else None
+        except imaging.ImageRefused as exc:
             raise invalid_parameter(str(exc)) from exc
-        out.append(Received(img=img, data=data, name=name, grid=(gh, gw),
-                            tokens=gh * gw // (spec.patch * spec.patch) + 2, enable_rotate=bool(ref.enable_rotate)))
+        grid = imaging.smart_resize(h, w, model.patch, lo, hi)
+        out.append(Received(data=data, name=name, size=(w, h), grid=grid,
+                            tokens=imaging.image_tokens(grid, model.patch),
+                            enable_rotate=bool(ref.enable_rotate), img=img))
     return out
+
+
+def _decode(header: Image.Image) -> Image.Image:
+    try:
+        img = ImageOps.exif_transpose(header)
+        img.load()
+    except Exception as exc:
+        raise imaging.ImageRefused(f"The image format is illegal and cannot be opened: {exc}") from exc
+    return img
 
 
 def can_inline(refs: list[ImageRef], state: EmulatorState) -> bool:
@@ -148,7 +153,7 @@ def _int(value: Any, name: str) -> int | None:
 
 def inspect(received: list[Received], state: EmulatorState) -> None:
     for rec in received:
-        if state.faults.inspection_fails(rec.img, rec.name):
+        if state.faults.inspection_fails(rec.data, rec.name):
             raise inspection_error()
 
 
@@ -183,8 +188,8 @@ def read_rows(rec: Received, state: EmulatorState) -> layout.Rows:
     engine = state.engine
     state.count_ocr()
     if isinstance(engine, EchoEngine):
-        return [engine.recognize(rec.img, rec.data)]
-    w, h = rec.img.size
+        return [engine.recognize(rec.size, rec.data.digest())]
+    w, h = rec.size
     gh, gw = rec.grid
     seen = rec.img.convert("RGB")
     if (gw, gh) != (w, h):
@@ -205,8 +210,8 @@ def read_rows(rec: Received, state: EmulatorState) -> layout.Rows:
     return [[Line(l.text, [(x * sx, y * sy) for x, y in l.box], l.score) for l in row] for row in rows]
 
 
-def answer(received: list[Received], state: EmulatorState, task: OcrTask, *, schema: dict | None = None,
-           prompt: str | None = None, with_ocr_result: bool = True) -> Answer:
+def answer(received: list[Received], state: EmulatorState, task: Task, *, schema: dict | None = None,
+           prompt: str | None = None, with_ocr_result: bool = True, combine_prompt: bool = False) -> Answer:
     """Run the engine on every image and derive the task's answer (rules: emulator/layout.py)."""
     started = time.perf_counter()
     rows: layout.Rows = []
@@ -216,33 +221,32 @@ def answer(received: list[Received], state: EmulatorState, task: OcrTask, *, sch
         image_rows = read_rows(rec, state)
         all_lines.extend(l for row in image_rows for l in row)
         rows.extend(image_rows)
-        if task is OcrTask.ADVANCED_RECOGNITION:
+        if task is Task.ADVANCED_RECOGNITION:
             words.extend(layout.words_info(image_rows))
     ocr_result = None
-    if task is OcrTask.ADVANCED_RECOGNITION:
-        w, h = received[0].img.size
+    if task is Task.ADVANCED_RECOGNITION:
+        w, h = received[0].size
         text = layout.advanced_text(words, w, h)
         ocr_result = {"words_info": words}
-    elif task is OcrTask.KEY_INFORMATION_EXTRACTION:
+    elif task is Task.KEY_INFORMATION_EXTRACTION:
         kv = layout.fill_schema(schema, rows) if schema else layout.free_pairs(rows)
         text = layout.json_text(kv)
         ocr_result = {"kv_result": kv}
-    elif task is OcrTask.TABLE_PARSING:
+    elif task is Task.TABLE_PARSING:
         text = layout.table_html(rows)
-    elif task is OcrTask.DOCUMENT_PARSING:
+    elif task is Task.DOCUMENT_PARSING:
         text = layout.document_latex(rows)
-    elif task is OcrTask.FORMULA_RECOGNITION:
+    elif task is Task.FORMULA_RECOGNITION:
         text = layout.formula_latex(rows)
-    elif task is OcrTask.CUSTOM and prompt and _prompt_schema(prompt) is not None:
-        text = layout.json_text(layout.fill_schema(_prompt_schema(prompt), rows))
+    elif task is Task.CUSTOM and prompt and first_json_object(prompt) is not None:
+        text = layout.json_text(layout.fill_schema(first_json_object(prompt), rows))
     else:
         text = layout.rows_text(rows)
-    if task is OcrTask.CUSTOM:
+    if task is Task.CUSTOM:
         prompt_tokens = text_tokens(prompt) + CHAT_OVERHEAD_TOKENS
-    else:
-        from airflow_provider_qwenocr.ocr.tasks import prompt_for
-
-        prompt_tokens = text_tokens(prompt_for(task, result_schema=schema)) + CHAT_OVERHEAD_TOKENS
+    else:  # a built-in task runs on its fixed prompt (qwen3.5-ocr: combined with the user's text)
+        combined = prompt if combine_prompt and prompt and prompt != task_prompt(task, schema) else None
+        prompt_tokens = text_tokens(task_prompt(task, schema)) + text_tokens(combined) + CHAT_OVERHEAD_TOKENS
     return Answer(
         text=text,
         ocr_result=ocr_result if with_ocr_result else None,
@@ -254,11 +258,11 @@ def answer(received: list[Received], state: EmulatorState, task: OcrTask, *, sch
     )
 
 
-def check_max_tokens(value: Any, model: str) -> int | None:
+def check_max_tokens(value: Any, model: Model) -> int | None:
     """``max_tokens`` must be within [1, the model's max output]; None means the model's limit."""
     if value is None:
         return None
-    limit = get_model(model).max_output
+    limit = model.max_output
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
         raise invalid_parameter(f"Range of max_tokens should be [1, {limit}]")
     return value
@@ -269,7 +273,7 @@ def truncate(ans: Answer, max_tokens: int | None) -> Answer:
     no ``ocr_result`` (the structured result needs the whole answer)."""
     if max_tokens is None or ans.output_tokens <= max_tokens:
         return ans
-    from airflow_provider_qwenocr.emulator.native import chunks
+    from qwenocr_emulator.native import chunks
 
     kept = ""
     for piece in chunks(ans.text, size=1):
@@ -278,14 +282,6 @@ def truncate(ans: Answer, max_tokens: int | None) -> Answer:
         kept += piece
     ans.text, ans.output_tokens, ans.ocr_result, ans.finish_reason = kept, text_tokens(kept), None, "length"
     return ans
-
-
-def _prompt_schema(prompt: str) -> dict | None:
-    """A custom prompt that embeds a JSON object (a field template) is answered like KIE with that schema."""
-    if "{" not in prompt:
-        return None
-    value = parse_json_loose(prompt[prompt.index("{"):])
-    return value if isinstance(value, dict) and value else None
 
 
 __all__ = ["ApiError", "Answer", "Received", "answer", "inspect", "receive", "text_tokens"]

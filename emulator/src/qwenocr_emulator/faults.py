@@ -14,9 +14,14 @@ Rules (documented in emulator/README.md):
   client timeout) and then the connection is dropped without a complete response.
 - latency: each OCR answer waits ``latency_ms`` × U(0.5, 1.5) (mean ``latency_ms``), on the event loop,
   so many slow requests cost no threads.
-- DataInspectionFailed: an image whose mean colour is within ``inspection_tolerance`` (Euclidean, 0–255
-  RGB) of pure red (255, 0, 0), or whose name/URL contains ``inspection_marker``. The mean colour
-  survives resizing and JPEG re-encoding, so images prepared by our client still trigger it.
+- DataInspectionFailed: a flat image (encoded in under 0.5 bit per pixel, ``imaging.is_flat``) whose mean
+  colour is within ``inspection_tolerance`` (Euclidean, 0–255 RGB) of pure red (255, 0, 0), or an image
+  whose name/URL contains ``inspection_marker``. The mean colour and the flatness survive resizing and
+  JPEG re-encoding, so images prepared by a client still trigger it. The probe never decodes a detailed
+  page (its size says it is not flat) and decodes a JPEG at 1/8 scale (``imaging.mean_colour``), so it
+  costs ~nothing at full resolution.
+- account state (``--account-state``, or ``POST /_emulator/account`` at runtime): every inference and
+  batch-create call is refused the way the service refuses an account in that state (``account_error``).
 """
 
 from __future__ import annotations
@@ -28,10 +33,9 @@ import threading
 import time
 from collections import deque
 
-from PIL import Image
-
-from airflow_provider_qwenocr.emulator.config import EmulatorConfig
-from airflow_provider_qwenocr.emulator.state import ApiError
+from qwenocr_emulator import imaging
+from qwenocr_emulator.config import ACCOUNT_STATES, EmulatorConfig
+from qwenocr_emulator.state import ApiError
 
 WINDOW_S = 60.0
 RED = (255, 0, 0)
@@ -146,13 +150,39 @@ class FaultInjector:
             await asyncio.sleep(remaining)
 
     # -- content inspection ---------------------------------------------------------------------
-    def inspection_fails(self, img: Image.Image, name: str | None = None) -> bool:
+    def inspection_fails(self, payload: imaging.Payload, name: str | None = None) -> bool:
         if name and self.config.inspection_marker and self.config.inspection_marker in name:
             return True
-        probe = img if img.mode == "RGB" else img.convert("RGB")
-        mean = probe.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))  # exact mean colour, in C
-        return math.dist(mean, RED) <= self.config.inspection_tolerance
+        size = imaging.open_payload_header(payload).size
+        if not imaging.is_flat(payload.nbytes, size):
+            return False
+        img = imaging.open_header(payload.full())
+        return math.dist(imaging.mean_colour(img), RED) <= self.config.inspection_tolerance
 
 
 def inspection_error() -> ApiError:
     return ApiError(400, "DataInspectionFailed", "Input data may contain inappropriate content.")
+
+
+# The account states the service answers before anything else (reference §3, §9): (HTTP status, code, message).
+ACCOUNT_ERRORS = {
+    "arrearage": (400, "Arrearage",
+                  "Access denied, please make sure your account is in good standing."),
+    "prepaid-overdue": (429, "PrepaidBillOverdue", "The prepaid bill is overdue."),
+    "postpaid-overdue": (429, "PostpaidBillOverdue", "The postpaid bill is overdue."),
+    "not-purchased": (429, "CommodityNotPurchased", "Commodity has not purchased yet."),
+    "free-tier-only": (403, "AllocationQuota.FreeTierOnly",
+                       "The free tier of the model has been exhausted. If you want to continue access the "
+                       "model on a paid basis, please disable the \"use free tier only\" mode in the "
+                       "management console."),
+}
+
+
+def account_error(state: str) -> ApiError | None:
+    """The error every inference call gets while the account is in ``state`` (None when "ok")."""
+    if state not in ACCOUNT_STATES:
+        raise ValueError(f"account state must be one of {ACCOUNT_STATES}, not {state!r}")
+    if state == "ok":
+        return None
+    status, code, message = ACCOUNT_ERRORS[state]
+    return ApiError(status, code, message)

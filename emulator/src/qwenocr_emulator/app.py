@@ -17,18 +17,20 @@ import time
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from airflow_provider_qwenocr.emulator import batch as batch_plugin
-from airflow_provider_qwenocr.emulator.compatible import register_compatible_routes
-from airflow_provider_qwenocr.emulator.config import EmulatorConfig
-from airflow_provider_qwenocr.emulator.engine import make_engine
-from airflow_provider_qwenocr.emulator.faults import DropConnection, FaultInjector
-from airflow_provider_qwenocr.emulator.native import register_native_routes
-from airflow_provider_qwenocr.emulator.responses import json_response
-from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, new_request_id
-from airflow_provider_qwenocr.emulator.uploads import OSS_PATH, register_upload_routes
+from qwenocr_emulator import batch as batch_plugin
+from qwenocr_emulator.compatible import register_compatible_routes
+from qwenocr_emulator.config import EmulatorConfig
+from qwenocr_emulator.config import ACCOUNT_STATES
+from qwenocr_emulator.engine import make_engine
+from qwenocr_emulator.faults import DropConnection, FaultInjector
+from qwenocr_emulator.imagesrc import is_loopback
+from qwenocr_emulator.native import register_native_routes
+from qwenocr_emulator.responses import json_response
+from qwenocr_emulator.state import ApiError, EmulatorState, new_request_id
+from qwenocr_emulator.uploads import OSS_PATH, register_upload_routes
 
 logger = logging.getLogger(__name__)
-UNCOUNTED = ("/health", "/emulator/stats", "/emulator/reset")
+UNCOUNTED = ("/health", "/emulator/stats", "/emulator/reset", "/_emulator/account")
 _GROUP = getattr(builtins, "BaseExceptionGroup", None)
 BATCH_PREFIXES = ("/compatible-mode/v1/files", "/compatible-mode/v1/batches")
 
@@ -150,6 +152,29 @@ def create_app(config: EmulatorConfig | None = None, *, state: EmulatorState | N
     async def reset() -> dict:
         state.reset_stats()
         return {"status": "ok"}
+
+    def _admin_only(request: Request) -> None:
+        """Admin endpoints answer loopback clients only: the emulator may listen on 0.0.0.0 for a demo."""
+        client = request.client.host if request.client else None
+        if not is_loopback(client):
+            raise ApiError(403, "AccessDenied", "The emulator's admin endpoints answer loopback clients only.")
+
+    @app.get("/_emulator/account")
+    async def get_account(request: Request) -> dict:
+        _admin_only(request)
+        return {"state": state.account_state, "states": list(ACCOUNT_STATES)}
+
+    @app.post("/_emulator/account")
+    async def set_account(request: Request) -> dict:
+        """Switch the account state at runtime: ``{"state": "ok" | "arrearage" | ...}``."""
+        _admin_only(request)
+        try:
+            body = await request.json()
+            state.account_state = body["state"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ApiError(400, "InvalidParameter",
+                           f'send {{"state": one of {", ".join(ACCOUNT_STATES)}}} ({type(exc).__name__})') from None
+        return {"state": state.account_state}
 
     register_native_routes(app, state)
     register_compatible_routes(app, state)

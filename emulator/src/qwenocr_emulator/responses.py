@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Iterable
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from airflow_provider_qwenocr.emulator.faults import DropConnection
+from qwenocr_emulator.faults import DropConnection
 
 NATIVE_HEADERS = {"x-dashscope-call-gateway": "true", "x-dashscope-timeout": "298"}
 

@@ -8,7 +8,10 @@ validation failures (``url_not_found``, ``mismatched_model``, ``duplicate_custom
 realtime compatible-mode calls (``answer_chat_completion``), in a worker thread so the event loop keeps
 serving polls while a batch is in progress. ``--batch-seconds`` sets how long a batch stays busy.
 
-Imports only ``ocr/`` siblings and FastAPI (never ``dashscope/`` or Airflow).
+``completion_window`` accepts ``24h`` … ``336h`` (whole hours); anything else is refused with the
+OpenAI-style validation error (``param: completion_window``). Lines naming a model the emulator's table
+does not know fail validation with ``model_not_found``. While the account is in a refused state
+(``--account-state``), creating a batch is refused with that state's error.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from typing import Any, Callable
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from qwenocr_emulator.batchcheck import (
+    MAX_WINDOW_H, MIN_WINDOW_H, TEST_ENDPOINT, validate_input, window_ok)
+
 PREFIX = "/compatible-mode/v1"
-TEST_ENDPOINT = "/v1/chat/ds-test"  # DashScope's free test endpoint: model batch-test-model, no inference
-TEST_MODEL = "batch-test-model"
 ENDPOINTS = {"/v1/chat/completions", TEST_ENDPOINT}
 PURPOSES = {"batch", "file-extract", "fine-tune"}
 BEIJING = timezone(timedelta(hours=8))  # create_after/create_before are read as Beijing wall time
@@ -62,7 +66,7 @@ def _now() -> int:
 
 
 def _default_answer(state: Any, body: dict) -> tuple[int, dict]:
-    from airflow_provider_qwenocr.emulator.compatible import answer_chat_completion  # the shared OCR path
+    from qwenocr_emulator.compatible import answer_chat_completion  # the shared OCR path
 
     return answer_chat_completion(state, body)
 
@@ -165,9 +169,17 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
         if body.get("endpoint") not in ENDPOINTS:
             _count("batches", 400)
             return _error(400, f"endpoint {body.get('endpoint')!r} is not supported", param="endpoint")
-        if body.get("completion_window", "24h") != "24h":
+        window = body.get("completion_window", "24h")
+        if not window_ok(window):
             _count("batches", 400)
-            return _error(400, "completion_window must be '24h'", param="completion_window")
+            return _error(400, f"Invalid completion_window {window!r}: it must be between "
+                               f"'{MIN_WINDOW_H}h' and '{MAX_WINDOW_H}h' in whole hours.",
+                          param="completion_window", code="invalid_value")
+        refused = _account_refusal()
+        if refused is not None:
+            _count("batches", refused.status)
+            return _error(refused.status, refused.message, code=refused.code,
+                          type_="invalid_request_error" if refused.status == 400 else "requests")
         batch = _new_batch(file_id, body)
         store.batches[batch["id"]] = batch
         store.tasks[batch["id"]] = asyncio.get_running_loop().create_task(_run(batch))
@@ -199,11 +211,18 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
             store.cancel_requested.add(batch_id)
         return reply("batches", dict(batch))
 
+    def _account_refusal():
+        from qwenocr_emulator.faults import account_error
+
+        config = getattr(state, "config", None)
+        return account_error(getattr(config, "account_state", "ok") or "ok")
+
     # -- lifecycle -----------------------------------------------------------------------------------------
     def _new_batch(file_id: str, body: dict) -> dict[str, Any]:
         return {
             "id": f"batch_{uuid.uuid4()}", "object": "batch", "endpoint": body["endpoint"], "errors": None,
-            "input_file_id": file_id, "completion_window": "24h", "status": "validating",
+            "input_file_id": file_id, "completion_window": body.get("completion_window", "24h"),
+            "status": "validating",
             "output_file_id": None, "error_file_id": None, "created_at": _now(), "in_progress_at": None,
             "expires_at": None, "finalizing_at": None, "completed_at": None, "failed_at": None,
             "expired_at": None, "cancelling_at": None, "cancelled_at": None,
@@ -289,6 +308,8 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
                 status, body = 200, _test_reply(line["body"], rid)
             else:
                 status, body = answer_fn(state, line["body"])
+                if status == 200 and isinstance(body, dict):
+                    body["id"] = f"chatcmpl-{rid}"  # as recorded: the line's id, request_id and body id agree
         except Exception as exc:  # the engine crashing on one line fails that line, not the batch
             status, body = 500, {"error": {"code": "InternalError", "message": str(exc)}}
         if status == 200:
@@ -328,58 +349,6 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
                 "last_id": page[-1]["id"], "has_more": more}
 
     return store
-
-
-def validate_input(content: bytes, endpoint: str) -> tuple[list[dict], list[dict]]:
-    """(lines, errors) for a batch input file, with the service's error codes and 1-based line numbers."""
-    lines: list[dict] = []
-    errors: list[dict] = []
-    seen: set[str] = set()
-    model: str | None = None
-
-    def err(code: str, message: str, param: str | None, n: int) -> None:
-        errors.append({"code": code, "message": message, "param": param, "line": n})
-
-    for n, raw in enumerate(content.decode("utf-8", errors="replace").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            err("invalid_json_line", f"line {n} is not valid JSON", None, n)
-            continue
-        url = line.get("url")
-        if url != endpoint:
-            err("url_not_found", f"The provided url '{url}' is not supported by the Batch API.", "url", n)
-            continue
-        cid = line.get("custom_id")
-        if cid in seen:
-            err("duplicate_custom_id", f"The custom_id '{cid}' is duplicated.", "custom_id", n)
-            continue
-        seen.add(cid)
-        line_model = (line.get("body") or {}).get("model")
-        if not _known_model(line_model, endpoint):
-            err("model_not_found", f"The model '{line_model}' is not supported by the Batch API.", "body.model", n)
-            continue
-        if model is None:
-            model = line_model
-        elif line_model != model:
-            err("mismatched_model", f"The model '{line_model}' differs from '{model}' used by earlier lines.",
-                "body.model", n)
-            continue
-        lines.append(line)
-    if not lines and not errors:
-        err("empty_file", "The input file has no requests.", None, 0)
-    return lines, errors
-
-
-def _known_model(model: Any, endpoint: str) -> bool:
-    """OCR models of the catalogue (and their aliases); only ``batch-test-model`` on the test endpoint."""
-    from airflow_provider_qwenocr.ocr.models import ALIASES, MODELS
-
-    if endpoint == TEST_ENDPOINT:
-        return model == TEST_MODEL
-    return isinstance(model, str) and (model in MODELS or model in ALIASES)
 
 
 def _test_reply(body: dict, rid: str) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 Why two: rapidocr 3 (PP-OCR det+rec ONNX models shipped in the wheel) reads zh+en documents at ~0.4 s
 per small page here — real enough for accuracy and end-to-end tests. Load tests need the emulator never
-to be the bottleneck, so ``echo`` skips recognition and returns ONE synthetic line per image:
-``"echo <width>x<height> <sha256[:12]>"`` with a box around the whole image. It is deterministic per image
-(tests can tell images apart) and is documented as not OCR.
+to be the bottleneck, so ``echo`` skips recognition — and decoding: it needs only the size read from the
+image header — and returns ONE synthetic line per image: ``"echo <width>x<height> <sha256[:12]>"`` (sha256 of the image as received: of the base64 text for a data URL) with a
+box around the whole image. It is deterministic per image (tests can tell images apart) and is
+documented as not OCR.
 
 The rapidocr engine is loaded once, lazily, under a lock, and calls are serialised by a second lock:
 onnxruntime already uses every core for one image, so running two at once only adds contention.
@@ -12,7 +13,6 @@ onnxruntime already uses every core for one image, so running two at once only a
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -77,8 +77,8 @@ class RapidOcrEngine:
                         from rapidocr import RapidOCR
                     except ImportError as exc:  # pragma: no cover - depends on the install
                         raise RuntimeError(
-                            "the rapidocr engine needs the 'emulator' extra: "
-                            "pip install 'airflow-provider-qwenocr[emulator]' (or use --engine echo)"
+                            "the rapidocr engine needs rapidocr and onnxruntime: "
+                            "pip install qwenocr-emulator (or use --engine echo)"
                         ) from exc
                     self._ocr = RapidOCR(params=RAPIDOCR_PARAMS)
         return self._ocr
@@ -109,9 +109,10 @@ class EchoEngine:
     def warm_up(self) -> None:
         pass
 
-    def recognize(self, img: Image.Image, data: bytes | None = None) -> list[Line]:
-        w, h = img.size
-        digest = hashlib.sha256(data if data is not None else img.tobytes()).hexdigest()[:12]
+    def recognize(self, size: tuple[int, int], digest: str) -> list[Line]:
+        """One line naming the image: ``size`` = (w, h) from the header, ``digest`` = its sha256 as received."""
+        w, h = size
+        digest = digest[:12]
         box = [(0.0, 0.0), (float(w - 1), 0.0), (float(w - 1), float(h - 1)), (0.0, float(h - 1))]
         return [Line(text=f"echo {w}x{h} {digest}", box=box, score=1.0)]
 

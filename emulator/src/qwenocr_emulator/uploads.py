@@ -19,8 +19,8 @@ import uuid
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from airflow_provider_qwenocr.emulator.responses import json_response
-from airflow_provider_qwenocr.emulator.state import EmulatorState, invalid_parameter
+from qwenocr_emulator.responses import json_response
+from qwenocr_emulator.state import EmulatorState, invalid_parameter
 
 OSS_PATH = "/emulator/oss"
 MAX_FILES_PER_CALL = 10

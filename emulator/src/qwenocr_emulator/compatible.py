@@ -1,8 +1,9 @@
 """OpenAI-compatible API: POST /compatible-mode/v1/chat/completions, and the function batches reuse.
 
-The task is recognised from the text with ``ocr.tasks.task_from_prompt`` (compatible mode has no
-``ocr_options``: built-in tasks are their fixed prompts sent as text; a KIE prompt carries its schema after
-the fixed text). Images are ``image_url`` parts (``{"url": ...}`` or a bare string); ``min_pixels`` /
+The task is recognised from the text with ``prompts.recognise`` (compatible mode has no ``ocr_options``:
+built-in tasks are their fixed prompts sent as text, verbatim; a KIE prompt carries its schema's JSON after
+the fixed text). An unknown model is refused with HTTP 404 ``model_not_found`` ("Model can not be found."),
+as the compatible endpoint does. Images are ``image_url`` parts (``{"url": ...}`` or a bare string); ``min_pixels`` /
 ``max_pixels`` are read next to ``image_url`` (official examples) or inside it (seen in third-party guides).
 ``enable_rotate`` does not exist here and is ignored. There is no ``ocr_result``: the answer is text only,
 with OpenAI usage (prompt/completion tokens + details). ``stream: true`` answers ``chat.completion.chunk``
@@ -23,19 +24,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
-from airflow_provider_qwenocr.emulator import recognize
-from airflow_provider_qwenocr.emulator.imagesrc import ImageRef
-from airflow_provider_qwenocr.emulator.responses import json_response
-from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, invalid_parameter, new_request_id
-from airflow_provider_qwenocr.ocr.tasks import OcrTask, task_from_prompt
+from qwenocr_emulator import recognize
+from qwenocr_emulator.faults import account_error
+from qwenocr_emulator.imagesrc import ImageRef
+from qwenocr_emulator.models import Model, lookup
+from qwenocr_emulator.prompts import Task, recognise
+from qwenocr_emulator.responses import json_response
+from qwenocr_emulator.state import ApiError, EmulatorState, invalid_parameter, new_request_id
 
 CHAT_PATH = "/compatible-mode/v1/chat/completions"
 
 
 @dataclass
 class ChatRequest:
-    model: str
-    task: OcrTask
+    model: Model
+    name: str  # the model name as requested (an alias stays an alias in the answer)
+    task: Task
     schema: dict | None
     prompt: str | None
     images: list[ImageRef] = field(default_factory=list)
@@ -49,6 +53,9 @@ def parse_chat(body: Any) -> ChatRequest:
     model = body.get("model")
     if not model or not isinstance(model, str):
         raise ApiError(400, "InvalidParameter", "you must provide a model parameter", param="model")
+    spec = lookup(model)
+    if spec is None:
+        raise model_not_found()
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "InvalidParameter", "messages must be a non-empty list", param="messages")
@@ -78,11 +85,15 @@ def parse_chat(body: Any) -> ChatRequest:
     if not images:
         raise invalid_parameter("The OCR model needs at least one image_url part in the user message.")
     prompt = "\n".join(t for t in texts if t) or None
-    task, schema = task_from_prompt(prompt)
-    return ChatRequest(model=model, task=task, schema=schema, prompt=prompt, images=images,
+    task, schema = recognise(prompt)
+    return ChatRequest(model=spec, name=model, task=task, schema=schema, prompt=prompt, images=images,
                        stream=bool(body.get("stream", False)),
                        max_tokens=recognize.check_max_tokens(
-                           body.get("max_tokens", body.get("max_completion_tokens")), model))
+                           body.get("max_tokens", body.get("max_completion_tokens")), spec))
+
+
+def model_not_found() -> ApiError:
+    return ApiError(404, "model_not_found", "Model can not be found.", compat_code="model_not_found")
 
 
 def chat_usage(ans: recognize.Answer) -> dict[str, Any]:
@@ -124,11 +135,11 @@ def answer_chat_completion(state: EmulatorState, body: dict) -> tuple[int, dict]
     except ApiError as err:
         return err.status, err.compatible_body(rid)
     state.add_usage(ans.input_tokens, ans.output_tokens, ans.image_tokens)
-    return 200, completion_body(ans, req.model)
+    return 200, completion_body(ans, req.name)
 
 
 def _stream(ans: recognize.Answer, model: str):
-    from airflow_provider_qwenocr.emulator.native import chunks
+    from qwenocr_emulator.native import chunks
 
     cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
 
@@ -151,6 +162,8 @@ def _stream(ans: recognize.Answer, model: str):
 async def run_chat(request: Request, state: EmulatorState) -> Response:
     rid = request.state.request_id
     state.check_auth(request)
+    if (refused := account_error(state.account_state)) is not None:
+        raise refused
     try:
         body = await request.json()
     except ValueError:
@@ -170,9 +183,9 @@ async def run_chat(request: Request, state: EmulatorState) -> Response:
     state.add_usage(ans.input_tokens, ans.output_tokens, ans.image_tokens)
     await state.faults.delay(ans.ocr_seconds)
     if req.stream:
-        return StreamingResponse(_stream(ans, req.model), media_type="text/event-stream",
+        return StreamingResponse(_stream(ans, req.name), media_type="text/event-stream",
                                  headers={"x-request-id": rid})
-    return json_response(completion_body(ans, req.model), request_id=rid)
+    return json_response(completion_body(ans, req.name), request_id=rid)
 
 
 def register_compatible_routes(app: FastAPI, state: EmulatorState) -> None:

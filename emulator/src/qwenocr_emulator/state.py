@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from airflow_provider_qwenocr.emulator.config import EmulatorConfig
+from qwenocr_emulator.config import EmulatorConfig
 
 COMPATIBLE_PREFIX = "/compatible-mode/"
 
@@ -122,6 +122,20 @@ class EmulatorState:
             self._tokens = {"input": 0, "output": 0, "image": 0}
         if self.faults is not None:
             self.faults.reset()
+
+    # -- account ----------------------------------------------------------------------------------
+    @property
+    def account_state(self) -> str:
+        """"ok" or the billing / free-tier state every inference call is refused with (faults.ACCOUNT_ERRORS)."""
+        return self.config.account_state
+
+    @account_state.setter
+    def account_state(self, value: str) -> None:
+        from qwenocr_emulator.config import ACCOUNT_STATES
+
+        if value not in ACCOUNT_STATES:
+            raise ValueError(f"state must be one of {', '.join(ACCOUNT_STATES)}")
+        self.config.account_state = value
 
     # -- auth -------------------------------------------------------------------------------------
     def check_auth(self, request) -> None:
