@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from airflow_provider_qwenocr.io import storage
+from airflow_provider_qwenocr.io.messages import readable
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dib", ".ico", ".jp2"}
@@ -48,7 +49,8 @@ class Source:
     @property
     def name(self) -> str:
         """What result rows call this source: the URI, plus ``#page=N`` for a PDF page."""
-        return self.uri if self.page is None else f"{self.uri}#page={self.page}"
+        uri = readable(self.uri)  # a name that is not valid UTF-8 is read by its real bytes, shown as \xNN
+        return uri if self.page is None else f"{uri}#page={self.page}"
 
     def read(self) -> bytes:
         if self.error:
