@@ -14,7 +14,10 @@ Memory is bounded per image by construction (issue 9: four 13000×13000 RGBA PNG
    most 2× the target grid per side, *before* any mode conversion, alpha flattening or EXIF rotation
    (each of which would otherwise copy the full-size image).
 3. Full-size decodes draw on one process-wide :data:`DECODE_BUDGET_BYTES` budget (a counting
-   condition), so large images are decoded one after another instead of all at once.
+   condition), so large images are decoded one after another instead of all at once; the full-size
+   pixels are freed (``Image.close``) and, after a large decode, handed back to the OS
+   (glibc ``malloc_trim``) before the budget is released. Without the trim, glibc keeps each worker
+   thread's freed pixels in that thread's arena and RSS still grows to concurrency × image.
 
 So the peak is about ``min(DECODE_BUDGET_BYTES, concurrency × 4 B × source pixels)`` +
 ``concurrency × ~5 × 4 B × target pixels`` (+ the encoded bytes) + a constant for the interpreter; the
@@ -189,6 +192,25 @@ class _DecodeBudget:
 
 
 _BUDGET = _DecodeBudget()
+_TRIM_ABOVE = 64 * 1024 * 1024  # only large decodes are worth a malloc_trim (it walks every arena)
+
+
+def _malloc_trim() -> None:
+    """Return freed heap memory of every glibc arena to the OS (a no-op where there is no glibc)."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc = None
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}
@@ -201,6 +223,20 @@ def _decoded_bytes(img: Image.Image) -> int:
     return w * h * (per_px + (4 if img.mode in ("P", "PA") else 0))
 
 
+def _reduce_in_strips(img: Image.Image, factor: int) -> Image.Image:
+    """``img.reduce(factor)`` strip by strip: Pillow's reduce of an RGBA image makes a full-size
+    premultiplied copy first (measured: 13000² RGBA peaks at 2 × 676 MB); a ~16 MB strip at a time
+    keeps the extra memory to the strip."""
+    w, h = img.size
+    w2, h2 = w // factor * factor, h // factor * factor
+    rows = max(factor, (16 * 1024 * 1024 // max(1, w * 4)) // factor * factor)
+    out = Image.new(img.mode, (w2 // factor, h2 // factor))
+    for y in range(0, h2, rows):
+        part = img.crop((0, y, w2, min(y + rows, h2))).reduce(factor)
+        out.paste(part, (0, y // factor))
+    return out
+
+
 def _decode(img: Image.Image, target: tuple[int, int]) -> Image.Image:
     """The decode step: pixels of ``img`` (not yet loaded) reduced to at most ~2× ``target`` (w, h, in
     the file's own orientation) per side, in RGB or L, alpha flattened on white.
@@ -209,17 +245,24 @@ def _decode(img: Image.Image, target: tuple[int, int]) -> Image.Image:
     process-wide budget and is reduced by an integer factor before any conversion copies it."""
     if img.format == "JPEG":
         img.draft("RGB", target)  # libjpeg scales by 1/2, 1/4, 1/8: the smallest scale still ≥ target
-    with _BUDGET.hold(_decoded_bytes(img)):
+    nbytes = _decoded_bytes(img)
+    with _BUDGET.hold(nbytes):
+        full = img
         try:
             img.load()
+            factor = max(1, min(img.size[0] // max(1, target[0]), img.size[1] // max(1, target[1])))
+            if img.mode in ("P", "PA", "1") or (img.mode not in ("RGB", "L", "RGBA", "LA") and factor > 1):
+                has_alpha = img.mode in ("PA", "LA", "RGBA") or "transparency" in img.info
+                img = img.convert("RGBA" if has_alpha else "RGB")
+            if factor > 1:
+                img = _reduce_in_strips(img, factor)
         except Exception as exc:
             raise ImageValidationError(f"cannot decode image: {exc}") from None
-        factor = max(1, min(img.size[0] // max(1, target[0]), img.size[1] // max(1, target[1])))
-        if img.mode in ("P", "PA", "1") or (img.mode not in ("RGB", "L", "RGBA", "LA") and factor > 1):
-            has_alpha = img.mode in ("PA", "LA", "RGBA") or "transparency" in img.info
-            img = img.convert("RGBA" if has_alpha else "RGB")
-        if factor > 1:
-            img = img.reduce(factor)
+        finally:
+            if img is not full:
+                full.close()  # frees the full-size pixels now, though the caller still holds the object
+            if nbytes > _TRIM_ABOVE:
+                _malloc_trim()
     if img.mode not in ("RGB", "L"):
         if img.mode in ("RGBA", "LA"):
             rgba = img.convert("RGBA")
@@ -232,8 +275,20 @@ def _decode(img: Image.Image, target: tuple[int, int]) -> Image.Image:
 
 
 def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation, read from the header only.
+
+    Not ``getexif()`` on a PNG: it decodes the whole image to look for an eXIf chunk after the pixel data
+    (measured: that was the full-size decode outside the budget, in every worker thread at once)."""
     try:
-        return int(img.getexif().get(0x0112, 1) or 1)
+        if img.format == "PNG":
+            raw = img.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = img.getexif()
+        return int(exif.get(0x0112, 1) or 1)
     except Exception:
         return 1
 
