@@ -18,8 +18,10 @@ import socket
 import threading
 from typing import Any
 
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3 import connection as _u3conn
+from urllib3 import connectionpool as _u3pool
+
+# The subclasses keep urllib3's class names: error messages show them ("HTTPConnectionPool(host=…)").
 
 _current = threading.local()
 
@@ -79,7 +81,7 @@ def _track(conn: Any) -> None:
         deadline.track(conn)
 
 
-class _DeadlineHTTPConnection(HTTPConnection):
+class HTTPConnection(_u3conn.HTTPConnection):
     def connect(self) -> None:
         super().connect()
         _track(self)
@@ -89,7 +91,7 @@ class _DeadlineHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _DeadlineHTTPSConnection(HTTPSConnection):
+class HTTPSConnection(_u3conn.HTTPSConnection):
     def connect(self) -> None:
         super().connect()
         _track(self)
@@ -99,12 +101,12 @@ class _DeadlineHTTPSConnection(HTTPSConnection):
         super().request(*args, **kwargs)
 
 
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _DeadlineHTTPConnection
+class HTTPConnectionPool(_u3pool.HTTPConnectionPool):
+    ConnectionCls = HTTPConnection
 
 
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _DeadlineHTTPSConnection
+class HTTPSConnectionPool(_u3pool.HTTPSConnectionPool):
+    ConnectionCls = HTTPSConnection
 
 
 def install(session: Any) -> Any:
@@ -112,5 +114,5 @@ def install(session: Any) -> Any:
     for adapter in session.adapters.values():
         manager = getattr(adapter, "poolmanager", None)
         if manager is not None:
-            manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+            manager.pool_classes_by_scheme = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
     return session

@@ -12,8 +12,9 @@ A unit test keeps the two in agreement.
 Secrets: the key is stripped of surrounding whitespace (a key pasted with a trailing newline once made
 ``requests`` reject the header and the dashscope SDK log it, twice, in the task log). On top of that
 the hook installs :class:`SecretFilter` on the loggers of the SDKs under it (``dashscope``, ``openai``,
-``httpx``, ``urllib3``, ``requests``) and on ours, and keeps the SDKs' own loggers at WARNING or above:
-any record that still carries the key or an ``Authorization`` value is redacted before a handler sees it.
+``httpx``, ``urllib3``, ``requests``), on ours and on the task log's handlers, and keeps the SDKs' own
+loggers at WARNING or above (``dashscope`` at CRITICAL: see :func:`protect_secret`): any record that
+still carries the key or an ``Authorization`` value is redacted before a handler writes it.
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ def protect_secret(secret: str | None) -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET or logger.level < logging.WARNING:
             logger.setLevel(logging.WARNING)  # their DEBUG lines print request headers and bodies
+    # dashscope logs every failed request with a full traceback ("Request failed") before raising it to
+    # us; we report each one ourselves (retry line, error row), so its copy is noise — and it is the log
+    # line that once carried the Authorization header
+    sdk = logging.getLogger("dashscope")
+    if sdk.level < logging.CRITICAL:
+        sdk.setLevel(logging.CRITICAL)
 
 #: Image references passed to the service untouched (the service, not the worker, fetches them).
 REMOTE_PREFIXES = ("http://", "https://", "oss://", "data:")

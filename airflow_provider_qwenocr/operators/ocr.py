@@ -200,11 +200,11 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             ) from None
         self._log_summary(summary, progress, output_uri)
         result = summary.to_xcom(output_uri)
-        if summary.n_images and summary.failed_ratio > self.max_failed_ratio:
-            raise QwenOcrFailedImagesError(
-                f"{summary.n_failed} of {summary.n_images} images failed ({summary.failed_ratio:.1%} > "
-                f"max_failed_ratio {self.max_failed_ratio:.1%}); results (incl. error rows) are in {output_uri}"
-            )
+        from airflow_provider_qwenocr.io.policy import failed_ratio_exceeded
+
+        too_many = failed_ratio_exceeded(summary.n_failed, summary.n_images, float(self.max_failed_ratio))
+        if too_many:
+            raise QwenOcrFailedImagesError(f"{too_many}; results (incl. error rows) are in {output_uri}")
         return result
 
     def _job(self) -> OcrJob:
