@@ -144,6 +144,25 @@ class ResultCache:
             return False
         return True
 
+    def remove_stale_parts(self, older_than: float = 3600.0) -> int:
+        """Delete temp files (``*.part``) a killed writer left in a local cache; returns how many.
+
+        Only files older than ``older_than`` seconds: a parallel task writing to the same cache right now
+        keeps its temp file (a write lost to a race would only cost a cache entry, never a row)."""
+        if not storage.is_local(self.cache_uri):
+            return 0
+        import time
+
+        root, removed, cutoff = storage.local_path(self.cache_uri), 0, time.time() - older_than
+        for part in root.glob("*/.*.part") if root.is_dir() else []:
+            try:
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
     def __repr__(self) -> str:
         return f"ResultCache({self.cache_uri!r})"
 

@@ -77,7 +77,8 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
     Before the first call the operator validates everything that would fail for every image: the pixel
     bounds, the task and schema, the model name, that ``output_uri`` is a file (not an existing folder)
     and that ``output_uri``'s folder and ``cache_uri`` are writable (a probe object written and deleted).
-    Leftover ``.part`` temp files of a killed run beside ``output_uri`` are removed at the start.
+    Leftover ``.part`` temp files of a killed run beside ``output_uri`` (and, older than an hour, in a local
+    ``cache_uri``) are removed at the start.
     When the breaker opens, the task fails with :class:`QwenOcrServiceUnavailableError`; images not yet
     done get no row and no call, so the re-run sends exactly those (finished ones come from the cache).
     """
@@ -172,6 +173,8 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             raise QwenOcrNoSourcesError(str(exc)) from exc
         self.results_uri = output_uri
         cache = ResultCache(cache_uri, aws_conn_id=self.aws_conn_id) if self.use_cache else None
+        if cache is not None and cache.remove_stale_parts():
+            self.log.info("removed temp files a killed run left in the cache %s", cache_uri)
         self.log.info(
             "OCR of %d image(s): task=%s model=%s concurrency=%d -> %s (cache: %s)",
             len(sources), job.task, job.model, self.max_concurrency, output_uri, cache_uri if cache else "off",

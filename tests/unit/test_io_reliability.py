@@ -187,3 +187,17 @@ def test_failure_policy_and_its_deprecation():
         resolve_max_failed_ratio(1.5)
     assert failed_ratio_exceeded(2, 3, 0.0) == "2 of 3 images failed (66.7% > max_failed_ratio 0.0%)"
     assert failed_ratio_exceeded(1, 10, 0.1) is None and failed_ratio_exceeded(0, 0, 0.0) is None
+
+
+def test_cache_stale_part_files_are_removed_but_fresh_ones_kept(tmp_path):
+    import os
+
+    cache = ResultCache(str(tmp_path / "c"))
+    cache.put(_row("ab12"))
+    old = tmp_path / "c" / "ab" / ".ab99.json.x1.part"
+    fresh = tmp_path / "c" / "ab" / ".ab98.json.x2.part"
+    old.write_text("torn")
+    fresh.write_text("being written")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert cache.remove_stale_parts() == 1
+    assert not old.exists() and fresh.exists() and cache.get("ab12") is not None
