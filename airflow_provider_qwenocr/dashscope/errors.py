@@ -286,7 +286,7 @@ def from_exception(exc: BaseException, *, secret: str | None = None) -> QwenOcrE
     if isinstance(exc, QwenOcrError):
         return exc
     name = type(exc).__name__
-    text = redact(f"{name}: {exc}", secret)
+    text = redact(exc, secret) or name  # the code names the kind; "ConnectionError: ConnectionError: …" helps nobody
     try:
         import requests
 
@@ -303,3 +303,14 @@ def from_exception(exc: BaseException, *, secret: str | None = None) -> QwenOcrE
     if name == "AuthenticationError":  # dashscope: no key configured
         return InvalidApiKeyError(text, code="InvalidApiKey")
     return PermanentError(text, code=name)
+
+
+class ServiceUnavailableError(QwenOcrError):
+    """The circuit breaker opened: the service is unreachable or keeps failing for every image.
+
+    Not retryable and not an image's fault: callers stop the task without writing error rows for the
+    images not yet done (they were never sent; a re-run picks them up)."""
+
+    def __init__(self, message: str, **kwargs) -> None:
+        kwargs.setdefault("code", "ServiceUnavailable")
+        super().__init__(message, **kwargs)

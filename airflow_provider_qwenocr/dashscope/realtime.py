@@ -20,10 +20,13 @@ import logging
 import time
 from typing import Any, Callable
 
+from airflow_provider_qwenocr.dashscope import deadline as _deadline
+from airflow_provider_qwenocr.dashscope.breaker import CircuitBreaker
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import (
     PermanentError,
     QwenOcrError,
+    RetryableError,
     classify,
     documented_status,
     from_exception,
@@ -109,6 +112,11 @@ class RealtimeClient:
     :param output_allowance: output tokens reserved per call in the TPM budget.
     :param pool_size: HTTP connections kept per host (≥ the number of threads calling ``recognize``).
     :param sleep: the retry sleep (tests pass a no-op).
+    :param breaker: the circuit breaker shared by every call of this client (default: 8 consecutive
+        outage signals or 120 s without a healthy answer; see ``dashscope/breaker.py``).
+
+    Every HTTP attempt has a wall-clock deadline of ``config.timeout`` seconds for connect + send + the
+    whole response (``dashscope/deadline.py``), so a peer that drips bytes cannot hold a worker.
     """
 
     def __init__(
@@ -119,11 +127,14 @@ class RealtimeClient:
         output_allowance: int = DEFAULT_OUTPUT_ALLOWANCE,
         pool_size: int = DEFAULT_POOL_SIZE,
         sleep: Callable[[float], Any] = time.sleep,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.config = config
         self.limiter = limiter
         self.output_allowance = output_allowance
-        self._sleep = sleep
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        # a back-off ends early when the breaker opens (tests that pass their own sleep keep it)
+        self._sleep = self.breaker.sleep if sleep is time.sleep else sleep
         self._session = self._make_session(pool_size)
         self.calls = 0  # HTTP attempts, for progress and tests (approximate under threads)
 
@@ -139,7 +150,7 @@ class RealtimeClient:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        return session
+        return _deadline.install(session)
 
     def close(self) -> None:
         self._session.close()
@@ -187,8 +198,20 @@ class RealtimeClient:
     # -- one HTTP attempt ----------------------------------------------------------------------------
 
     def _call_once(self, model: str, messages: list[dict], options: dict | None, tokens: int, *, charge: bool = True):
+        self.breaker.before_call()
         if self.limiter is not None and charge:
             self.limiter.acquire(tokens)
+        self.breaker.before_call()  # it may have opened while we waited for the limiter
+        try:
+            response = self._http(model, messages, options)
+        except QwenOcrError as exc:
+            self.breaker.record_failure(exc)
+            raise
+        self.breaker.record_success()
+        return response
+
+    def _http(self, model: str, messages: list[dict], options: dict | None):
+        """One HTTP attempt under the wall-clock deadline; a typed error for anything but a 200."""
         from dashscope import MultiModalConversation
 
         kwargs: dict[str, Any] = {
@@ -202,9 +225,14 @@ class RealtimeClient:
             kwargs["workspace"] = self.config.workspace_id
         self.calls += 1
         key = self.config.api_key
+        limit = self.config.timeout
         try:
-            response = MultiModalConversation.call(model=model, messages=messages, api_key=key, **kwargs)
+            with _deadline.Deadline(limit) as dl:
+                response = MultiModalConversation.call(model=model, messages=messages, api_key=key, **kwargs)
         except Exception as exc:  # transport or SDK client-side failure
+            if dl.expired:
+                raise RetryableError(f"no complete response within the {limit:g} s deadline "
+                                     "(connect + send + response)", code="RequestTimeOut") from None
             raise from_exception(exc, secret=key) from None
         error = response_error(response, secret=key)
         if error is not None:

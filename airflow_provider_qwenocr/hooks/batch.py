@@ -33,6 +33,8 @@ from airflow_provider_qwenocr.hooks.batch_policy import (  # noqa: F401 - the sh
     BatchVerdict,
     compact_batch,
     evaluate_batch_counts,
+    failed_ratio_exceeded,
+    resolve_max_failed_ratio,
     skip_exception,
     validate_execute_complete_event,
 )

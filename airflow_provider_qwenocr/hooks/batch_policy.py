@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.io.policy import (  # noqa: F401 - the one failure policy, importable from here
+    DEFAULT_MAX_FAILED_RATIO,
+    failed_ratio_exceeded,
+    resolve_max_failed_ratio,
+)
 
 #: Machine-readable reasons a batch trigger ends with; ``status`` is success | error | timeout.
 EVENT_REASONS = frozenset({"success", "failed", "expired", "cancelled", "timeout", "polling_error"})
@@ -33,16 +38,21 @@ class BatchVerdict:
         return self.counts.get("completed", 0) > 0 or self.action in ("success", "partial")
 
 
-def evaluate_batch_counts(batches: Iterable[dict[str, Any]], fail_on_partial_error: bool = False) -> BatchVerdict:
-    """The partial-failure policy over terminal batches.
+def evaluate_batch_counts(batches: Iterable[dict[str, Any]], fail_on_partial_error: bool | None = None, *,
+                          max_failed_ratio: float | None = None) -> BatchVerdict:
+    """The partial-failure policy over terminal batches (the requests they hold).
 
     - every batch ``completed`` and no failed request → ``success``;
     - every batch ``cancelled`` and nothing completed → ``skip`` (someone cancelled the work on purpose);
     - a batch ``failed`` (validation or service failure: its requests never ran) → ``fail``;
     - nothing completed at all (e.g. ``expired`` before any request ran) → ``fail``;
-    - otherwise some requests failed, expired or were cancelled → ``partial``, or ``fail`` when
-      ``fail_on_partial_error`` is set.
+    - otherwise some requests failed, expired or were cancelled (total − completed) → ``partial`` when
+      their share is within ``max_failed_ratio`` (default 0, as the realtime operator), else ``fail``.
+
+    Callers that landed rows apply :func:`failed_ratio_exceeded` to the rows as well: that also counts
+    images rejected before submission, which no batch knows about.
     """
+    ratio = resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error, owner="evaluate_batch_counts")
     batches = list(batches)
     statuses = {b.get("id", "?"): str(b.get("status")) for b in batches}
     counts = {"total": 0, "completed": 0, "failed": 0}
@@ -68,8 +78,9 @@ def evaluate_batch_counts(batches: Iterable[dict[str, Any]], fail_on_partial_err
         return BatchVerdict("fail", f"batch failed: {summary}" + (f" — {detail}" if detail else ""), counts, statuses)
     if counts["completed"] == 0:
         return BatchVerdict("fail", f"no request completed: {summary}", counts, statuses)
-    if fail_on_partial_error:
-        return BatchVerdict("fail", f"partial failure (fail_on_partial_error=True): {summary}", counts, statuses)
+    too_many = failed_ratio_exceeded(counts["total"] - counts["completed"], counts["total"], ratio)
+    if too_many:
+        return BatchVerdict("fail", f"partial failure: {too_many}; {summary}", counts, statuses)
     return BatchVerdict("partial", f"partial failure: {summary}", counts, statuses)
 
 

@@ -8,6 +8,13 @@ The connection form is declared twice on purpose: as ``conn-fields`` in ``get_pr
 Airflow 3.2+ without importing this module) and as :meth:`get_connection_form_widgets` (read by 2.10–3.1
 through flask-appbuilder/wtforms, which Airflow 3 no longer ships — then the method returns ``{}``).
 A unit test keeps the two in agreement.
+
+Secrets: the key is stripped of surrounding whitespace (a key pasted with a trailing newline once made
+``requests`` reject the header and the dashscope SDK log it, twice, in the task log). On top of that
+the hook installs :class:`SecretFilter` on the loggers of the SDKs under it (``dashscope``, ``openai``,
+``httpx``, ``urllib3``, ``requests``), on ours and on the task log's handlers, and keeps the SDKs' own
+loggers at WARNING or above (``dashscope`` at CRITICAL: see :func:`protect_secret`): any record that
+still carries the key or an ``Authorization`` value is redacted before a handler writes it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from functools import cached_property
 from typing import Any
 
@@ -24,6 +32,73 @@ from airflow_provider_qwenocr.get_provider_info import CONN_FIELDS, CONN_TYPE, D
 from airflow_provider_qwenocr.hooks.batch import BatchHookMixin
 
 log = logging.getLogger(__name__)
+
+#: Loggers that may see a request's headers: the filter goes on each (a filter on a logger applies to
+#: records created on that logger, so child loggers are listed too).
+SECRET_LOGGERS = ("dashscope", "dashscope.api_entities", "dashscope.api_entities.http_request", "openai",
+                  "openai._base_client", "httpx", "httpcore", "urllib3", "urllib3.connectionpool", "requests",
+                  "airflow_provider_qwenocr")
+_SDK_LOGGERS = ("dashscope", "openai", "httpx", "httpcore", "urllib3")
+
+
+class SecretFilter(logging.Filter):
+    """Redacts API keys and ``Authorization``/Bearer values from log records (message, args, traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__("qwenocr-secrets")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from airflow_provider_qwenocr.dashscope.errors import redact
+
+        try:
+            text = record.getMessage()
+        except Exception:
+            return True
+        clean = self._clean(text, redact)
+        if record.exc_info and record.exc_info[1] is not None:
+            import traceback
+
+            clean += "\n" + self._clean("".join(traceback.format_exception(*record.exc_info)), redact).rstrip()
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = clean, ()
+        return True
+
+    def _clean(self, text: str, redact) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***").replace(repr(secret)[1:-1], "***")
+        text = re.sub(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\",}\s]+(\s+[^'\",}\s]+)?", r"\1***", text)
+        return redact(text)
+
+
+_SECRET_FILTER = SecretFilter()
+
+
+def protect_secret(secret: str | None) -> None:
+    """Install the redacting filter on every logger that could print ``secret`` (idempotent)."""
+    if secret:
+        _SECRET_FILTER.secrets.add(secret)
+    for name in SECRET_LOGGERS:
+        logger = logging.getLogger(name)
+        if _SECRET_FILTER not in logger.filters:
+            logger.addFilter(_SECRET_FILTER)
+    # records of child loggers (``airflow_provider_qwenocr.io.runner`` …) skip their ancestors' filters but
+    # not the handlers': the task log's handlers get the filter too
+    for name in ("", "airflow.task", "airflow"):
+        for handler in logging.getLogger(name).handlers:
+            if _SECRET_FILTER not in handler.filters:
+                handler.addFilter(_SECRET_FILTER)
+    for name in _SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET or logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)  # their DEBUG lines print request headers and bodies
+    # dashscope logs every failed request with a full traceback ("Request failed") before raising it to
+    # us; we report each one ourselves (retry line, error row), so its copy is noise — and it is the log
+    # line that once carried the Authorization header
+    sdk = logging.getLogger("dashscope")
+    if sdk.level < logging.CRITICAL:
+        sdk.setLevel(logging.CRITICAL)
 
 #: Image references passed to the service untouched (the service, not the worker, fetches them).
 REMOTE_PREFIXES = ("http://", "https://", "oss://", "data:")
@@ -41,10 +116,14 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
     conn_type = CONN_TYPE
     hook_name = "DashScope (Qwen-VL-OCR)"
 
-    def __init__(self, conn_id: str = DEFAULT_CONN_ID, *, max_concurrency: int = 64, **kwargs: Any) -> None:
+    def __init__(self, conn_id: str = DEFAULT_CONN_ID, *, max_concurrency: int = 64,
+                 circuit_breaker_failures: int | None = None, circuit_breaker_seconds: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.max_concurrency = max_concurrency
+        self.circuit_breaker_failures = circuit_breaker_failures
+        self.circuit_breaker_seconds = circuit_breaker_seconds
 
     # -- connection form ----------------------------------------------------------------------------
 
@@ -89,8 +168,10 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
         for key, cast in (("max_retries", int), ("max_retry_seconds", float)):
             if _num(key, cast) is not None:
                 kwargs[key] = _num(key, cast)
+        api_key = (conn.password or extra.get("api_key") or "").strip()  # a pasted key often ends in "\n"
+        protect_secret(api_key)
         return ClientConfig(
-            api_key=conn.password or extra.get("api_key") or "",
+            api_key=api_key,
             base_url=normalise_root(conn.host),
             region=extra.get("region") or "cn-beijing",
             workspace_id=extra.get("workspace_id") or None,
@@ -125,7 +206,24 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
     def _client(self):
         from airflow_provider_qwenocr.dashscope.realtime import RealtimeClient
 
-        return RealtimeClient(self.config, limiter=self.limiter, pool_size=max(10, self.max_concurrency))
+        return RealtimeClient(self.config, limiter=self.limiter, pool_size=max(10, self.max_concurrency),
+                              breaker=self.breaker())
+
+    def breaker(self):
+        """A circuit breaker with the operator's settings, else the connection extras
+        ``circuit_breaker_failures`` / ``circuit_breaker_seconds``, else 8 calls / 120 s."""
+        from airflow_provider_qwenocr.dashscope.breaker import DEFAULT_FAILURES, DEFAULT_SECONDS, CircuitBreaker
+
+        extra = self.get_connection(self.conn_id).extra_dejson or {}
+
+        def pick(own, key, default, cast):
+            for value in (own, extra.get(key)):
+                if value not in (None, ""):
+                    return cast(value)
+            return default
+
+        return CircuitBreaker(pick(self.circuit_breaker_failures, "circuit_breaker_failures", DEFAULT_FAILURES, int),
+                              pick(self.circuit_breaker_seconds, "circuit_breaker_seconds", DEFAULT_SECONDS, float))
 
     def get_client(self):
         """The realtime client of this hook (created once; thread-safe; shares the hook's limiter)."""

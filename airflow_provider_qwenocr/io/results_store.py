@@ -13,13 +13,20 @@ Two stores, two different promises:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from airflow_provider_qwenocr.io import storage
+from airflow_provider_qwenocr.io.messages import describe
 from airflow_provider_qwenocr.ocr.results import OcrResult
+
+log = logging.getLogger(__name__)
+
+#: The fields of today's row: a cached row with any other field was written by another version → a miss.
+ROW_FIELDS = frozenset(OcrResult(source="", task="", model="").to_row())
 
 
 class ResultsWriter:
@@ -44,7 +51,7 @@ class ResultsWriter:
         else:
             directory, prefix = None, "qwenocr-results-"
         fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
-        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        self._fh = os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace")  # never fail on a name
         return self
 
     def write(self, result: OcrResult | dict[str, Any]) -> None:
@@ -93,25 +100,68 @@ class ResultCache:
         return storage.join(self.cache_uri, key[:2], f"{key}.json")
 
     def get(self, key: str) -> dict[str, Any] | None:
-        data = storage.read_bytes(self._uri(key), aws_conn_id=self.aws_conn_id)
+        """The cached ``ok`` row for ``key``, or None — also when the cache cannot be read or the row is not
+        today's row (torn write, another version's fields, another key): a miss costs one call, a crash
+        costs the task. Storage errors are logged as a warning, never raised."""
+        uri = self._uri(key)  # a malformed key is a bug in the caller: that one raises
+        try:
+            data = storage.read_bytes(uri, aws_conn_id=self.aws_conn_id)
+        except Exception as exc:
+            log.warning("result cache lookup failed for %s (treated as a miss): %s", key, describe(exc))
+            return None
         if data is None:
             return None
         try:
             row = json.loads(data)
-        except ValueError:  # a torn write from another filesystem: treat as a miss, it gets rewritten
+            if not isinstance(row, dict) or row.get("status") != "ok" or row.get("key") != key:
+                raise ValueError("not an ok row for this key")
+            unknown = set(row) - ROW_FIELDS
+            if unknown or not ROW_FIELDS <= set(row):
+                raise ValueError(f"fields differ from this version's rows ({', '.join(sorted(unknown)) or 'missing'})")
+            OcrResult.from_row(row)  # every field must parse as today's types
+        except Exception as exc:
+            log.warning("result cache entry %s is unreadable (treated as a miss, it will be rewritten): %s",
+                        key, describe(exc))
             return None
-        return row if isinstance(row, dict) and row.get("status") == "ok" else None
+        return row
 
     def put(self, row: dict[str, Any] | OcrResult) -> bool:
-        """Store an ``ok`` row under its ``key``; error rows and rows without a key are not cached."""
+        """Store an ``ok`` row under its ``key``; error rows and rows without a key are not cached.
+
+        A failed write is a warning, not an error: the image's row is still written to the results; only
+        the saving on a re-run is lost."""
         if isinstance(row, OcrResult):
             row = row.to_row()
         key = row.get("key")
         if not key or row.get("status") != "ok":
             return False
-        blob = json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
-        storage.write_bytes(self._uri(key), blob, aws_conn_id=self.aws_conn_id)
+        try:
+            blob = json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8",
+                                                                                                "backslashreplace")
+            storage.write_bytes(self._uri(key), blob, aws_conn_id=self.aws_conn_id)
+        except Exception as exc:
+            log.warning("could not write result cache entry %s: %s", key, describe(exc))
+            return False
         return True
+
+    def remove_stale_parts(self, older_than: float = 3600.0) -> int:
+        """Delete temp files (``*.part``) a killed writer left in a local cache; returns how many.
+
+        Only files older than ``older_than`` seconds: a parallel task writing to the same cache right now
+        keeps its temp file (a write lost to a race would only cost a cache entry, never a row)."""
+        if not storage.is_local(self.cache_uri):
+            return 0
+        import time
+
+        root, removed, cutoff = storage.local_path(self.cache_uri), 0, time.time() - older_than
+        for part in root.glob("*/.*.part") if root.is_dir() else []:
+            try:
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
     def __repr__(self) -> str:
         return f"ResultCache({self.cache_uri!r})"

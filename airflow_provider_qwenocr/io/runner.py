@@ -9,8 +9,13 @@ Guarantees:
   soon as its row is written. Memory does not grow with the number of images.
 - Idempotent: an image whose idempotency key is in the cache is not sent again (no tokens billed);
   every finished ``ok`` image is cached at once, so a killed task's retry re-bills nothing done.
-- Failure isolation: a bad image (undecodable, refused by the service, retries exhausted) becomes an
-  error row; only :class:`AccountError` (bad key, billing state) stops the whole run, because every other call would fail too.
+- Failure isolation: a bad image (unreadable, undecodable, refused by the service, retries exhausted, its
+  row or drawing not writable) becomes an error row naming its file; a cache that cannot be read or
+  written is a miss plus a warning. Only account-wide failures stop the whole run, because every other
+  call would fail too: :class:`AccountError` (bad key, billing state) and
+  :class:`ServiceUnavailableError` (the client's circuit breaker opened: service unreachable or
+  persistently failing). Then images not yet done get no row at all — they were never sent, and a
+  re-run picks them up (finished ones are in the cache).
 """
 
 from __future__ import annotations
@@ -22,8 +27,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from airflow_provider_qwenocr.dashscope.errors import AccountError, QwenOcrError, redact
+from airflow_provider_qwenocr.dashscope.errors import (
+    AccountError,
+    QwenOcrError,
+    RetryableError,
+    ServiceUnavailableError,
+    redact,
+)
 from airflow_provider_qwenocr.dashscope.realtime import request_key
+from airflow_provider_qwenocr.io.messages import describe
 from airflow_provider_qwenocr.io.progress import Progress
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.io.sources import Source
@@ -112,7 +124,8 @@ Drawer = Callable[[bytes, OcrResult, Source], None]
 
 def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None,
                 drawer: Drawer | None = None) -> tuple[OcrResult, bool]:
-    """(row, was_cached) for one source. Raises only :class:`AccountError` (stop everything)."""
+    """(row, was_cached) for one source. Raises only :class:`AccountError` / :class:`ServiceUnavailableError`
+    (stop everything)."""
     base = {"source": src.name, "task": job.task, "model": job.model}
     if src.error:
         return OcrResult.failure(**base, code="UnsupportedSource", message=src.error, page=src.page), False
@@ -124,14 +137,16 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
     else:
         try:
             data = src.read()
+            sha = sha256_hex(data)
+        except ImageValidationError as exc:  # e.g. a TIFF page over the pixel cap, refused before decoding
+            return OcrResult.failure(**base, code=exc.code, message=describe(exc), page=src.page), False
         except Exception as exc:
-            msg = redact(f"cannot read source: {type(exc).__name__}: {exc}", job.secret)
+            msg = redact(f"cannot read source: {describe(exc)}", job.secret)
             return OcrResult.failure(**base, code="SourceReadError", message=msg, page=src.page), False
-        sha = sha256_hex(data)
     key = job.key(sha)
     ident = {"sha256": sha, "key": key, "page": src.page}
     if cache is not None:
-        row = cache.get(key)
+        row = cache.get(key)  # never raises: an unreadable cache or a row of another version is a miss
         if row is not None:
             cached = OcrResult.from_row(row)
             cached.source, cached.page = src.name, src.page  # same bytes under another name: still free
@@ -144,16 +159,20 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
             enable_rotate=job.enable_rotate, min_pixels=job.min_pixels, max_pixels=job.max_pixels,
             source=src.name,
         )
-    except AccountError:
+    except (AccountError, ServiceUnavailableError):
         raise
     except ImageValidationError as exc:
-        return OcrResult.failure(**base, code=exc.code, message=str(exc), **ident), False
+        return OcrResult.failure(**base, code=exc.code, message=describe(exc), **ident), False
     except QwenOcrError as exc:
+        breaker = getattr(client, "breaker", None)
+        if isinstance(exc, RetryableError) and breaker is not None and breaker.is_open:
+            raise breaker.error() from None  # an outage, not this image's fault: no row, the re-run sends it
         return OcrResult.failure(**base, code=exc.code, message=redact(exc.message, job.secret),
                                  request_id=exc.request_id, **ident), False
     except Exception as exc:  # an unexpected bug for one image must not lose the other images' rows
-        log.exception("unexpected error on %s", src.name)
-        return OcrResult.failure(**base, code=type(exc).__name__, message=redact(exc, job.secret), **ident), False
+        log.warning("unexpected error on %s", src.name, exc_info=True)
+        return OcrResult.failure(**base, code=type(exc).__name__, message=redact(describe(exc), job.secret),
+                                 **ident), False
     result.source, result.sha256, result.key, result.page = src.name, sha, key, src.page
     if result.cost is None:
         result.cost = job.spec.price(job.region).cost(result.usage.input_tokens, result.usage.output_tokens)
@@ -203,8 +222,8 @@ def run(
                 break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                result, cached = fut.result()  # AccountError propagates from here
-                writer.write(result)
+                result, cached = fut.result()  # AccountError / ServiceUnavailableError propagate from here
+                result = _write_row(writer, result)
                 summary.add(result, cached=cached)
                 if progress is not None:
                     progress.update(ok=result.ok, cached=cached)
@@ -216,6 +235,21 @@ def run(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return summary
+
+
+def _write_row(writer: ResultsWriter, result: OcrResult) -> OcrResult:
+    """Write ``result``; if that one row cannot be written (an unserialisable field), write an error row for
+    its image instead. A second failure means the results file itself is broken: that stops the task."""
+    try:
+        writer.write(result)
+        return result
+    except Exception as exc:
+        log.warning("could not write the row of %s", result.source, exc_info=True)
+        failed = OcrResult.failure(result.source, result.task, result.model, code="ResultWriteError",
+                                   message=f"cannot write this image's row: {describe(exc)}", sha256=result.sha256,
+                                   key=result.key, page=result.page)
+        writer.write(failed)
+        return failed
 
 
 class _Cancelled(Exception):

@@ -8,6 +8,11 @@ Why lazy: a backlog can hold hundreds of thousands of images. Expanding only lis
 fetched by :meth:`Source.read` when a worker thread gets to that image and dropped right after, so the
 operator's memory does not grow with the number of images.
 
+Nothing is dropped silently: in a folder or a glob, a file that looks like a document but cannot be read
+(a format without a decoder such as ``.heic``, a broken symbolic link, a fifo or device) becomes a source
+with :attr:`Source.error`, i.e. an error row naming it. Multi-page TIFFs and animated GIF/WebP give one
+source per page/frame (``page`` = 1, 2, …), like PDF pages; pages are rendered at most ``max_pixels``.
+
 Why http(s) URLs are flagged (:attr:`Source.is_remote_url`) and not fetched: the service can download a
 public URL itself, which saves our bandwidth; the operator fetches them only when asked (``fetch=True``).
 """
@@ -17,17 +22,30 @@ from __future__ import annotations
 import fnmatch
 import glob as globlib
 import importlib
+import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from airflow_provider_qwenocr.io import storage
+from airflow_provider_qwenocr.io.messages import describe, readable
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dib", ".ico", ".jp2"}
 )
 PDF_EXTENSION = ".pdf"
+#: Formats that may hold several pages/frames: one source per page, like a PDF.
+MULTI_FRAME_EXTENSIONS = frozenset({".tif", ".tiff", ".gif", ".webp"})
+#: Document/image formats we recognise by name but Pillow cannot decode without a plugin: error rows.
+UNSUPPORTED_EXTENSIONS = {
+    ".heic": "pip install pillow-heif (and register it)", ".heif": "pip install pillow-heif (and register it)",
+    ".avif": "a Pillow built with AVIF support", ".jxl": "pip install pillow-jxl-plugin",
+    ".svg": "convert it to PNG first", ".psd": "export it to PNG first", ".djvu": "convert it to PDF first",
+    ".xps": "convert it to PDF first", ".dng": "convert it to JPEG/TIFF first", ".cr2": "convert it first",
+    ".nef": "convert it first", ".arw": "convert it first",
+}
 _GLOB_CHARS = set("*?[")
 
 
@@ -48,7 +66,8 @@ class Source:
     @property
     def name(self) -> str:
         """What result rows call this source: the URI, plus ``#page=N`` for a PDF page."""
-        return self.uri if self.page is None else f"{self.uri}#page={self.page}"
+        uri = readable(self.uri)  # a name that is not valid UTF-8 is read by its real bytes, shown as \xNN
+        return uri if self.page is None else f"{uri}#page={self.page}"
 
     def read(self) -> bytes:
         if self.error:
@@ -58,10 +77,12 @@ class Source:
         return self._reader()
 
 
-def expand_sources(images: Any, *, aws_conn_id: str | None = "aws_default", fetch: bool = False) -> list[Source]:
+def expand_sources(images: Any, *, aws_conn_id: str | None = "aws_default", fetch: bool = False,
+                   max_pixels: int | None = None) -> list[Source]:
     """Expand ``images`` (one entry or a list) into sources, in the given order, de-duplicated.
 
     ``fetch`` only changes what :meth:`Source.read` of an http(s) URL does; listing is the same.
+    ``max_pixels`` bounds what a PDF page or a TIFF/GIF frame is rendered at (the job's pixel ceiling).
     Raises :class:`NoSourcesError` naming every entry that matched nothing.
     """
     entries = _as_list(images)
@@ -71,7 +92,7 @@ def expand_sources(images: Any, *, aws_conn_id: str | None = "aws_default", fetc
     seen: set[str] = set()
     missing: list[str] = []
     for entry in entries:
-        found = list(_expand_one(entry, aws_conn_id))
+        found = list(_expand_one(entry, aws_conn_id, max_pixels))
         if not found:
             missing.append(entry)
         for src in found:
@@ -93,16 +114,35 @@ def _as_list(images: Any) -> list[str]:
     return [str(images)]
 
 
-def _expand_one(entry: str, aws_conn_id: str | None) -> Iterable[Source]:
+def _expand_one(entry: str, aws_conn_id: str | None, max_pixels: int | None = None) -> Iterable[Source]:
     entry = entry.strip()
     scheme = storage.scheme_of(entry)
     if scheme in ("http", "https"):
         return [Source(entry, is_remote_url=True, _reader=_http_reader(entry))]
     if scheme in ("", "file"):
-        return _expand_local(entry)
+        return _expand_local(entry, max_pixels)
     if scheme in storage.S3_SCHEMES:
-        return _expand_s3(entry, aws_conn_id)
-    return _expand_object_storage(entry)
+        return _expand_s3(entry, aws_conn_id, max_pixels)
+    return _expand_object_storage(entry, max_pixels)
+
+
+def _pages(uri: str, reader: Callable[[], bytes], max_pixels: int | None) -> list[Source]:
+    """The sources of one file: its PDF pages, its TIFF/GIF frames, or the file itself."""
+    suffix = Path(uri).suffix.lower()
+    if suffix == PDF_EXTENSION:
+        return _with_pdf_pages(uri, reader, max_pixels)
+    if suffix in UNSUPPORTED_EXTENSIONS and suffix not in _pillow_extensions():
+        return [Source(uri, error=f"unsupported format {suffix}: no decoder installed "
+                                  f"({UNSUPPORTED_EXTENSIONS[suffix]})")]
+    if suffix in MULTI_FRAME_EXTENSIONS:
+        return _with_frames(uri, reader, max_pixels)
+    return [Source(uri, _reader=reader)]
+
+
+def _pillow_extensions() -> set[str]:
+    from PIL import Image
+
+    return set(Image.registered_extensions())
 
 
 # -- local ----------------------------------------------------------------------------------------
@@ -110,25 +150,45 @@ def _expand_one(entry: str, aws_conn_id: str | None) -> Iterable[Source]:
 
 def _wanted(name: str) -> bool:
     suffix = Path(name).suffix.lower()
-    return suffix in IMAGE_EXTENSIONS or suffix == PDF_EXTENSION
+    return suffix in IMAGE_EXTENSIONS or suffix == PDF_EXTENSION or suffix in UNSUPPORTED_EXTENSIONS
 
 
-def _expand_local(entry: str) -> list[Source]:
+def _special(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (broken link, fifo, socket, device), or None for a file/dir."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "broken symbolic link (its target does not exist)" if path.is_symlink() else None
+    except OSError as exc:
+        return f"cannot stat: {exc.strerror}"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = ("fifo" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
+    return f"not a regular file ({kind}); not read"
+
+
+def _expand_local(entry: str, max_pixels: int | None = None) -> list[Source]:
     path = storage.local_path(entry)
     if _GLOB_CHARS & set(str(path)):
-        files = sorted(p for p in globlib.glob(str(path), recursive=True) if Path(p).is_file() and _wanted(p))
-        paths = [Path(p) for p in files]
+        candidates = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
     elif path.is_dir():
-        paths = sorted(p for p in path.rglob("*") if p.is_file() and _wanted(p.name))
+        candidates = sorted(path.rglob("*"))
     elif path.is_file():
-        paths = [path]  # an explicitly named file is taken whatever its extension; the decoder judges
+        uri = str(path.resolve())  # an explicitly named file is taken whatever its extension; the decoder judges
+        return _pages(uri, _local_reader(uri), max_pixels)
+    elif path.is_symlink() or path.exists():
+        return [Source(str(path.absolute()), error=_special(path) or "cannot read")]
     else:
         return []
     out: list[Source] = []
-    for p in paths:
-        uri = str(p.resolve())
-        reader = _local_reader(uri)
-        out.extend(_with_pdf_pages(uri, reader) if p.suffix.lower() == PDF_EXTENSION else [Source(uri, _reader=reader)])
+    for p in candidates:
+        problem = _special(p)
+        if problem is not None:
+            out.append(Source(str(p.absolute()), error=problem))  # never opened: a fifo would block forever
+        elif p.is_file() and _wanted(p.name):
+            uri = str(p.resolve())
+            out.extend(_pages(uri, _local_reader(uri), max_pixels))
     return out
 
 
@@ -139,7 +199,7 @@ def _local_reader(path: str) -> Callable[[], bytes]:
 # -- s3 ---------------------------------------------------------------------------------------------
 
 
-def _expand_s3(entry: str, aws_conn_id: str | None) -> list[Source]:
+def _expand_s3(entry: str, aws_conn_id: str | None, max_pixels: int | None = None) -> list[Source]:
     bucket, key = storage.split_s3(entry)
     hook = storage.s3_hook(aws_conn_id)
     keys: list[str]
@@ -155,8 +215,7 @@ def _expand_s3(entry: str, aws_conn_id: str | None) -> list[Source]:
     out: list[Source] = []
     for k in sorted(keys):
         uri = f"s3://{bucket}/{k}"
-        reader = _s3_reader(bucket, k, aws_conn_id)
-        out.extend(_with_pdf_pages(uri, reader) if k.lower().endswith(PDF_EXTENSION) else [Source(uri, _reader=reader)])
+        out.extend(_pages(uri, _s3_reader(bucket, k, aws_conn_id), max_pixels))
     return out
 
 
@@ -167,7 +226,7 @@ def _s3_reader(bucket: str, key: str, aws_conn_id: str | None) -> Callable[[], b
 # -- any other object storage -----------------------------------------------------------------------
 
 
-def _expand_object_storage(entry: str) -> list[Source]:
+def _expand_object_storage(entry: str, max_pixels: int | None = None) -> list[Source]:
     root = storage.object_path(entry)
     if root.is_dir():
         paths = sorted((p for p in root.rglob("*") if p.is_file() and _wanted(p.name)), key=str)
@@ -178,8 +237,7 @@ def _expand_object_storage(entry: str) -> list[Source]:
     out: list[Source] = []
     for p in paths:
         uri = str(p)
-        reader = _object_reader(uri)
-        out.extend(_with_pdf_pages(uri, reader) if uri.lower().endswith(PDF_EXTENSION) else [Source(uri, _reader=reader)])
+        out.extend(_pages(uri, _object_reader(uri), max_pixels))
     return out
 
 
@@ -211,7 +269,7 @@ def _pdf_module():
         return None
 
 
-def _with_pdf_pages(uri: str, reader: Callable[[], bytes]) -> list[Source]:
+def _with_pdf_pages(uri: str, reader: Callable[[], bytes], max_pixels: int | None = None) -> list[Source]:
     """One source per page. The PDF is read once here to count pages; each page re-reads it when its
     turn comes (a small per-PDF cache avoids re-downloading it for every page of the same file)."""
     pdf = _pdf_module()
@@ -221,17 +279,33 @@ def _with_pdf_pages(uri: str, reader: Callable[[], bytes]) -> list[Source]:
     try:
         n_pages = int(pdf.page_count(reader()))
     except Exception as exc:  # a corrupt PDF is that document's problem, not the whole task's
-        return [Source(uri, error=f"cannot read PDF: {exc}")]
+        return [Source(uri, error=f"cannot read PDF: {describe(exc)}")]
     cached = _OnePdf(reader, n_pages)
 
     def render(number: int) -> bytes:
-        return next(iter(pdf.render_pages(cached.get(), pages=[number])))[1]
+        return next(iter(pdf.render_pages(cached.get(), pages=[number], max_pixels=max_pixels)))[1]
 
     return [Source(uri, page=n, _reader=(lambda n=n: render(n))) for n in range(1, n_pages + 1)]
 
 
+def _with_frames(uri: str, reader: Callable[[], bytes], max_pixels: int | None = None) -> list[Source]:
+    """One source per page of a multi-page TIFF / frame of an animated GIF or WebP; a single-frame file
+    (or one whose header cannot be read: the decoder reports that as its row) stays one source."""
+    from airflow_provider_qwenocr.ocr import images
+
+    try:
+        n_frames = images.frame_count(reader())
+    except Exception:
+        n_frames = 1
+    if n_frames <= 1:
+        return [Source(uri, _reader=reader)]
+    cached = _OnePdf(reader, n_frames)
+    return [Source(uri, page=n, _reader=(lambda n=n: images.frame_png(cached.get(), n - 1, max_pixels)))
+            for n in range(1, n_frames + 1)]
+
+
 class _OnePdf:
-    """Keeps the bytes of one PDF while its pages are being rendered, then lets them go."""
+    """Keeps the bytes of one PDF (or multi-frame image) while its pages are being rendered, then lets them go."""
 
     def __init__(self, reader: Callable[[], bytes], n_pages: int) -> None:
         self._reader = reader

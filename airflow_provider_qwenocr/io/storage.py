@@ -197,3 +197,41 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def delete(uri: str, *, aws_conn_id: str | None = None) -> None:
+    """Remove the object at ``uri`` (no error when it is already gone)."""
+    scheme = scheme_of(uri)
+    if scheme in ("", "file"):
+        _unlink(str(local_path(uri)))
+    elif scheme in S3_SCHEMES:
+        bucket, key = split_s3(uri)
+        s3_client(aws_conn_id).delete_object(Bucket=bucket, Key=key)
+    else:
+        path = object_path(uri)
+        if path.exists():
+            path.unlink()
+
+
+def probe_write(uri: str, *, aws_conn_id: str | None = None) -> None:
+    """Write and delete a tiny object at ``uri``: proves, before anything is billed, that results can land.
+
+    Raises the storage's own error (permission denied, no such bucket …) for the caller to report."""
+    write_bytes(uri, b"qwenocr write probe\n", aws_conn_id=aws_conn_id)
+    delete(uri, aws_conn_id=aws_conn_id)
+
+
+def remove_stale_parts(uri: str) -> list[str]:
+    """Delete the temporary ``.<name>.*.part`` files a killed run left beside the local file ``uri``.
+
+    Why at the start and not only at exit: a SIGKILL runs no exit handler. The temp names carry the
+    target's name, so only this output's leftovers are touched. Returns what was removed."""
+    if not is_local(uri):
+        return []
+    target = local_path(uri)
+    removed = []
+    if target.parent.is_dir():
+        for p in target.parent.glob(f".{target.name}.*.part"):
+            _unlink(str(p))
+            removed.append(str(p))
+    return removed

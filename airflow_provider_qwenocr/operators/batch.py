@@ -28,13 +28,15 @@ from airflow_provider_qwenocr.dashscope.batch import (
     normalize_completion_window,
     window_hours,
 )
-from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrFailedImagesError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
     default_manifest_uri,
     skip_exception,
     evaluate_batch_counts,
+    failed_ratio_exceeded,
+    resolve_max_failed_ratio,
     validate_execute_complete_event,
 )
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
@@ -63,7 +65,10 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         ``timedelta`` (templated; checked before anything is uploaded).
     :param timeout: seconds to wait before cancelling the batches and failing; default the completion window
         plus an hour.
-    :param fail_on_partial_error: fail when some requests failed/expired/were cancelled (results still land).
+    :param max_failed_ratio: the task fails when failed images / all images exceeds this (default 0: any
+        failed image fails the task, as in ``QwenOcrOperator``). Failed images are those rejected before
+        submission and the requests that failed, expired or were cancelled. The rows land first either way.
+    :param fail_on_partial_error: deprecated; True = ``max_failed_ratio=0``, False = ``max_failed_ratio=1``.
     :param max_concurrency: threads preparing images (decode, resize, encode) while the input file is built.
     :param token_budget: refuse to submit when the estimated image tokens exceed this (nothing is billed).
     :param fetch: download http(s) images and send them prepared, instead of passing the URL to the service.
@@ -101,7 +106,8 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         poll_interval: float | timedelta = 60.0,
         timeout: float | timedelta | None = None,
         completion_window: str | int | timedelta = COMPLETION_WINDOW,
-        fail_on_partial_error: bool = False,
+        max_failed_ratio: float | None = None,
+        fail_on_partial_error: bool | None = None,
         max_poll_failures: int = 5,
         batch_limits: Any = None,
         max_concurrency: int = 4,
@@ -134,7 +140,8 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             normalize_completion_window(completion_window)  # a clear error at parse time, not at run time
         self._timeout_given = timeout is not None
         self.timeout = _seconds(timeout) if timeout is not None else _window_timeout(completion_window)
-        self.fail_on_partial_error = fail_on_partial_error
+        self.max_failed_ratio = resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
+                                                         owner="QwenOcrBatchOperator")
         self.max_poll_failures = max_poll_failures
         self.batch_limits = batch_limits
         self.max_concurrency = max_concurrency
@@ -173,7 +180,15 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         if self.enable_rotate:
             self.log.warning("enable_rotate is not available through the Batch API (compatible mode): ignored; "
                              "use the realtime QwenOcrOperator for rotated scans")
-        sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch)
+        from airflow_provider_qwenocr.exceptions import QwenOcrConfigError
+        from airflow_provider_qwenocr.ocr.images import pixel_bounds
+
+        try:  # before anything is prepared or uploaded: bounds that no image can satisfy
+            _, hi = pixel_bounds(self.hook.model_spec(self.model or None), _opt_int(self.min_pixels),
+                                 _opt_int(self.max_pixels))
+        except ValueError as exc:
+            raise QwenOcrConfigError(f"{exc}: no image could be sent; fix the pixel bounds") from None
+        sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch, max_pixels=hi)
         ti = context.get("ti") or context.get("task_instance")
 
         def pushed(ids: list[str]) -> None:
@@ -261,7 +276,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
 
     def _land(self, batches: list[dict] | None, *, evaluate: bool = True) -> dict[str, Any]:
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
-        verdict = evaluate_batch_counts(batches, self.fail_on_partial_error) if evaluate else None
+        verdict = evaluate_batch_counts(batches, max_failed_ratio=self.max_failed_ratio) if evaluate else None
         if verdict is not None and verdict.action == "skip":  # cancelled elsewhere before anything completed
             raise skip_exception(verdict.message)
         summary = self.hook.download_batch_results(
@@ -269,12 +284,16 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             aws_conn_id=self.aws_conn_id, cache_uri=self.cache_uri, delete_files=self.delete_files,
         )
         self.results_uri = summary["results_uri"]  # for lineage
+        too_many = failed_ratio_exceeded(summary["n_failed"], summary["n_images"], self.max_failed_ratio)
         if verdict is not None:
             summary["verdict"] = verdict.action
             if verdict.action == "fail":
                 raise QwenOcrBatchError(f"{verdict.message}; rows landed at {summary['results_uri']}")
             if verdict.action == "partial":
                 self.log.warning("%s; rows (incl. errors) at %s", verdict.message, summary["results_uri"])
+        if too_many:  # counts the images rejected before submission too, like the realtime operator
+            summary["verdict"] = "fail"
+            raise QwenOcrFailedImagesError(f"{too_many}; rows (incl. error rows) landed at {summary['results_uri']}")
         self.log.info("landed %d row(s) (%d ok, %d failed) at %s; usage %s; cost %s", summary["n_images"],
                       summary["n_ok"], summary["n_failed"], summary["results_uri"], summary["usage"], summary["cost"])
         return summary

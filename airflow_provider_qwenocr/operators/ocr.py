@@ -21,6 +21,7 @@ from airflow_provider_qwenocr.exceptions import (
     QwenOcrConfigError,
     QwenOcrFailedImagesError,
     QwenOcrNoSourcesError,
+    QwenOcrServiceUnavailableError,
 )
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.lineage import OcrLineageMixin
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from airflow_provider_qwenocr.io.sources import Source
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class QwenOcrOperator(OcrLineageMixin, BaseOperator):
@@ -66,6 +68,19 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
     :param fetch: download http(s) URLs ourselves (and resize them) instead of letting the service fetch them.
     :param use_cache: look up and store results in the cache (default True).
     :param progress_interval: seconds between progress lines in the task log.
+    :param circuit_breaker_failures: stop the task after this many consecutive calls got no answer
+        (connection refused/reset, timeout, deadline) or a 5xx/408, across all images. Default: the
+        connection extra of the same name, else 8; 0 disables the breaker.
+    :param circuit_breaker_seconds: stop the task when calls keep failing and no call was answered for
+        this long. Default: the connection extra of the same name, else 120 s.
+
+    Before the first call the operator validates everything that would fail for every image: the pixel
+    bounds, the task and schema, the model name, that ``output_uri`` is a file (not an existing folder)
+    and that ``output_uri``'s folder and ``cache_uri`` are writable (a probe object written and deleted).
+    Leftover ``.part`` temp files of a killed run beside ``output_uri`` (and, older than an hour, in a local
+    ``cache_uri``) are removed at the start.
+    When the breaker opens, the task fails with :class:`QwenOcrServiceUnavailableError`; images not yet
+    done get no row and no call, so the re-run sends exactly those (finished ones come from the cache).
     """
 
     template_fields: Sequence[str] = (
@@ -97,6 +112,8 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         fetch: bool = False,
         use_cache: bool = True,
         progress_interval: float = 10.0,
+        circuit_breaker_failures: int | None = None,
+        circuit_breaker_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,31 +140,41 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         self.fetch = fetch
         self.use_cache = use_cache
         self.progress_interval = progress_interval
+        self.circuit_breaker_failures = circuit_breaker_failures
+        self.circuit_breaker_seconds = circuit_breaker_seconds
         self.results_uri: str | None = None
 
     @cached_property
     def hook(self) -> QwenOcrHook:
         from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 
-        return QwenOcrHook(conn_id=self.conn_id, max_concurrency=max(1, int(self.max_concurrency)))
+        return QwenOcrHook(conn_id=self.conn_id, max_concurrency=max(1, int(self.max_concurrency)),
+                           circuit_breaker_failures=self.circuit_breaker_failures,
+                           circuit_breaker_seconds=self.circuit_breaker_seconds)
 
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_qwenocr.dashscope.errors import AccountError, redact
+        from airflow_provider_qwenocr.dashscope.errors import AccountError, ServiceUnavailableError, redact
         from airflow_provider_qwenocr.io import runner
         from airflow_provider_qwenocr.io.progress import Progress
         from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
         from airflow_provider_qwenocr.io.sources import NoSourcesError, expand_sources
 
+        from airflow_provider_qwenocr.ocr.images import pixel_bounds
+
         job = self._job()
+        output_uri, cache_uri = self._locations(context)
+        self._check_writable(output_uri, cache_uri if self.use_cache else None)
         try:
-            sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch)
+            sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
+                                     max_pixels=pixel_bounds(job.spec, job.min_pixels, job.max_pixels)[1])
         except NoSourcesError as exc:
             raise QwenOcrNoSourcesError(str(exc)) from exc
-        output_uri, cache_uri = self._locations(context)
         self.results_uri = output_uri
         cache = ResultCache(cache_uri, aws_conn_id=self.aws_conn_id) if self.use_cache else None
+        if cache is not None and cache.remove_stale_parts():
+            self.log.info("removed temp files a killed run left in the cache %s", cache_uri)
         self.log.info(
             "OCR of %d image(s): task=%s model=%s concurrency=%d -> %s (cache: %s)",
             len(sources), job.task, job.model, self.max_concurrency, output_uri, cache_uri if cache else "off",
@@ -168,13 +195,19 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
                 f"DashScope refused the account of connection {self.conn_id!r} ({exc.code}: {redact(exc.message, job.secret)}); "
                 f"stopping the task, images not yet done stay unbilled for the re-run. To fix: {exc.hint}."
             ) from None
+        except ServiceUnavailableError as exc:
+            raise QwenOcrServiceUnavailableError(
+                f"stopped after {progress.done} of {len(sources)} image(s): {redact(exc.message, job.secret)}. "
+                f"Finished images are in the cache; nothing was published to {output_uri}. Re-run when "
+                f"DashScope ({self.hook.config.root}) answers again."
+            ) from None
         self._log_summary(summary, progress, output_uri)
         result = summary.to_xcom(output_uri)
-        if summary.n_images and summary.failed_ratio > self.max_failed_ratio:
-            raise QwenOcrFailedImagesError(
-                f"{summary.n_failed} of {summary.n_images} images failed ({summary.failed_ratio:.1%} > "
-                f"max_failed_ratio {self.max_failed_ratio:.1%}); results (incl. error rows) are in {output_uri}"
-            )
+        from airflow_provider_qwenocr.io.policy import failed_ratio_exceeded
+
+        too_many = failed_ratio_exceeded(summary.n_failed, summary.n_images, float(self.max_failed_ratio))
+        if too_many:
+            raise QwenOcrFailedImagesError(f"{too_many}; results (incl. error rows) are in {output_uri}")
         return result
 
     def _job(self) -> OcrJob:
@@ -200,7 +233,18 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             prompt = None
         config = self.hook.config
         model_name = self.model or config.default_model
+        if not isinstance(model_name, str) or not _MODEL_NAME.match(model_name):
+            raise QwenOcrConfigError(f"model {model_name!r} is not a model name (e.g. 'qwen-vl-ocr')")
         spec = self.hook.model_spec(model_name) if hasattr(self.hook, "model_spec") else get_model(model_name)
+        from airflow_provider_qwenocr.ocr.images import pixel_bounds
+        from airflow_provider_qwenocr.ocr.models import ALIASES, MODELS
+
+        if model_name not in MODELS and model_name not in ALIASES:
+            self.log.warning("model %r is not in the catalogue: assuming today's defaults (32-px patches)", model_name)
+        try:
+            pixel_bounds(spec, _opt_int(self.min_pixels), _opt_int(self.max_pixels))
+        except ValueError as exc:
+            raise QwenOcrConfigError(f"{exc}: no image could be sent; fix the pixel bounds") from None
         return OcrJob(
             task=task.value, spec=spec, prompt=prompt, result_schema=schema,
             min_pixels=_opt_int(self.min_pixels), max_pixels=_opt_int(self.max_pixels),
@@ -226,6 +270,32 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             output = str(base / _safe(run_id) / f"{_safe(task_id)}{suffix}.jsonl")
             cache = self.cache_uri or str(base / "_cache")
         return output, str(cache)
+
+    def _check_writable(self, output_uri: str, cache_uri: str | None) -> None:
+        """Fail before the first call when results or the cache could not be written (a probe write)."""
+        import uuid
+
+        from airflow_provider_qwenocr.io import storage
+
+        if storage.is_local(output_uri):
+            target = storage.local_path(output_uri)
+            if target.is_dir():
+                raise QwenOcrConfigError(f"output_uri {output_uri!r} is an existing directory; give a file name, "
+                                         "or end it with '/' to write <task_id>.jsonl inside it")
+            for stale in storage.remove_stale_parts(output_uri):
+                self.log.info("removed a temp file left by an earlier run: %s", stale)
+        probes = [("output_uri", storage.join(storage.parent(output_uri), f".qwenocr-probe-{uuid.uuid4().hex}"))]
+        if cache_uri:
+            probes.append(("cache_uri", storage.join(cache_uri, f".qwenocr-probe-{uuid.uuid4().hex}")))
+        for what, probe in probes:
+            try:
+                storage.probe_write(probe, aws_conn_id=self.aws_conn_id)
+            except Exception as exc:
+                from airflow_provider_qwenocr.io.messages import describe
+
+                where = output_uri if what == "output_uri" else cache_uri
+                raise QwenOcrConfigError(f"{what} {where!r} is not writable ({describe(exc)}); nothing was "
+                                         "sent" + ("; or set use_cache=False" if what == "cache_uri" else "")) from None
 
     def _check_budget(self, sources: list[Source], job: OcrJob, cache: Any) -> None:
         from airflow_provider_qwenocr.io.runner import estimate_job_tokens

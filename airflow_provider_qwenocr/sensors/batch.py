@@ -21,13 +21,15 @@ from typing import Any
 
 from airflow_provider_qwenocr._compat import BaseSensorOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
-from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrFailedImagesError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
     default_manifest_uri,
     skip_exception,
     evaluate_batch_counts,
+    failed_ratio_exceeded,
+    resolve_max_failed_ratio,
     validate_execute_complete_event,
 )
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
@@ -39,7 +41,10 @@ class QwenOcrBatchSensor(BaseSensorOperator):
 
     :param batch_ids: one id or a list (templated, e.g. ``"{{ ti.xcom_pull('submit', key='batch_ids') }}"``).
     :param conn_id: the ``dashscope`` connection.
-    :param fail_on_partial_error: fail when some requests failed/expired/were cancelled.
+    :param max_failed_ratio: fail when failed images / all images exceeds this (default 0, as both
+        operators). With ``output_uri`` it is judged on the landed rows (so images the submit rejected
+        count too); without, on the batches' request counts (failed, expired, cancelled requests).
+    :param fail_on_partial_error: deprecated; True = ``max_failed_ratio=0``, False = ``max_failed_ratio=1``.
     :param output_uri: when set, download output/error files and write result rows there.
     :param manifest_uri: the submit's manifest (default: next to ``output_uri``) to rebuild full rows.
     :param cache_uri: add the landed ``ok`` rows to this result cache (shared with the realtime operator).
@@ -56,7 +61,8 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         *,
         batch_ids: str | list[str],
         conn_id: str = DEFAULT_CONN_ID,
-        fail_on_partial_error: bool = False,
+        max_failed_ratio: float | None = None,
+        fail_on_partial_error: bool | None = None,
         output_uri: str | None = None,
         manifest_uri: str | None = None,
         cache_uri: str | None = None,
@@ -70,7 +76,8 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.batch_ids = batch_ids
         self.conn_id = conn_id
-        self.fail_on_partial_error = fail_on_partial_error
+        self.max_failed_ratio = resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
+                                                         owner="QwenOcrBatchSensor")
         self.output_uri = output_uri
         self.manifest_uri = manifest_uri
         self.cache_uri = cache_uri
@@ -142,7 +149,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
 
     def _finish(self, ids: list[str], batches: list[dict] | None) -> Any:
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(ids)]
-        verdict = evaluate_batch_counts(batches, self.fail_on_partial_error)
+        verdict = evaluate_batch_counts(batches, max_failed_ratio=self.max_failed_ratio)
         if verdict.action == "skip":
             raise skip_exception(verdict.message)
         result: dict[str, Any] = {"batch_ids": ids, "verdict": verdict.action, "counts": verdict.counts,
@@ -155,6 +162,10 @@ class QwenOcrBatchSensor(BaseSensorOperator):
                                                            delete_files=self.delete_files))
         if verdict.action == "fail":
             raise QwenOcrBatchError(verdict.message)
+        too_many = failed_ratio_exceeded(result["n_failed"], result["n_images"], self.max_failed_ratio) \
+            if "n_images" in result else None
+        if too_many:
+            raise QwenOcrFailedImagesError(f"{too_many}; rows (incl. error rows) landed at {result['results_uri']}")
         if verdict.action == "partial":
             self.log.warning(verdict.message)
         return result

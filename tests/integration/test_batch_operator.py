@@ -69,7 +69,7 @@ def make_op(images, tmp_path, **kw):
 def test_blocking_completed_lands_rows_and_pushes_ids(conn, images, tmp_path, server):
     (images / "broken.png").write_bytes(b"this is not an image")
     ti = FakeTI()
-    summary = make_op(images, tmp_path).execute({"ti": ti})
+    summary = make_op(images, tmp_path, max_failed_ratio=0.25).execute({"ti": ti})
     assert ti.xcom["batch_ids"] == summary["batch_ids"] and len(summary["batch_ids"]) == 1
     assert ti.xcom["manifest_uri"].endswith("r.manifest.jsonl")
     assert (summary["n_images"], summary["n_ok"], summary["n_failed"]) == (4, 3, 1)
@@ -108,14 +108,17 @@ def test_deferrable_completed(conn, images, tmp_path):
 
 def test_partial_failure_policy(conn, images, tmp_path):
     (images / "red.png").write_bytes(red_png())
-    summary = make_op(images, tmp_path).execute({"ti": FakeTI()})
+    summary = make_op(images, tmp_path, max_failed_ratio=0.25).execute({"ti": FakeTI()})
     assert summary["verdict"] == "partial" and (summary["n_ok"], summary["n_failed"]) == (3, 1)
     assert summary["failed"][0]["code"] == "DataInspectionFailed"
 
-    op = make_op(images, tmp_path / "strict", fail_on_partial_error=True, deferrable=True)
+    op = make_op(images, tmp_path / "strict", deferrable=True)  # default max_failed_ratio=0, as realtime
     deferred, event = run_deferred(op, {"ti": FakeTI()})
     with pytest.raises(AirflowException, match="partial failure"):
         op.execute_complete({}, event, **deferred.kwargs)
+    with pytest.warns(DeprecationWarning, match="fail_on_partial_error"):
+        old = make_op(images, tmp_path / "old", fail_on_partial_error=False)
+    assert old.max_failed_ratio == 1.0  # the old default (partial passes) when asked for explicitly
     rows = list(read_results(str(tmp_path / "strict" / "out" / "r.jsonl")))  # billed results still landed
     assert len(rows) == 4
 
@@ -129,11 +132,13 @@ def test_failed_and_expired_batches(monkeypatch, images, tmp_path, outcome):
         if outcome == "fail":
             with pytest.raises(AirflowException, match="batch failed"):
                 op.execute({"ti": FakeTI()})
-        else:
-            summary = op.execute({"ti": FakeTI()})
-            assert summary["verdict"] == "partial"
-            codes = sorted((r["error"] or {}).get("code", "ok") for r in read_results(summary["results_uri"]))
+        else:  # an expired batch with some lines done fails by default; the done rows still land
+            with pytest.raises(AirflowException, match=r"2 of 3 images failed"):
+                op.execute({"ti": FakeTI()})
+            codes = sorted((r["error"] or {}).get("code", "ok") for r in read_results(str(tmp_path / "out" / "r.jsonl")))
             assert codes == ["batch_expired", "batch_expired", "ok"]
+            summary = make_op(images, tmp_path / "lenient", max_failed_ratio=1.0).execute({"ti": FakeTI()})
+            assert summary["verdict"] == "partial"
     finally:
         srv.stop()
 
@@ -217,7 +222,7 @@ def test_batch_lines_go_through_the_real_ocr_engine(emulator_conn, tmp_path):
     docs = REPO / "tests" / "data" / "docs"
     images = [str(docs / "paragraph_en.png"), str(docs / "inspection_red.png")]
     op = QwenOcrBatchOperator(task_id="ocr_batch", images=images, output_uri=str(tmp_path / "r.jsonl"),
-                              deferrable=False, poll_interval=0.2)
+                              deferrable=False, poll_interval=0.2, max_failed_ratio=0.5)
     summary = op.execute({"ti": FakeTI()})
     rows = {r["source"].rsplit("/", 1)[-1]: r for r in read_results(summary["results_uri"])}
     text = rows["paragraph_en.png"]["text"].lower()

@@ -79,13 +79,16 @@ def test_deferrable_sensor(conn, tmp_path, server):
     assert trigger.cancel_on_exit is False  # a sensor does not own the batches by default
     events = asyncio.run(_collect(trigger))
     assert len(events) == 1
-    result = sensor(ids, output_uri=output, deferrable=True).execute_complete({}, events[0].payload)
+    result = sensor(ids, output_uri=output, deferrable=True, max_failed_ratio=0.5).execute_complete(
+        {}, events[0].payload)
     assert result["verdict"] == "partial" and result["n_failed"] == 1
-    with pytest.raises(AirflowException, match="partial"):
+    with pytest.raises(AirflowException, match="partial"):  # the default, as the realtime operator
+        sensor(ids, output_uri=output, deferrable=True).execute_complete({}, events[0].payload)
+    with pytest.warns(DeprecationWarning), pytest.raises(AirflowException, match="partial"):
         sensor(ids, output_uri=output, fail_on_partial_error=True, deferrable=True).execute_complete(
             {}, events[0].payload)
     # already terminal: a deferrable sensor answers at once, without deferring
-    assert sensor(ids, deferrable=True).execute({})["verdict"] == "partial"
+    assert sensor(ids, deferrable=True, max_failed_ratio=1).execute({})["verdict"] == "partial"
 
 
 async def _collect(trigger):

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from airflow_provider_qwenocr.ocr.results import OcrResult
 from airflow_provider_qwenocr.io import storage
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter, read_results
 from airflow_provider_qwenocr.io.sources import NoSourcesError, expand_sources
@@ -41,7 +42,10 @@ def test_object_storage_sources_results_and_cache(memory_root):
 
     cache = ResultCache(f"{memory_root}/cache")
     assert cache.get("abcd") is None
+    # only a complete row of today's shape is a hit (a partial row is another version's: a miss)
     cache.put({"key": "abcd", "status": "ok", "text": "t"})
+    assert cache.get("abcd") is None
+    cache.put(OcrResult(source="a.png", task="text_recognition", model="m", key="abcd", text="t"))
     assert cache.get("abcd")["text"] == "t"
 
     out = f"{memory_root}/out/r.jsonl"

@@ -1,0 +1,118 @@
+"""A wall-clock deadline for one HTTP call (connect + send + the full response), enforced on the socket.
+
+Why not ``requests``' ``timeout``: it bounds each socket operation, not the call. A peer that sends one
+byte every 2 s never trips a 5 s read timeout, so a worker can hang for as long as the peer likes.
+
+How: the session's connection pools make connections of a class that registers itself with the
+deadline of the calling thread when it sends a request. A timer fires at the deadline and shuts the
+registered sockets down (``shutdown(SHUT_RDWR)``), which makes the blocked ``recv``/``send`` return at
+once in the calling thread; the SDK then raises a connection error, which the client reports as a
+:class:`~.errors.RetryableError` with code ``RequestTimeOut`` (the retry policy decides what next).
+Nothing is abandoned: no thread is left behind blocked on a socket, and the broken connection is
+discarded by urllib3, never returned to the pool.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from urllib3 import connection as _u3conn
+from urllib3 import connectionpool as _u3pool
+
+# The subclasses keep urllib3's class names: error messages show them ("HTTPConnectionPool(host=…)").
+
+_current = threading.local()
+
+
+class Deadline:
+    """``with Deadline(seconds):`` — every connection this thread sends on inside the block is cut at the deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self.expired = False
+        self._conns: list[Any] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> Deadline:
+        self._previous = getattr(_current, "deadline", None)
+        _current.deadline = self
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        _current.deadline = self._previous
+        with self._lock:
+            self._conns.clear()
+
+    def track(self, conn: Any) -> None:
+        with self._lock:
+            if self.expired:
+                _cut(conn)
+            else:
+                self._conns.append(conn)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for conn in self._conns:
+                _cut(conn)
+
+
+def _cut(conn: Any) -> None:
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
+
+
+def _track(conn: Any) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.track(conn)
+
+
+class HTTPConnection(_u3conn.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _track(self)  # a reused keep-alive connection does not connect again
+        super().request(*args, **kwargs)
+
+
+class HTTPSConnection(_u3conn.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _track(self)
+        super().request(*args, **kwargs)
+
+
+class HTTPConnectionPool(_u3pool.HTTPConnectionPool):
+    ConnectionCls = HTTPConnection
+
+
+class HTTPSConnectionPool(_u3pool.HTTPSConnectionPool):
+    ConnectionCls = HTTPSConnection
+
+
+def install(session: Any) -> Any:
+    """Make ``session``'s (already mounted) adapters create deadline-aware connections; returns it."""
+    for adapter in session.adapters.values():
+        manager = getattr(adapter, "poolmanager", None)
+        if manager is not None:
+            manager.pool_classes_by_scheme = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
+    return session
