@@ -83,6 +83,11 @@ def test_operator_passes_the_window_through(monkeypatch, tmp_path):
     seen = {}
 
     class _Hook:
+        def model_spec(self, name):
+            from airflow_provider_qwenocr.ocr.models import get_model
+
+            return get_model(name or "qwen-vl-ocr")
+
         def submit_ocr_batch(self, sources, **kw):
             seen.update(kw)
             return {"batch_ids": [], "n_images": 0, "n_requests": 0, "n_cached": 0, "n_rejected": 0}
