@@ -1,0 +1,123 @@
+"""The fast path from a JPEG to the model's grid: libjpeg-turbo decode, OpenCV resize, libjpeg-turbo encode.
+
+Why this shape (measured on 12-MP 4000×3000 q92 scans, one core, ``bench/prep.py --candidates``):
+
+* Decode with libjpeg-turbo through ``simplejpeg`` (its wheels bundle the library; PyTurboJPEG's do not),
+  asking for a **power-of-two** DCT scale only. libjpeg-turbo can scale by any M/8 while decoding, but only
+  the 8/8, 4/8, 2/8 and 1/8 inverse DCTs are SIMD: a 7/8 decode took 59 ms, the full 8/8 decode 30 ms. So
+  the decoder scales by the largest power of two that keeps both sides ≥ the grid, and the resize does the
+  rest (a factor in (0.5, 1], or a small upscale).
+* Resize with OpenCV's bilinear filter: for a factor ≥ 0.5 every source pixel still contributes, and it
+  took 10 ms against Pillow's BOX 49–54 ms for 12 MP → 8.3 MP. Factors below 0.5 (tiny grids) use area
+  averaging; upscales use bicubic, as the Pillow path does.
+* Encode with libjpeg-turbo (``simplejpeg``), 4:2:0 like Pillow's default at quality 85.
+
+Anything unusual — CMYK/YCCK, a missing wheel, a corrupt stream, a line-art page that should go as PNG —
+returns ``None`` and :func:`airflow_provider_qwenocr.ocr.images.prepare_image` takes its Pillow path, which
+stays the reference behaviour. Install the codecs with the ``fast`` extra.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+try:  # optional: the `fast` extra
+    import cv2
+    import numpy as np
+    import simplejpeg
+except ImportError:  # pragma: no cover - exercised by the fallback test via monkeypatch
+    cv2 = np = simplejpeg = None
+
+_ORIENTATION = 0x0112
+_DCT_SCALES = (1, 2, 4, 8)  # M of M/8 with a SIMD inverse DCT in libjpeg-turbo, smallest first
+
+
+def available() -> bool:
+    """True when simplejpeg, OpenCV and numpy import (the ``fast`` extra is installed)."""
+    return simplejpeg is not None
+
+
+def dct_scale(raw_w: int, raw_h: int, need_w: int, need_h: int) -> int:
+    """M of the M/8 decode scale: the smallest power of two whose decoded size still covers ``need``."""
+    for m in _DCT_SCALES:
+        if math.ceil(raw_w * m / 8) >= need_w and math.ceil(raw_h * m / 8) >= need_h:
+            return m
+    return 8
+
+
+def _orient(arr, orientation: int):
+    """Apply an EXIF orientation as :func:`PIL.ImageOps.exif_transpose` does (cheap: the grid-sized array)."""
+    if orientation == 2:
+        return cv2.flip(arr, 1)
+    if orientation == 3:
+        return cv2.rotate(arr, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(arr, 0)
+    if orientation == 5:
+        return cv2.transpose(arr)
+    if orientation == 6:
+        return cv2.rotate(arr, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.rotate(cv2.transpose(arr), cv2.ROTATE_180)
+    if orientation == 8:
+        return cv2.rotate(arr, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return arr
+
+
+def _resize(arr, w: int, h: int):
+    src_h, src_w = arr.shape[:2]
+    if (src_w, src_h) == (w, h):
+        return arr
+    if w * h > src_w * src_h:
+        interp = cv2.INTER_CUBIC
+    elif w * 2 >= src_w and h * 2 >= src_h:
+        interp = cv2.INTER_LINEAR
+    else:
+        interp = cv2.INTER_AREA
+    return cv2.resize(arr, (w, h), interpolation=interp)
+
+
+def to_grid(
+    data: bytes,
+    header,
+    grid: tuple[int, int],
+    quality: int,
+    *,
+    is_line_art: Callable | None = None,
+) -> bytes | None:
+    """JPEG bytes of ``data`` at ``grid`` (w, h, after EXIF orientation), or None when Pillow must do it.
+
+    ``header`` is the lazily opened :class:`PIL.Image.Image` (format, mode, size and EXIF are read from its
+    header; nothing is decoded twice). ``is_line_art`` is the Pillow path's own probe: it is shown a small
+    box-averaged copy of the grid image, and a True answer sends the page back to the Pillow path (PNG).
+    """
+    if simplejpeg is None or header.format not in ("JPEG", "MPO") or header.mode not in ("RGB", "L"):
+        return None
+    try:
+        orientation = int(header.getexif().get(_ORIENTATION, 1))
+    except Exception:
+        orientation = 1
+    tw, th = grid
+    need_w, need_h = (th, tw) if orientation in (5, 6, 7, 8) else (tw, th)  # grid in the stored orientation
+    raw_w, raw_h = header.size
+    m = dct_scale(raw_w, raw_h, need_w, need_h)
+    colorspace = "GRAY" if header.mode == "L" else "RGB"
+    try:
+        arr = simplejpeg.decode_jpeg(data, colorspace, fastdct=True, fastupsample=True,
+                                     min_height=math.ceil(raw_h * m / 8), min_width=math.ceil(raw_w * m / 8))
+    except ValueError:
+        return None  # truncated or odd stream: let Pillow decide (it is more lenient) or raise the error row
+    out = _orient(_resize(arr, need_w, need_h), orientation)
+    if out.ndim == 3 and out.shape[2] == 1:
+        out = out[:, :, 0]
+    if is_line_art is not None:
+        from PIL import Image
+
+        k = max(1, max(tw, th) // 256)
+        probe = cv2.resize(out, (max(1, tw // k), max(1, th // k)), interpolation=cv2.INTER_AREA)
+        if is_line_art(Image.fromarray(probe)):
+            return None
+    if out.ndim == 2:
+        return simplejpeg.encode_jpeg(np.ascontiguousarray(out)[:, :, None], quality, "GRAY")
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(out), quality, "RGB", "420")
