@@ -11,6 +11,10 @@ Why this shape (measured on 12-MP 4000×3000 q92 scans, one core, ``bench/prep.p
   took 10 ms against Pillow's BOX 49–54 ms for 12 MP → 8.3 MP. Factors below 0.5 (tiny grids) use area
   averaging; upscales use bicubic, as the Pillow path does.
 * Encode with libjpeg-turbo (``simplejpeg``), 4:2:0 like Pillow's default at quality 85.
+* Decode into and resize into **reused buffers**: a fresh 36 MB array per page cost ~10 ms of page faults
+  (system time) per 12-MP page. At most one page per CPU is in these stages at once (the codecs release
+  the GIL, so more would only thrash the caches); each slot keeps its two buffers, so the memory is
+  bounded by the CPU count (~60 MB per slot for 12-MP pages), not by the number of threads.
 
 Anything unusual — CMYK/YCCK, a missing wheel, a corrupt stream, a line-art page that should go as PNG —
 returns ``None`` and :func:`airflow_provider_qwenocr.ocr.images.prepare_image` takes its Pillow path, which
@@ -20,6 +24,9 @@ stays the reference behaviour. Install the codecs with the ``fast`` extra.
 from __future__ import annotations
 
 import math
+import os
+import threading
+from contextlib import contextmanager
 from typing import Callable
 
 try:  # optional: the `fast` extra
@@ -31,6 +38,11 @@ except ImportError:  # pragma: no cover - exercised by the fallback test via mon
 
 _ORIENTATION = 0x0112
 _DCT_SCALES = (1, 2, 4, 8)  # M of M/8 with a SIMD inverse DCT in libjpeg-turbo, smallest first
+_MAX_POOLED_BYTES = 160 * 1024 * 1024  # a bigger buffer (a > ~50-MP page) is used once and freed
+_CPUS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+_slots = threading.BoundedSemaphore(_CPUS)
+_free: list[dict] = []  # one {"decode": array, "grid": array} per idle slot
+_free_lock = threading.Lock()
 
 
 def available() -> bool:
@@ -65,7 +77,29 @@ def _orient(arr, orientation: int):
     return arr
 
 
-def _resize(arr, w: int, h: int):
+@contextmanager
+def _buffers():
+    """A slot (at most one per CPU at once) with its reusable buffers."""
+    with _slots:
+        with _free_lock:
+            bufs = _free.pop() if _free else {}
+        try:
+            yield bufs
+        finally:
+            with _free_lock:
+                _free.append(bufs)
+
+
+def _buffer(bufs: dict, name: str, nbytes: int):
+    buf = bufs.get(name)
+    if buf is None or buf.size < nbytes:
+        buf = np.empty(nbytes, np.uint8)
+        if nbytes <= _MAX_POOLED_BYTES:
+            bufs[name] = buf
+    return buf
+
+
+def _resize(arr, w: int, h: int, bufs: dict):
     src_h, src_w = arr.shape[:2]
     if (src_w, src_h) == (w, h):
         return arr
@@ -75,7 +109,9 @@ def _resize(arr, w: int, h: int):
         interp = cv2.INTER_LINEAR
     else:
         interp = cv2.INTER_AREA
-    return cv2.resize(arr, (w, h), interpolation=interp)
+    shape = (h, w) + arr.shape[2:]
+    dst = _buffer(bufs, "grid", math.prod(shape))[: math.prod(shape)].reshape(shape)
+    return cv2.resize(arr, (w, h), dst=dst, interpolation=interp)
 
 
 def to_grid(
@@ -103,21 +139,23 @@ def to_grid(
     raw_w, raw_h = header.size
     m = dct_scale(raw_w, raw_h, need_w, need_h)
     colorspace = "GRAY" if header.mode == "L" else "RGB"
-    try:
-        arr = simplejpeg.decode_jpeg(data, colorspace, fastdct=True, fastupsample=True,
-                                     min_height=math.ceil(raw_h * m / 8), min_width=math.ceil(raw_w * m / 8))
-    except ValueError:
-        return None  # truncated or odd stream: let Pillow decide (it is more lenient) or raise the error row
-    out = _orient(_resize(arr, need_w, need_h), orientation)
-    if out.ndim == 3 and out.shape[2] == 1:
-        out = out[:, :, 0]
-    if is_line_art is not None:
-        from PIL import Image
+    dec_h, dec_w = math.ceil(raw_h * m / 8), math.ceil(raw_w * m / 8)
+    with _buffers() as bufs:
+        try:
+            arr = simplejpeg.decode_jpeg(data, colorspace, fastdct=True, fastupsample=True, min_height=dec_h,
+                                         min_width=dec_w, buffer=_buffer(bufs, "decode", dec_h * dec_w * 3))
+        except ValueError:
+            return None  # truncated or odd stream: let Pillow decide (it is more lenient) or raise the error row
+        out = _orient(_resize(arr, need_w, need_h, bufs), orientation)
+        if out.ndim == 3 and out.shape[2] == 1:
+            out = out[:, :, 0]
+        if is_line_art is not None:
+            from PIL import Image
 
-        k = max(1, max(tw, th) // 256)
-        probe = cv2.resize(out, (max(1, tw // k), max(1, th // k)), interpolation=cv2.INTER_AREA)
-        if is_line_art(Image.fromarray(probe)):
-            return None
-    if out.ndim == 2:
-        return simplejpeg.encode_jpeg(np.ascontiguousarray(out)[:, :, None], quality, "GRAY")
-    return simplejpeg.encode_jpeg(np.ascontiguousarray(out), quality, "RGB", "420")
+            k = max(1, max(tw, th) // 256)
+            probe = cv2.resize(out, (max(1, tw // k), max(1, th // k)), interpolation=cv2.INTER_AREA)
+            if is_line_art(Image.fromarray(probe)):
+                return None
+        if out.ndim == 2:
+            return simplejpeg.encode_jpeg(np.ascontiguousarray(out)[:, :, None], quality, "GRAY")
+        return simplejpeg.encode_jpeg(np.ascontiguousarray(out), quality, "RGB", "420")
