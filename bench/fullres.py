@@ -19,7 +19,7 @@ Measured:
   (read, sha256, prepare_image, request JSON); ``rest`` is what the run cost beyond them (HTTP, SDK,
   threads, limiter, rows and cache).
 The machine's load (``os.getloadavg``) is printed with every figure: on a shared machine they are depressed.
-Usage: python bench/fullres.py [--n 200] [--concurrency 32] [--peer-n 8] [--images-dir DIR]
+Usage: python bench/fullres.py [--n 200] [--concurrency 32] [--peer-n 8] [--images-dir DIR] [--pillow]
 """
 
 from __future__ import annotations
@@ -142,7 +142,12 @@ def main() -> None:
     ap.add_argument("--peer-n", type=int, default=8)
     ap.add_argument("--stage-n", type=int, default=10)
     ap.add_argument("--images-dir", default=None, help="keep the generated scans here (reused when present)")
+    ap.add_argument("--pillow", action="store_true", help="switch the fast path off: the Pillow path, for comparison")
     args = ap.parse_args()
+    if args.pillow:
+        from airflow_provider_qwenocr.ocr import jpeg_fast
+
+        jpeg_fast.simplejpeg = None
 
     with tempfile.TemporaryDirectory(prefix="qwenocr-bench-fullres-") as tmp:
         folder = args.images_dir or os.path.join(tmp, "scans")
@@ -190,7 +195,8 @@ def main() -> None:
     emu_page = (e1 - e0) / max(1, n_ok) * 1000
     staged = sum(stages.values())
     print(f"machine: {machine()}; load {load0:.1f} at start, {load1:.1f} at end; fast path "
-          f"{'on' if jpeg_fast.available() else 'OFF (install the fast extra)'}; concurrency {args.concurrency}; "
+          f"{'on' if jpeg_fast.available() else 'off (--pillow)' if args.pillow else 'OFF (install the fast extra)'}; "
+          f"concurrency {args.concurrency}; "
           f"emulator {' '.join(EMULATOR_ARGS)}")
     print(f"ours: {n_ok}/{len(files)} ok, {len(rows) - n_ok} failed rows, in {res['wall']:.1f} s, "
           f"{tokens} tokens ({tokens / max(1, n_ok):.0f}/page), worker CPU {res['cpu']:.1f} s, "
