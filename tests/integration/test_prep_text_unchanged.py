@@ -27,7 +27,8 @@ from airflow_provider_qwenocr.ocr.models import get_model
 from tests.integration.test_emulator_accuracy import edit_distance, norm
 
 rapidocr = pytest.importorskip("rapidocr")
-pytestmark = pytest.mark.skipif(not jpeg_fast.available(), reason="the `fast` extra is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not jpeg_fast.available(), reason="the `fast` extra is not installed")]
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted(p for d in (ROOT / "tests" / "data" / "docs", ROOT / "dags" / "sample_docs")
