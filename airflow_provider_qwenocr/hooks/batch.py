@@ -147,7 +147,9 @@ class BatchHookMixin:
         ``image_transport="url"`` sends object-store sources (``s3://`` …) as presigned URLs valid past the
         completion window instead of base64 images (``io/presign.py`` says what that trades).
         """
-        presigner = _presigner(image_transport, token_budget, aws_conn_id)
+        from airflow_provider_qwenocr.dashscope.batch import COMPLETION_WINDOW
+
+        presigner = _presigner(image_transport, token_budget, aws_conn_id, COMPLETION_WINDOW)
         from airflow_provider_qwenocr.io import storage
 
         cache = None
@@ -262,16 +264,17 @@ class BatchHookMixin:
         return deleted
 
 
-def _presigner(image_transport: str, token_budget: int | None, aws_conn_id: str | None):
+def _presigner(image_transport: str, token_budget: int | None, aws_conn_id: str | None,
+               completion_window: str = "24h"):
+    """None for inline; for "url" a Presigner whose URLs outlive ``completion_window`` (refused, before
+    anything is read or uploaded, when S3 cannot sign that long)."""
     from airflow_provider_qwenocr.io.presign import Presigner, check_transport, expiry_seconds
 
     if check_transport(image_transport) == "inline":
         return None
     if token_budget is not None:
         raise ValueError("token_budget cannot be checked with image_transport='url': the images are not read")
-    from airflow_provider_qwenocr.dashscope.batch import COMPLETION_WINDOW
-
-    return Presigner(aws_conn_id=aws_conn_id, expires_in=expiry_seconds(COMPLETION_WINDOW))
+    return Presigner(aws_conn_id=aws_conn_id, expires_in=expiry_seconds(completion_window))
 
 
 def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int, *,
