@@ -4,7 +4,7 @@ Why resize locally: the service resizes every image to a grid of ``patch``-px ti
 tokens for that grid). Sending the image already at that size gives the same tokens and the same pixels
 the model sees, while uploading a fraction of the bytes. JPEG draft mode lets libjpeg decode at 1/2, 1/4
 or 1/8 scale straight to near the target size; with the ``fast`` extra, :mod:`.jpeg_fast` does JPEGs with
-libjpeg-turbo and OpenCV at about a third of the CPU (numbers in its docstring).
+libjpeg-turbo and OpenCV at under half the CPU (numbers in its docstring and bench/RESULTS.md).
 """
 
 from __future__ import annotations
