@@ -1,12 +1,16 @@
 """Image preparation speed: our decode-to-grid path vs the naive Pillow path, on 12-MP JPEG scans.
 
 naive:  open → convert("RGB") → resize(LANCZOS) to the service's grid → PNG → base64
-ours:   airflow_provider_qwenocr.ocr.images.prepare_image (JPEG draft decode, EXIF, resize with reducing_gap,
-        JPEG for photos/scans, base64 data URL)
+pillow: prepare_image with the fast path switched off (JPEG draft decode, EXIF, BOX resize, Pillow JPEG)
+ours:   airflow_provider_qwenocr.ocr.images.prepare_image as installed (with the ``fast`` extra: ocr/jpeg_fast.py,
+        libjpeg-turbo decode at a power-of-two DCT scale, OpenCV resize, libjpeg-turbo encode)
 
-Both land on the same smart_resize grid, so the tokens billed are identical (``tokens_equal``). Prints
-``prep_speedup`` (naive time ÷ ours), ``bytes_ratio`` (uploaded bytes ÷ the original file) and
-``tokens_equal``. Times are CPU time of this process (wall time printed too). Usage: python bench/prep.py [--images 3] [--repeat 3] [--max-pixels N]
+All land on the same smart_resize grid, so the tokens billed are identical (``tokens_equal``). Prints
+``prep_speedup`` (naive time ÷ ours), ``pillow_speedup`` (the Pillow path ÷ ours), ``bytes_ratio`` (uploaded
+bytes ÷ the original file) and ``tokens_equal``. ``--candidates`` first prints the per-stage table the fast
+path was chosen from (decode at each M/8 scale, resize filters, encoders, pyvips if installed). Times are CPU
+time of this process (wall time printed too).
+Usage: python bench/prep.py [--images 3] [--repeat 3] [--max-pixels N] [--candidates]
 """
 
 from __future__ import annotations
@@ -23,9 +27,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from PIL import Image  # noqa: E402
 
+from airflow_provider_qwenocr.ocr import jpeg_fast  # noqa: E402
 from airflow_provider_qwenocr.ocr.images import image_tokens, pixel_bounds, prepare_image, smart_resize  # noqa: E402
 from airflow_provider_qwenocr.ocr.models import get_model  # noqa: E402
+from bench._candidates import print_candidates  # noqa: E402
 from bench._common import machine, scan_jpeg  # noqa: E402
+
+
+def pillow_path(data: bytes, spec, max_pixels):
+    """prepare_image with the libjpeg-turbo path switched off: the reference (and the fallback)."""
+    saved, jpeg_fast.simplejpeg = jpeg_fast.simplejpeg, None
+    try:
+        return prepare_image(data, spec, max_pixels=max_pixels)
+    finally:
+        jpeg_fast.simplejpeg = saved
 
 
 def naive(data: bytes, spec, lo: int, hi: int) -> tuple[int, int, int]:
@@ -44,11 +59,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--model", default="qwen-vl-ocr")
     ap.add_argument("--max-pixels", type=int, default=None, help="default: the model's default max_pixels")
+    ap.add_argument("--candidates", action="store_true", help="print the per-stage table of codec candidates")
     args = ap.parse_args()
     spec = get_model(args.model)
     lo, hi = pixel_bounds(spec, None, args.max_pixels)
     scans = [scan_jpeg(seed=i) for i in range(args.images)]
+    if args.candidates:
+        print_candidates(scans[0], spec, lo, hi, repeat=max(3, args.repeat))
+    if not jpeg_fast.available():
+        print("note: the `fast` extra (simplejpeg, opencv-python-headless) is not installed: ours = the Pillow path")
     t_naive, t_ours, w_naive, w_ours, ratios, equal = [], [], [], [], [], True
+    t_pil, pil_ratios = [], []
     for data in scans:
         w, h = Image.open(io.BytesIO(data)).size
         billed = image_tokens(h, w, spec.patch, lo, hi)  # what the service bills for the original
@@ -61,8 +82,13 @@ def main() -> None:
             prep = prepare_image(data, spec, max_pixels=args.max_pixels)
             t_ours.append(time.process_time() - t0)
             w_ours.append(time.perf_counter() - w0)
-            equal &= prep.tokens == naive_tokens == billed
+            t0 = time.process_time()
+            ref = pillow_path(data, spec, args.max_pixels)
+            t_pil.append(time.process_time() - t0)
+            equal &= prep.tokens == naive_tokens == billed == ref.tokens
+            equal &= (prep.sent_width, prep.sent_height) == (ref.sent_width, ref.sent_height)
             ratios.append(prep.nbytes / len(data))
+            pil_ratios.append(ref.nbytes / len(data))
         naive_bytes = naive(data, spec, lo, hi)[0]
         print(f"scan {w}x{h} {len(data) / 1e6:.2f} MB → grid {prep.sent_width}x{prep.sent_height} "
               f"({prep.tokens} tokens): naive PNG {naive_bytes / 1e6:.2f} MB ({naive_bytes / len(data):.2f}x), "
@@ -70,12 +96,15 @@ def main() -> None:
     # CPU time of this (single-threaded) work is the figure of merit: the wall clock on a shared machine
     # mostly measures the neighbours. Both are printed.
     naive_ms, ours_ms = statistics.median(t_naive) * 1000, statistics.median(t_ours) * 1000
+    pil_ms = statistics.median(t_pil) * 1000
     wall_naive, wall_ours = statistics.median(w_naive) * 1000, statistics.median(w_ours) * 1000
     print(f"machine: {machine()}, load {os.getloadavg()[0]:.1f}; median CPU naive {naive_ms:.0f} ms, "
-          f"ours {ours_ms:.0f} ms; wall naive {wall_naive:.0f} ms, ours {wall_ours:.0f} ms per image")
-    print(f"prep_speedup={naive_ms / ours_ms:.1f} bytes_ratio={statistics.median(ratios):.2f} "
-          f"tokens_equal={'true' if equal else 'false'} naive_ms={naive_ms:.0f} ours_ms={ours_ms:.0f} "
-          f"wall_speedup={wall_naive / wall_ours:.1f}")
+          f"pillow path {pil_ms:.0f} ms ({statistics.median(pil_ratios):.2f}x bytes), ours {ours_ms:.0f} ms; "
+          f"wall naive {wall_naive:.0f} ms, ours {wall_ours:.0f} ms per image")
+    print(f"prep_speedup={naive_ms / ours_ms:.1f} pillow_speedup={pil_ms / ours_ms:.1f} "
+          f"bytes_ratio={statistics.median(ratios):.2f} tokens_equal={'true' if equal else 'false'} "
+          f"naive_ms={naive_ms:.0f} pillow_ms={pil_ms:.0f} ours_ms={ours_ms:.0f} "
+          f"fast={'true' if jpeg_fast.available() else 'false'} wall_speedup={wall_naive / wall_ours:.1f}")
 
 
 if __name__ == "__main__":

@@ -245,10 +245,19 @@ class BatchBuilder:
         """Prepare ``data`` (resize to the model grid, base64) and queue its request line."""
         return self.add_prepared(source, self.prepare(data, cache=cache), page=page)
 
-    def add_url(self, url: str, *, page: int | None = None) -> ManifestEntry:
-        """A public http(s) URL, passed to the service untouched (keyed by the URL: its bytes are unknown)."""
-        key = self.key(sha256_hex(f"url:{url}".encode()))
-        entry = self._entry(key, url, None, page)
+    def url_key(self, uri: str) -> str:
+        """The key of an image sent by reference: its URI stands in for its unread bytes."""
+        return self.key(sha256_hex(f"url:{uri}".encode()))
+
+    def add_url(self, url: str, *, page: int | None = None, source: str | None = None,
+                key_uri: str | None = None) -> ManifestEntry:
+        """A public http(s) URL, passed to the service untouched (keyed by the URL: its bytes are unknown).
+
+        A presigned URL (``io/presign.py``) changes at every signing, so it is keyed by ``key_uri`` (the
+        object's ``s3://`` URI) and the manifest names ``source``: the signature never lands in a row.
+        """
+        key = self.url_key(key_uri or url)
+        entry = self._entry(key, source or url, None, page)
         if entry is None:
             return self._entries[key]
         self._queue(entry, url)

@@ -23,6 +23,7 @@ from airflow_provider_qwenocr.dashscope.batch_jsonl import (
     BatchBuilder,
     BatchLimits,
     ManifestEntry,
+    Prepared,
     dump_manifest,
     load_manifest,
 )
@@ -135,6 +136,7 @@ class BatchHookMixin:
         fetch: bool = False,
         token_budget: int | None = None,
         completion_window: Any = "24h",
+        image_transport: str = "inline",
     ) -> dict[str, Any]:
         """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
 
@@ -147,6 +149,8 @@ class BatchHookMixin:
         http(s) sources go to the service as URLs unless ``fetch`` (then they are downloaded and prepared).
         ``token_budget`` refuses (``ValueError``, nothing uploaded) when the estimated image tokens exceed it.
         ``completion_window`` ("24h"–"336h", int hours or timedelta) is checked before anything is prepared.
+        ``image_transport="url"`` sends object-store sources (``s3://`` …) as presigned URLs valid past the
+        completion window instead of base64 images (``io/presign.py`` says what that trades).
         """
         from airflow_provider_qwenocr.io import storage
 
@@ -157,6 +161,7 @@ class BatchHookMixin:
             cache = ResultCache(cache_uri, aws_conn_id=aws_conn_id)
 
         completion_window = normalize_completion_window(completion_window)  # refuse before any upload
+        presigner = _presigner(image_transport, token_budget, aws_conn_id, completion_window)
         self.batch_client  # noqa: B018 - refuse a region without OCR batch before preparing anything
         model = model or self.config.default_model
         builder = BatchBuilder(task=task, model=model, prompt=prompt, result_schema=result_schema,
@@ -164,7 +169,7 @@ class BatchHookMixin:
         batch_ids: list[str] = []
         file_ids: list[str] = []
         try:
-            for add in _prepared(builder, sources, cache, prepare_workers, fetch=fetch):
+            for add in _prepared(builder, sources, cache, prepare_workers, fetch=fetch, presigner=presigner):
                 add()
             plan = builder.build()
             if token_budget is not None and plan.image_tokens > token_budget:
@@ -263,8 +268,21 @@ class BatchHookMixin:
         return deleted
 
 
+def _presigner(image_transport: str, token_budget: int | None, aws_conn_id: str | None,
+               completion_window: str = "24h"):
+    """None for inline; for "url" a Presigner whose URLs outlive ``completion_window`` (refused, before
+    anything is read or uploaded, when S3 cannot sign that long)."""
+    from airflow_provider_qwenocr.io.presign import Presigner, check_transport, expiry_seconds
+
+    if check_transport(image_transport) == "inline":
+        return None
+    if token_budget is not None:
+        raise ValueError("token_budget cannot be checked with image_transport='url': the images are not read")
+    return Presigner(aws_conn_id=aws_conn_id, expires_in=expiry_seconds(completion_window))
+
+
 def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int, *,
-              fetch: bool = False) -> Iterator[Callable[[], Any]]:
+              fetch: bool = False, presigner: Any = None) -> Iterator[Callable[[], Any]]:
     """Read + hash + cache-check + resize/encode sources in a small thread pool; yield in-order "add" steps.
 
     Pillow and hashlib release the GIL, so a few threads prepare several images at once; a bounded window
@@ -281,6 +299,14 @@ def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers
             return lambda: builder.reject(name, "InvalidSource", str(src.error), page=page)
         if getattr(src, "is_remote_url", False) and not fetch:
             return lambda: builder.add_url(src.uri, page=page)
+        if presigner is not None and page is None and presigner.supports(src.uri):  # a PDF page goes inline
+            key = builder.url_key(src.uri)
+            hit = cache.get(key) if cache is not None else None
+            if hit and hit.get("status") == "ok":
+                return lambda: builder.add_prepared(name, Prepared(None, key, cached=hit))
+            url = presigner.url(src.uri)
+            if url is not None:
+                return lambda: builder.add_url(url, source=name, key_uri=src.uri)
         try:
             data = src.read()
         except Exception as exc:  # noqa: BLE001 - an unreadable source is an error row, not a crash

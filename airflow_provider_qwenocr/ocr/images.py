@@ -3,7 +3,8 @@
 Why resize locally: the service resizes every image to a grid of ``patch``-px tiles anyway (and bills
 tokens for that grid). Sending the image already at that size gives the same tokens and the same pixels
 the model sees, while uploading a fraction of the bytes. JPEG draft mode lets libjpeg decode at 1/2, 1/4
-or 1/8 scale straight to near the target size, which is what makes preparation fast.
+or 1/8 scale straight to near the target size; with the ``fast`` extra, :mod:`.jpeg_fast` does JPEGs with
+libjpeg-turbo and OpenCV at under half the CPU (numbers in its docstring and bench/RESULTS.md).
 
 Memory is bounded per image by construction (issue 9: four 13000×13000 RGBA PNGs once took 8.7 GB):
 
@@ -39,6 +40,7 @@ from typing import Iterator
 
 from PIL import Image
 
+from . import jpeg_fast
 from .models import ModelSpec
 
 MIN_SIDE = 10  # both sides must be > 10 px
@@ -353,6 +355,34 @@ def prepare_image(
     width, height = _oriented_size(img)
     validate_size(width, height)
     th, tw = smart_resize(height, width, spec.patch, lo, hi)
+    # The libjpeg-turbo path (ocr/jpeg_fast.py) when installed; it returns None for what Pillow must do.
+    probe = None if fmt else _looks_like_line_art
+    encoded = jpeg_fast.to_grid(data, img, (tw, th), jpeg_quality, is_line_art=probe) if fmt != "PNG" else None
+    if encoded is not None:
+        fmt = "JPEG"
+    else:
+        encoded, fmt = _pillow_to_grid(img, (tw, th), fmt, jpeg_quality)
+    mime = _MIME[fmt]
+    b64 = base64.b64encode(encoded).decode("ascii")
+    url = f"data:{mime};base64,{b64}"
+    if len(url) > MAX_DATA_URL_BYTES:
+        raise ImageValidationError(f"encoded image is {len(url) / 1e6:.1f} MB as base64; the limit is 10 MB")
+    return PreparedImage(
+        data_url=url,
+        mime=mime,
+        width=width,
+        height=height,
+        sent_width=tw,
+        sent_height=th,
+        tokens=th * tw // (spec.patch * spec.patch) + 2,
+        sha256=sha256 or sha256_hex(data),
+        nbytes=len(encoded),
+    )
+
+
+def _pillow_to_grid(img: Image.Image, grid: tuple[int, int], fmt: str | None, jpeg_quality: int) -> tuple[bytes, str]:
+    """The reference path (and the fallback of :mod:`.jpeg_fast`): bounded decode, EXIF, resize, encode."""
+    tw, th = grid
     orientation = _orientation(img)
     need = (tw, th) if orientation not in (5, 6, 7, 8) else (th, tw)  # the target in the file's orientation
     img = _decode(img, need)
@@ -371,23 +401,7 @@ def prepare_image(
         img.save(buf, "JPEG", quality=jpeg_quality, optimize=False)
     else:
         img.save(buf, "PNG", compress_level=1)
-    encoded = buf.getvalue()
-    mime = _MIME[fmt]
-    b64 = base64.b64encode(encoded).decode("ascii")
-    url = f"data:{mime};base64,{b64}"
-    if len(url) > MAX_DATA_URL_BYTES:
-        raise ImageValidationError(f"encoded image is {len(url) / 1e6:.1f} MB as base64; the limit is 10 MB")
-    return PreparedImage(
-        data_url=url,
-        mime=mime,
-        width=width,
-        height=height,
-        sent_width=tw,
-        sent_height=th,
-        tokens=th * tw // (spec.patch * spec.patch) + 2,
-        sha256=sha256 or sha256_hex(data),
-        nbytes=len(encoded),
-    )
+    return buf.getvalue(), fmt
 
 
 def estimate_tokens(data: bytes, spec: ModelSpec, min_pixels: int | None = None, max_pixels: int | None = None) -> int:

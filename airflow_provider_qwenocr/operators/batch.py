@@ -40,6 +40,7 @@ from airflow_provider_qwenocr.hooks.batch import (
     validate_execute_complete_event,
 )
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+from airflow_provider_qwenocr.io.presign import check_transport
 from airflow_provider_qwenocr.lineage import OcrLineageMixin
 from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
 
@@ -74,6 +75,10 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
     :param fetch: download http(s) images and send them prepared, instead of passing the URL to the service.
     :param enable_rotate: accepted for parity with ``QwenOcrOperator``; the Batch API cannot rotate (warned).
     :param delete_files: delete the batch's input/output/error files from the account after landing the rows.
+    :param image_transport: ``"inline"`` (default: base64 images resized to the model grid) or ``"url"``:
+        ``s3://`` (and other signable object-store) sources go as presigned URLs valid past the completion
+        window, so one input file holds up to 50,000 lines and no image is read here; the service fetches
+        the originals from your bucket (see ``io/presign.py``). Local files and PDF pages still go inline.
     :param batch_limits: ``BatchLimits`` (lines / file bytes / line bytes per input file); the service's by default.
     :return: ``{"results_uri", "manifest_uri", "batch_ids", "n_images", "n_ok", "n_failed", "n_cached",
         "usage", "cost", "failed"}`` — never the rows themselves.
@@ -115,6 +120,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         fetch: bool = False,
         enable_rotate: bool = False,
         delete_files: bool = False,
+        image_transport: str = "inline",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
@@ -149,6 +155,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         self.fetch = fetch
         self.enable_rotate = enable_rotate
         self.delete_files = delete_files
+        self.image_transport = check_transport(image_transport)
         self.batch_ids: list[str] = []
 
     @cached_property
@@ -202,6 +209,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             metadata=self.metadata, limits=self.batch_limits, aws_conn_id=self.aws_conn_id,
             on_batch_created=pushed, cache_uri=self.cache_uri, prepare_workers=self.max_concurrency,
             fetch=self.fetch, token_budget=self.token_budget, completion_window=self.completion_window,
+            image_transport=self.image_transport,
         )
         self.batch_ids = submitted["batch_ids"]
         if ti is not None:

@@ -1,0 +1,212 @@
+"""Full-resolution scans to the token ceiling: the operator's own path, from files on disk, CPU per page.
+
+Setup (issue #11): ``--n`` (default 200) distinct 12-MP (4000×3000) colour JPEG scans are written to a temp
+dir first. Then ``QwenOcrOperator.execute`` — sources → ``io/runner.run`` → the hook's client → the results
+writer and cache, the hook built from an ``AIRFLOW_CONN_DASHSCOPE_DEFAULT`` connection — OCRs the folder with
+``--concurrency`` calls in flight against the emulator in **its own process** with
+``--engine echo --latency-ms 1500 --rpm 1200 --tpm 6000000``.
+
+Measured:
+- ``tpm_ratio``: tokens billed (sum of the rows' usage) per minute of the task's wall time ÷ 6M.
+- ``pages_per_s``: rows ok ÷ the task's wall time.
+- ``cpu_ms_per_page``: ``time.process_time()`` of this process (all its threads) across ``execute`` ÷ pages.
+  Nothing else runs in this process meanwhile; the emulator is another process.
+- ``emulator_cpu_ms_per_page``: utime+stime of the emulator process (``/proc/<pid>/stat``) across the run ÷ pages.
+- ``peer_ratio``: the sequential SDK loop users write (``dashscope.MultiModalConversation.call`` one file
+  after another, ``file://`` path → the SDK uploads it) on ``--peer-n`` of the same files, same ratio.
+- ``lost``: images without a row in the results file (must be 0); failed rows are printed too.
+- ``stages``: the worker's per-page CPU split, measured sequentially on ``--stage-n`` files in this process
+  (read, sha256, prepare_image, request JSON); ``rest`` is what the run cost beyond them (HTTP, SDK,
+  threads, limiter, rows and cache).
+The machine's load (``os.getloadavg``) is printed with every figure: on a shared machine they are depressed.
+Usage: python bench/fullres.py [--n 200] [--concurrency 32] [--peer-n 8] [--images-dir DIR] [--pillow]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench._common import EmulatorProcess, machine  # noqa: E402
+
+KEY = "sk-bench-fullres"
+RPM, TPM = 1200, 6_000_000
+EMULATOR_ARGS = ("--engine", "echo", "--latency-ms", "1500", "--rpm", str(RPM), "--tpm", str(TPM), "--seed", "1")
+
+
+def write_scans(folder: str, n: int, width: int = 4000, height: int = 3000) -> None:
+    """``n`` distinct colour scans: paper noise (shifted per file), 40 lines of text naming the file, a stamp."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0, 5, (height // 2, width // 2)).astype(np.int16)
+    noise = np.kron(noise, np.ones((2, 2), dtype=np.int16))  # scanner-like 2-px grain
+    paper = np.array([236, 232, 224], dtype=np.int16)
+    try:
+        font = ImageFont.load_default(size=48)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    for i in range(n):
+        path = os.path.join(folder, f"scan_{i:05d}.jpg")
+        if os.path.exists(path):
+            continue
+        shifted = np.roll(noise, (i * 37) % height, axis=0)[:, :, None]
+        img = Image.fromarray((paper + shifted).clip(0, 255).astype(np.uint8))
+        d = ImageDraw.Draw(img)
+        for row in range(40):
+            d.text((200, 150 + row * 68), f"{i:05d}-{row:02d} Invoice total {i * 3.17 + row:.2f} CNY quick brown fox",
+                   fill=(20, 20, 30), font=font)
+        d.ellipse((width - 900, height - 900, width - 300, height - 300), outline=(200, 30, 30), width=18)
+        img.save(path, "JPEG", quality=92)
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime (+ waited-for children) of ``pid`` from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime (fields 14-17)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_operator(folder: str, work: str, concurrency: int) -> dict:
+    from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+
+    out_uri = os.path.join(work, "results.jsonl")
+    op = QwenOcrOperator(task_id="ocr_fullres", images=folder, output_uri=out_uri,
+                         cache_uri=os.path.join(work, "cache"), max_concurrency=concurrency, progress_interval=1000)
+    w0, c0 = time.perf_counter(), time.process_time()
+    summary = op.execute({})
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    rows = [json.loads(line) for line in open(out_uri, encoding="utf-8")]
+    return {"wall": wall, "cpu": cpu, "summary": summary, "rows": rows}
+
+
+def run_peer(base_url: str, files: list[str]) -> tuple[float, int, int]:
+    """(seconds, ok, tokens) of the sequential SDK loop over ``files`` (stops at the first error)."""
+    import dashscope
+    from dashscope import MultiModalConversation
+
+    dashscope.base_http_api_url = base_url + "/api/v1"  # its file:// upload reads the global base URL
+    ok = tokens = 0
+    t0 = time.perf_counter()
+    for path in files:
+        rsp = MultiModalConversation.call(model="qwen-vl-ocr", api_key=KEY, base_address=base_url + "/api/v1",
+                                          messages=[{"role": "user", "content": [{"image": "file://" + path}]}],
+                                          ocr_options={"task": "text_recognition"})
+        if rsp.status_code != 200:
+            print(f"  peer stopped: {rsp.status_code} {rsp.code} {rsp.message}", file=sys.stderr)
+            break
+        ok += 1
+        tokens += int(rsp.usage.get("input_tokens", 0)) + int(rsp.usage.get("output_tokens", 0))
+    return time.perf_counter() - t0, ok, tokens
+
+
+def stage_profile(files: list[str]) -> dict[str, float]:
+    """Median CPU ms per page of each stage the worker runs, measured one after another in this process."""
+    from airflow_provider_qwenocr.ocr.images import prepare_image, sha256_hex
+    from airflow_provider_qwenocr.ocr.models import get_model
+
+    spec = get_model("qwen-vl-ocr")
+    times: dict[str, list[float]] = {"read": [], "sha256": [], "prepare": [], "json": []}
+    for path in files:
+        t = time.process_time()
+        with open(path, "rb") as fh:
+            data = fh.read()
+        times["read"].append(time.process_time() - t)
+        t = time.process_time()
+        sha = sha256_hex(data)
+        times["sha256"].append(time.process_time() - t)
+        t = time.process_time()
+        prep = prepare_image(data, spec, sha256=sha)
+        times["prepare"].append(time.process_time() - t)
+        t = time.process_time()
+        json.dumps({"model": "qwen-vl-ocr", "input": {"messages": [{"role": "user", "content": [
+            {"image": prep.data_url}]}]}, "parameters": {}}).encode()
+        times["json"].append(time.process_time() - t)
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--peer-n", type=int, default=8)
+    ap.add_argument("--stage-n", type=int, default=10)
+    ap.add_argument("--images-dir", default=None, help="keep the generated scans here (reused when present)")
+    ap.add_argument("--pillow", action="store_true", help="switch the fast path off: the Pillow path, for comparison")
+    args = ap.parse_args()
+    if args.pillow:
+        from airflow_provider_qwenocr.ocr import jpeg_fast
+
+        jpeg_fast.simplejpeg = None
+
+    with tempfile.TemporaryDirectory(prefix="qwenocr-bench-fullres-") as tmp:
+        folder = args.images_dir or os.path.join(tmp, "scans")
+        t0 = time.perf_counter()
+        write_scans(folder, args.n)
+        files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))[: args.n]
+        mb = sum(os.path.getsize(f) for f in files) / 1e6
+        print(f"{len(files)} scans 4000x3000 on disk ({mb:.0f} MB) in {time.perf_counter() - t0:.0f} s")
+        if args.images_dir and len(files) < args.n:
+            raise SystemExit(f"{args.images_dir} holds only {len(files)} scans")
+        os.environ.update({
+            "AIRFLOW_HOME": os.path.join(tmp, "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        })
+        import dashscope  # noqa: F401  (imported before any clock starts)
+
+        from airflow_provider_qwenocr.ocr import jpeg_fast
+        from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator  # noqa: F401
+
+        stages = stage_profile(files[: args.stage_n])
+        with EmulatorProcess(*EMULATOR_ARGS) as emu:
+            os.environ["AIRFLOW_CONN_DASHSCOPE_DEFAULT"] = json.dumps({
+                "conn_type": "dashscope", "password": KEY, "host": emu.base_url,
+                "extra": {"rpm": RPM, "tpm": TPM}})
+            load0 = os.getloadavg()[0]
+            e0 = proc_cpu_seconds(emu.proc.pid)
+            res = run_operator(folder, os.path.join(tmp, "run"), args.concurrency)
+            e1 = proc_cpu_seconds(emu.proc.pid)
+            load1 = os.getloadavg()[0]
+            stats = emu.stats()
+            t_peer, ok_peer, tok_peer = run_peer(emu.base_url, files[: args.peer_n])
+
+    rows = res["rows"]
+    ok_rows = [r for r in rows if r.get("status") == "ok"]
+    sources = {r.get("source") for r in rows}
+    lost = sum(1 for f in files if f not in sources and os.path.basename(f) not in
+               {os.path.basename(str(s)) for s in sources})
+    tokens = sum(int((r.get("usage") or {}).get("input_tokens", 0)) + int((r.get("usage") or {}).get("output_tokens", 0))
+                 for r in ok_rows)
+    n_ok = len(ok_rows)
+    per_min = TPM / 60
+    tpm_ratio = tokens / res["wall"] / per_min
+    peer_ratio = tok_peer / t_peer / per_min if t_peer else 0.0
+    cpu_page = res["cpu"] / max(1, n_ok) * 1000
+    emu_page = (e1 - e0) / max(1, n_ok) * 1000
+    staged = sum(stages.values())
+    print(f"machine: {machine()}; load {load0:.1f} at start, {load1:.1f} at end; fast path "
+          f"{'on' if jpeg_fast.available() else 'off (--pillow)' if args.pillow else 'OFF (install the fast extra)'}; "
+          f"concurrency {args.concurrency}; "
+          f"emulator {' '.join(EMULATOR_ARGS)}")
+    print(f"ours: {n_ok}/{len(files)} ok, {len(rows) - n_ok} failed rows, in {res['wall']:.1f} s, "
+          f"{tokens} tokens ({tokens / max(1, n_ok):.0f}/page), worker CPU {res['cpu']:.1f} s, "
+          f"emulator CPU {e1 - e0:.1f} s, emulator statuses {stats.get('by_status')}")
+    print(f"peer (sequential SDK loop, file://): {ok_peer}/{args.peer_n} ok in {t_peer:.1f} s")
+    print("stages (CPU ms/page, sequential): " + " ".join(f"{k}={v:.1f}" for k, v in stages.items())
+          + f" rest={cpu_page - staged:.1f}")
+    print(f"tpm_ratio={tpm_ratio:.3f} pages_per_s={n_ok / res['wall']:.2f} cpu_ms_per_page={cpu_page:.0f} "
+          f"emulator_cpu_ms_per_page={emu_page:.0f} peer_ratio={peer_ratio:.3f} lost={lost}")
+
+
+if __name__ == "__main__":
+    main()
