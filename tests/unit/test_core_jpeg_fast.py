@@ -100,7 +100,7 @@ def test_grayscale_jpeg_stays_grayscale():
 
 def test_cmyk_and_forced_png_leave_it_to_pillow(monkeypatch):
     calls = []
-    monkeypatch.setattr(images, "_pillow_to_grid", lambda *a, real=images._pillow_to_grid: calls.append(a[3]) or real(*a))
+    monkeypatch.setattr(images, "_pillow_to_grid", lambda *a, real=images._pillow_to_grid: calls.append(a[2]) or real(*a))
     buf = io.BytesIO()
     Image.open(io.BytesIO(_scan(400, 300))).convert("CMYK").save(buf, "JPEG")
     assert prepare_image(buf.getvalue(), SPEC).mime == "image/jpeg"
