@@ -187,7 +187,11 @@ def run(
     def task(src: Source) -> tuple[OcrResult, bool]:
         if stop.is_set():
             raise _Cancelled()
-        return process_one(src, job, client, cache, drawer)
+        try:
+            return process_one(src, job, client, cache, drawer)
+        except AccountError:
+            stop.set()  # here, not when the main thread gets to it: a queued image must not start meanwhile
+            raise
 
     pending: set[Future] = set()
     it = iter(sources)
@@ -203,6 +207,8 @@ def run(
                 break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
+                if isinstance(fut.exception(), _Cancelled):
+                    continue  # skipped after an AccountError in a worker; that error surfaces from its future
                 result, cached = fut.result()  # AccountError propagates from here
                 writer.write(result)
                 summary.add(result, cached=cached)
