@@ -134,3 +134,24 @@ def test_kie_and_advanced_recognition_as_batch_lines(ocr_server, monkeypatch, tm
     first = min(words, key=lambda w: w["location"][1])
     assert first["text"].startswith("Invoice") and max(first["location"][1::2]) < 110, "the first line's box"
     assert json.dumps(row)  # the row is plain JSON
+
+
+# -- unknown models in a batch ---------------------------------------------------------------------------------------
+def test_unknown_model_batch_fails_validation_with_one_error_row_each_cost_null(echo_server, monkeypatch, tmp_path):
+    """The provider accepts the name (a warning); the service's batch validation refuses it (model_not_found):
+    the task fails naming the cause, every image gets an error row with a null cost, nothing is recognised."""
+    from airflow_provider_qwenocr.exceptions import QwenOcrException
+
+    monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_DEFAULT", conn_env(echo_server.base_url))
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("a", "b"):
+        (d / f"{name}.png").write_bytes(png(name))
+    calls = echo_server.stats()["ocr_calls"]
+    op = _op(d, tmp_path, name="unknown", model="qwen-vl-ocr-2099-01-01")
+    with pytest.raises(QwenOcrException, match="model_not_found"):
+        op.execute({"ti": FakeTI()})
+    rows = list(read_results(str(tmp_path / "out" / "unknown.jsonl")))
+    assert len(rows) == 2
+    assert all(r["status"] == "error" and r["cost"] is None and r["model"] == "qwen-vl-ocr-2099-01-01" for r in rows)
+    assert echo_server.stats()["ocr_calls"] == calls
