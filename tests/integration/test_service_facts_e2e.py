@@ -103,6 +103,29 @@ def test_account_state_mid_run_stops_at_once_and_rerun_does_only_the_rest(state,
     assert len(list(read_results(second["results_uri"]))) == n
 
 
+def test_account_state_mid_run_with_four_workers_no_image_billed_twice(make_emulator, monkeypatch, tmp_path):
+    """With calls in flight the stop cannot be exact, but it is bounded by the workers, and the answers that
+    were in flight are cached: over both runs every image is recognised (billed) exactly once."""
+    n, k, workers = 30, 8, 4
+    srv = make_emulator(engine="echo", latency_ms=40, seed=3)
+    conn_id = _set_conn(monkeypatch, "qwen_account4", srv.base_url, KEY)
+    d = _images(tmp_path / "imgs", n)
+    kw = dict(task_id="ocr", images=str(d), conn_id=conn_id, cache_uri=str(tmp_path / "cache"),
+              max_concurrency=workers, max_failed_ratio=1.0, progress_interval=0)
+    _switch_after(srv, k, "prepaid-overdue")
+    with pytest.raises(QwenOcrAccountError, match="PrepaidBillOverdue"):
+        QwenOcrOperator(output_uri=str(tmp_path / "r1.jsonl"), **kw).execute(_ctx(run_id="r1"))
+    first = srv.stats()
+    assert k <= first["ocr_calls"] < k + workers, first
+    assert first["by_status"][429] <= workers, "only calls already started may be refused after the first"
+    assert first["requests"]["native"] < k + 2 * workers, "the remaining images were not sent"
+    srv.state.count_ocr = type(srv.state).count_ocr.__get__(srv.state)
+    srv.set_account_state("ok")
+    second = QwenOcrOperator(output_uri=str(tmp_path / "r2.jsonl"), **kw).execute(_ctx(run_id="r2"))
+    assert second["n_ok"] == n and second["n_cached"] == first["ocr_calls"]
+    assert srv.stats()["ocr_calls"] == n, "no image recognised (billed) twice across the two runs"
+
+
 @pytest.mark.parametrize("state", ["prepaid-overdue", "free-tier-only"])
 def test_account_refused_from_the_start_sends_one_call(state, make_emulator, monkeypatch, tmp_path):
     """``--account-state`` at start-up (the CLI's knob): the first refusal stops the task, nothing is billed."""
