@@ -206,7 +206,11 @@ def run(
     def task(src: Source) -> tuple[OcrResult, bool]:
         if stop.is_set():
             raise _Cancelled()
-        return process_one(src, job, client, cache, drawer)
+        try:
+            return process_one(src, job, client, cache, drawer)
+        except (AccountError, ServiceUnavailableError):
+            stop.set()  # here, not when the main thread gets to it: a queued image must not start meanwhile
+            raise
 
     pending: set[Future] = set()
     it = iter(sources)
@@ -222,6 +226,8 @@ def run(
                 break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
+                if isinstance(fut.exception(), _Cancelled):
+                    continue  # skipped after a task-stopping error in a worker; that error surfaces from its future
                 result, cached = fut.result()  # AccountError / ServiceUnavailableError propagate from here
                 result = _write_row(writer, result)
                 summary.add(result, cached=cached)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from airflow_provider_qwenocr.io.results_store import ResultsWriter, read_results
 from airflow_provider_qwenocr.io.runner import MAX_FAILED_KEPT, OcrJob, run
 from airflow_provider_qwenocr.io.sources import Source
@@ -68,3 +70,55 @@ def test_summary_keeps_a_bounded_list_of_failures(tmp_path):
     assert summary.n_failed == MAX_FAILED_KEPT + 30 and len(summary.failed) == MAX_FAILED_KEPT
     xcom = summary.to_xcom("x")
     assert len(xcom["failed"]) == 20 and xcom["failed"][0]["error"].startswith("InvalidImage: cannot decode")
+
+
+class RefusingClient:
+    """Answers ``ok_first`` calls, then refuses every call as an account in a billing state; counts calls."""
+
+    def __init__(self, ok_first: int):
+        self.ok_first = ok_first
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def recognize(self, image, *, task, source=None, model=None, **kw):
+        from airflow_provider_qwenocr.dashscope.errors import AccountError
+
+        with self.lock:
+            self.calls += 1
+            n = self.calls
+        time.sleep(0.01)
+        if n > self.ok_first:
+            raise AccountError("Prepaid bill overdue", code="PrepaidBillOverdue", status_code=429)
+        return OcrResult(source=source, task=task, model=model, text="t", usage=Usage(10, 1, 8, 11))
+
+
+def test_an_account_error_stops_queued_images_before_they_start(tmp_path):
+    """One worker, a window of two: the image queued behind the refused one must not be sent."""
+    from airflow_provider_qwenocr.dashscope.errors import AccountError
+
+    data = _png((40, 40))
+    sources = [Source(f"mem://{i}.png", _reader=lambda: data) for i in range(10)]
+    job = OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    client = RefusingClient(ok_first=3)
+    with pytest.raises(AccountError):
+        with ResultsWriter(str(tmp_path / "r.jsonl")) as w:
+            run(sources, job, client, w, max_concurrency=1)
+    assert client.calls == 4, "3 answered, 1 refused, nothing after it"
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_an_account_error_with_many_workers_still_surfaces_as_the_account_error(tmp_path):
+    from airflow_provider_qwenocr.dashscope.errors import AccountError
+
+    data = _png((40, 40))
+    sources = [Source(f"mem://{i}.png", _reader=lambda: data) for i in range(200)]
+    job = OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    client = RefusingClient(ok_first=5)
+    try:
+        with ResultsWriter(str(tmp_path / "r.jsonl")) as w:
+            run(sources, job, client, w, max_concurrency=4)
+    except AccountError as exc:
+        assert exc.code == "PrepaidBillOverdue"
+    else:
+        raise AssertionError("the account error must stop the run")
+    assert client.calls <= 5 + 4, f"{client.calls} calls: only those already in flight may follow the refusal"
