@@ -29,8 +29,10 @@ Sharing one budget across mapped tasks and workers:
    ``/some/dir/dashscope-limits.sqlite``; every process using that file draws from the same GCRA state
    (an SQLite row updated in an ``IMMEDIATE`` transaction; ~0.25 ms per acquire here, and 4 processes
    held exactly 1,200/min together — bench/shared_limit.py).
-3. **Across hosts**: pyrate-limiter's ``RedisStateStore`` holds the same GCRA state in Redis; build the
-   buckets with :func:`gcra_bucket` (``store=RedisStateStore(...)``) and pass them in.
+3. **Across hosts** (Celery/Kubernetes workers anywhere): the connection extra ``limiter_conn_id`` names a
+   Redis or Postgres connection; the hook turns it into a URL and this module's ``shared_url=`` puts both
+   GCRA states there (``dashscope/limit_stores.py``: the stores, the account key, and the bounded behaviour
+   when the store is lost — wait up to ``wait_seconds``, then a local limiter at quota ÷ expected workers).
 """
 
 from __future__ import annotations
@@ -127,6 +129,10 @@ class RateLimiter:
 
     ``acquire(tokens)`` returns once one request and ``tokens`` tokens fit in the budget, and returns the
     seconds it waited. ``None`` for ``rpm`` or ``tpm`` disables that limit.
+
+    Shared budgets: ``shared_path`` (an SQLite file, one host) or ``shared_url`` (``redis://…`` or
+    ``postgresql://…``, any number of hosts) with ``account`` = ``limit_stores.account_key(api_key, root)``;
+    ``expected_workers`` and ``store_wait_seconds`` set what happens when that store is lost.
     """
 
     def __init__(
@@ -139,11 +145,30 @@ class RateLimiter:
         request_bucket: Any = None,
         token_bucket: Any = None,
         min_token_burst: int = MIN_TOKEN_BURST,
+        shared_url: str | None = None,
+        account: str = "default",
+        expected_workers: int | None = None,
+        store_wait_seconds: float | None = None,
     ) -> None:
         self.rpm = rpm
         self.tpm = tpm
         self.burst_seconds = burst_seconds
-        if shared_path:
+        self.stores: dict[str, Any] = {}
+        if shared_url:
+            from airflow_provider_qwenocr.dashscope import limit_stores
+
+            opts: dict[str, Any] = {}
+            if expected_workers:
+                opts["expected_workers"] = expected_workers
+            if store_wait_seconds is not None:
+                opts["wait_seconds"] = store_wait_seconds
+            stores = limit_stores.shared_stores(shared_url, account, **opts)
+            self.stores = stores
+            if request_bucket is None and rpm:
+                request_bucket = gcra_bucket(rpm, burst_seconds, store=stores["requests"])
+            if token_bucket is None and tpm:
+                token_bucket = gcra_bucket(tpm, burst_seconds, store=stores["tokens"], min_burst=min_token_burst)
+        elif shared_path:
             if request_bucket is None and rpm:
                 request_bucket = gcra_bucket(rpm, burst_seconds, store=SqliteStateStore(shared_path, "requests"))
             if token_bucket is None and tpm:
@@ -207,6 +232,8 @@ class RateLimiter:
         for limiter in (self._requests, self._tokens):
             if limiter is not None:
                 limiter.close()
+        for store in self.stores.values():
+            store.close()
 
     def __repr__(self) -> str:
         return f"RateLimiter(rpm={self.rpm}, tpm={self.tpm}, burst_seconds={self.burst_seconds})"
