@@ -156,3 +156,24 @@ def test_bundled_servers_work_with_the_system_binaries_hidden(monkeypatch):
         if stop:
             subprocess.run(stop, capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_hooks_share_the_budget_named_by_limiter_conn_id(redis_server, monkeypatch):
+    import json
+
+    import redis
+
+    from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_LIM_REDIS", redis_server.conn_json(db=1))
+    for name, key in (("dashscope_a", API_KEY), ("dashscope_b", API_KEY), ("dashscope_c", "sk-other-account")):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{name.upper()}", json.dumps(
+            {"conn_type": "dashscope", "password": key, "host": "http://127.0.0.1:9",
+             "extra": {"rpm": 120, "tpm": 10**9, "limiter_conn_id": "lim_redis", "limiter_expected_workers": 3}}))
+    a, b, c = (QwenOcrHook(n).limiter for n in ("dashscope_a", "dashscope_b", "dashscope_c"))
+    assert a.try_acquire() and b.try_acquire()  # burst 2 (120/min) between two hooks of one account
+    assert not a.try_acquire() and not b.try_acquire()
+    assert c.try_acquire()  # another API key: another budget
+    assert a.stores["requests"].expected_workers == 3
+    keys = redis.Redis(host=redis_server.host, port=redis_server.port, db=1).keys("*")
+    assert len(keys) == 2 and not any(API_KEY.encode() in k for k in keys)  # 2 accounts × requests (no tokens taken)
