@@ -46,7 +46,7 @@ def _limiter(store: str, target: str, rpm: int, tpm: int = TPM, account: str = K
     return RateLimiter(rpm, tpm, shared_url=target, account=account_key(account, "bench"))
 
 
-def worker(store: str, target: str, base_url: str, rpm: int, first: int, n: int, threads: int, start_at: float, q):
+def worker(store: str, target: str, base_url: str, rpm: int, first: int, n: int, threads: int, ready, go, q):
     import dashscope  # noqa: F401  (the SDK's import takes seconds on a loaded host: not in the timed run)
     from dashscope import MultiModalConversation  # noqa: F401
 
@@ -70,13 +70,12 @@ def worker(store: str, target: str, base_url: str, rpm: int, first: int, n: int,
         stamps.append(time.time())
         return ok
 
-    late = time.time() - start_at
-    while time.time() < start_at:
-        time.sleep(0.005)
+    ready.put(os.getpid())
+    go.wait()  # every process starts together, once all have imported and prepared their documents
     with ThreadPoolExecutor(threads) as pool:
         oks = sum(pool.map(one, prepared))
     client.close()
-    q.put((sorted(stamps), oks, client.calls, late))
+    q.put((sorted(stamps), oks, client.calls))
 
 
 def acquire_cost(store: str, target: str, iterations: int) -> float:
@@ -137,22 +136,21 @@ def main() -> None:
                                       args.acquire_iterations)
             before = emu.stats()["by_status"]
             ctx = mp.get_context("spawn")
-            q = ctx.Queue()
-            start_at = time.time() + 15.0  # every process has imported and prepared its documents by then
+            q, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
             procs = [ctx.Process(target=worker, args=(args.store, target, emu.base_url, args.rpm, i * args.per_proc,
-                                                      args.per_proc, args.threads, start_at, q))
+                                                      args.per_proc, args.threads, ready, go, q))
                      for i in range(args.procs)]
             for p in procs:
                 p.start()
+            for _ in procs:
+                ready.get(timeout=300)
+            go.set()
             results = [q.get() for _ in procs]
             for p in procs:
                 p.join()
             after = emu.stats()["by_status"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    late = [r[3] for r in results if r[3] > 0]
-    if late:
-        print(f"warning: {len(late)} process(es) were ready {max(late):.1f} s after the common start", file=sys.stderr)
     stamps = sorted(s for r in results for s in r[0])
     ok = sum(r[1] for r in results)
     by_status = {str(k): v - before.get(str(k), 0) for k, v in after.items()}
