@@ -7,8 +7,8 @@
    metadata DB so the cluster's scheduler never sees that run, and its own warehouse DB).
 2. ``qwen_ocr_batch_nightly``: its sensor is seen in ``deferred`` (on the real triggerer), then succeeds.
 3. Unless ``--no-kill``: the realtime DAG again (fresh results prefix, so nothing is cached) and, once OCR
-   tasks run, one Celery worker's process group is SIGKILLed (the worker and its task processes: a lost
-   host). The scheduler notices the dead tasks (heartbeat timeout 30 s) and retries them elsewhere; the
+   tasks run, the Celery worker running the most of them is SIGKILLed by PID together with its child
+   processes (the tasks it was running: a lost host). The scheduler notices the dead tasks (heartbeat timeout 30 s) and retries them elsewhere; the
    per-image cache makes a retry bill only what was in flight: printed as emulator calls vs images.
 
 The state of tasks is read from the metadata DB (Postgres) directly: cheap, and no API auth to set up.
@@ -140,10 +140,12 @@ def _ocr_span(state: dict, run_id: str) -> float:
 
 
 def _calls(before: dict, after: dict) -> tuple[int, int]:
-    """(OCR calls answered, of which 429) between two emulator stats snapshots."""
-    b, a = before["by_status"], after["by_status"]
-    diff = {k: v - b.get(k, 0) for k, v in a.items()}
-    return sum(diff.values()), diff.get("429", 0)
+    """(realtime OCR calls answered, of which 429) between two emulator stats snapshots.
+
+    Counted on the native endpoint only: the nightly DAG's own scheduled run (it is unpaused) talks to the
+    files/batches endpoints at the same time, and those answers are in ``by_status`` too."""
+    calls = after["requests"].get("native", 0) - before["requests"].get("native", 0)
+    return calls, after["by_status"].get("429", 0) - before["by_status"].get("429", 0)
 
 
 def _conf(bucket: str, prefix: str, chunk: int, wh: str) -> dict:
@@ -229,27 +231,42 @@ def _kill_run(state: dict, args, sources: list[str], figures: dict) -> dict[str,
     dag_id, run_id = "qwen_ocr_s3_to_redshift", "cluster_kill"
     before = _emu_stats(state)
     _trigger(state, dag_id, run_id, _conf("cluster-docs", "results-kill", args.chunk, "pg_warehouse_kill"))
-    victim = "worker-1"
-    pgid = os.getpgid(state["pids"][victim])
+    import psutil
+
+    workers = {name: pid for name, pid in state["pids"].items() if name.startswith("worker-")}
     killed: dict = {}
+
+    def owner(pid: int) -> str | None:
+        """The Celery worker whose process tree holds ``pid`` (the task runs in a forked child)."""
+        try:
+            chain = [p.pid for p in psutil.Process(pid).parents()] + [pid]
+        except psutil.NoSuchProcess:
+            return None
+        return next((name for name, wpid in workers.items() if wpid in chain), None)
 
     def maybe_kill():
         if killed:
             return
-        done = _emu_stats(state)["ocr_calls"] - before["ocr_calls"]
-        running = [t for t in _tis(state, dag_id, run_id, "ocr") if t[2] == "running" and t[6]]
-        mine = []
-        for t in running:
+        done = _emu_stats(state)["requests"].get("native", 0) - before["requests"].get("native", 0)
+        if done < n // 4:  # a quarter in: tasks with images in flight on every worker
+            return
+        running: dict[str, list[int]] = {}
+        for t in _tis(state, dag_id, run_id, "ocr"):
+            if t[2] == "running" and t[6] and (name := owner(t[6])):
+                running.setdefault(name, []).append(t[1])
+        if not running:
+            return
+        victim = max(running, key=lambda k: len(running[k]))
+        proc = psutil.Process(workers[victim])
+        tree = [proc, *proc.children(recursive=True)]
+        for p in tree:
             try:
-                if os.getpgid(t[6]) == pgid:
-                    mine.append(t)
-            except ProcessLookupError:
-                continue
-        if mine and done >= n // 4:  # a quarter in: the victim holds tasks with images in flight
-            os.killpg(pgid, signal.SIGKILL)
-            killed.update(at_calls=done, tasks=[t[1] for t in mine], t=time.monotonic())
-            print(f"[kill] SIGKILL {victim} (process group {pgid}) after {done} calls; it ran mapped OCR tasks "
-                  f"{killed['tasks']}", flush=True)
+                p.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        killed.update(victim=victim, at_calls=done, tasks=sorted(running[victim]))
+        print(f"[kill] SIGKILL {victim} (pid {workers[victim]} and its {len(tree) - 1} child processes) after "
+              f"{done} calls; it ran mapped OCR tasks {killed['tasks']}", flush=True)
 
     result = _wait_run(state, dag_id, run_id, 300 + 4 * n * 60 / rpm, on_poll=maybe_kill)
     calls, r429 = _calls(before, _emu_stats(state))
@@ -259,7 +276,7 @@ def _kill_run(state: dict, args, sources: list[str], figures: dict) -> dict[str,
     rebilled = calls - r429 - n
     # What was in flight when the worker died: at most max_concurrency (8) calls per task it was running.
     bound = 8 * len(killed.get("tasks", []))
-    figures.update(kill_run=result, kill_rows=count[0], kill_calls=calls, kill_429=r429, kill_rebilled=rebilled,
+    figures.update(kill_victim=killed.get("victim"), kill_at_calls=killed.get("at_calls"), kill_run=result, kill_rows=count[0], kill_calls=calls, kill_429=r429, kill_rebilled=rebilled,
                    kill_inflight_bound=bound, kill_retried_tasks=len(retried))
     print(f"[kill] run {result}; {count[0]} rows / {n} images; {calls} calls ({r429} 429s) for {n} images → "
           f"{rebilled} re-billed, in-flight bound {bound}; {len(retried)} OCR tasks retried", flush=True)
