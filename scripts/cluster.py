@@ -102,7 +102,9 @@ def airflow_env(state: dict) -> dict:
     db = f"postgresql+psycopg2://postgres@127.0.0.1:{pg}/airflow"
     conns = {
         "DASHSCOPE_DEFAULT": {"conn_type": "dashscope", "password": API_KEY, "host": state["emulator_url"],
-                              "extra": {"rpm": state["rpm"], "tpm": state["tpm"], "limiter_conn_id": "limiter_redis",
+                              "extra": {"rpm": max(1, int(state["rpm"] * state.get("headroom", 1.0))),
+                                        "tpm": int(state["tpm"] * state.get("headroom", 1.0)),
+                                        "limiter_conn_id": "limiter_redis",
                                         "limiter_expected_workers": state["workers"], "max_retries": 10}},
         "LIMITER_REDIS": {"conn_type": "redis", "host": "127.0.0.1", "port": redis_port, "extra": {"db": 1}},
         "AWS_DEFAULT": {"conn_type": "aws", "login": "testing", "password": "testing",
@@ -157,7 +159,8 @@ def up(args) -> dict:
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
     os.chmod(d, 0o755)
     t0 = time.monotonic()
-    state: dict = {"dir": d, "pids": {}, "rpm": args.rpm, "tpm": args.tpm, "workers": args.workers,
+    state: dict = {"dir": d, "pids": {}, "rpm": args.rpm, "tpm": args.tpm, "headroom": args.headroom,
+                   "workers": args.workers,
                    "concurrency": args.concurrency, "latency_ms": args.latency_ms,
                    "fernet_key": Fernet.generate_key().decode(), "jwt_secret": secrets.token_urlsafe(64)}
     _save(d, state)
@@ -235,6 +238,8 @@ def main() -> None:
     ap.add_argument("--rpm", type=int, default=120)
     ap.add_argument("--tpm", type=int, default=2_000_000)
     ap.add_argument("--latency-ms", type=int, default=400)
+    ap.add_argument("--headroom", type=float, default=1.0,
+                    help="the connection's rpm/tpm as a share of the emulator's quota (1.0 = the quota itself)")
     ap.add_argument("--n", type=int, default=240, help="images for the realtime DAG")
     ap.add_argument("--chunk", type=int, default=20, help="images per mapped task")
     ap.add_argument("--no-kill", action="store_true", help="skip the worker-kill repeat")
