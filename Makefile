@@ -10,7 +10,7 @@ AIRFLOW2_VERSION ?= 2.10.5
 UV := $(VENV)/bin/uv
 PYTEST_ARGS ?= -q -ra
 
-.PHONY: demo test test-airflow3 test-airflow2 bench emulator clean
+.PHONY: demo test test-airflow3 test-airflow2 bench emulator clean cluster cluster-smoke cluster-down bench-shared
 
 # The emulator is its own distribution (emulator/); both are installed editable in ONE uv call, so the
 # provider's `emulator` extra (qwenocr-emulator) resolves to the local copy, never to a registry.
@@ -48,6 +48,24 @@ bench: $(VENV)/.installed
 
 emulator: $(VENV)/.installed
 	$(VENV)/bin/qwenocr-emulator --host 127.0.0.1 --port 8765
+
+# A multi-worker Airflow on loopback (scripts/cluster.py): Postgres, Redis, 3 Celery workers, moto, emulator.
+$(VENV)/.cluster-installed: pyproject.toml $(VENV)/.installed
+	$(UV) pip install --quiet --python $(VENV)/bin/python -e '.[dev,cluster]' 'apache-airflow==$(AIRFLOW3_VERSION)'
+	touch $@
+
+CLUSTER_ARGS ?=
+cluster: $(VENV)/.cluster-installed  ## full run: 240 images at 120/min, then the batch DAG, then a worker killed
+	$(VENV)/bin/python scripts/cluster.py smoke $(CLUSTER_ARGS)
+
+cluster-smoke: $(VENV)/.cluster-installed  ## small run for CI (a few minutes)
+	$(VENV)/bin/python scripts/cluster.py smoke --n 48 --chunk 4 --dir $${TMPDIR:-/tmp}/qwenocr-cluster-smoke $(CLUSTER_ARGS)
+
+cluster-down:
+	$(VENV)/bin/python scripts/cluster.py down $(CLUSTER_ARGS)
+
+bench-shared: $(VENV)/.installed
+	for store in sqlite redis postgres; do $(VENV)/bin/python bench/shared_limit.py --store $$store || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(VENV2) .demo .pytest_cache

@@ -1,6 +1,6 @@
 """Test configuration shared by every level.
 
-Fixtures live in tests/fixtures/ (one module per stand-in: emulator, s3, postgres, airflow) and are
+Fixtures live in tests/fixtures/ (one module per stand-in: emulator, s3, postgres, redis, airflow) and are
 loaded as plugins here, so that each stand-in has one owner and one place.
 """
 
@@ -20,6 +20,7 @@ RECORDINGS = REPO / "tests" / "data" / "recordings"  # copied from cnblogs/dashs
 
 pytest_plugins = [
     p
-    for p in ("tests.fixtures.emulator", "tests.fixtures.s3", "tests.fixtures.postgres", "tests.fixtures.airflow")
+    for p in ("tests.fixtures.emulator", "tests.fixtures.s3", "tests.fixtures.postgres", "tests.fixtures.redis",
+              "tests.fixtures.airflow")
     if (REPO / (p.replace(".", "/") + ".py")).exists()
 ]

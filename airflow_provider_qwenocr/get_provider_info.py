@@ -60,6 +60,17 @@ CONN_FIELDS = {
         "budget (optional; see the README's rate-limit section).",
         "schema": {"type": ["string", "null"]},
     },
+    "limiter_conn_id": {
+        "label": "Shared limiter connection",
+        "description": "A Redis or Postgres connection id: every worker on every host shares one RPM/TPM "
+        "budget there (optional; see the README's 'Running on many workers').",
+        "schema": {"type": ["string", "null"]},
+    },
+    "limiter_expected_workers": {
+        "label": "Expected workers",
+        "description": "If the shared limiter store is lost, each process paces itself at quota / this (default 4).",
+        "schema": {"type": ["integer", "null"]},
+    },
     "max_retries": {
         "label": "Max retries",
         "description": "Attempts for throttled / 5xx / timed-out calls before an image fails (default 8).",

@@ -194,13 +194,43 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
 
         With the extra ``limiter_path`` (a file path on the worker host), every process on that host using
         the connection draws from one shared budget (SQLite GCRA state; see ``dashscope/limits.py``).
+        With ``limiter_conn_id`` (a Redis or Postgres connection), every process on every host does; the
+        state is keyed by a hash of the API key and endpoint. ``limiter_expected_workers`` (default 4) and
+        ``limiter_wait_seconds`` (default 15) set the fallback when that store is lost.
         """
+        from airflow_provider_qwenocr.dashscope.limit_stores import account_key
         from airflow_provider_qwenocr.dashscope.limits import RateLimiter
 
         spec = self.model_spec()
         extra = self.get_connection(self.conn_id).extra_dejson or {}
+        store_conn_id = extra.get("limiter_conn_id") or None
+        if not store_conn_id:
+            return RateLimiter(self.config.rpm or spec.rpm, self.config.tpm or spec.tpm,
+                               shared_path=extra.get("limiter_path") or None)
+        wait = extra.get("limiter_wait_seconds")
         return RateLimiter(self.config.rpm or spec.rpm, self.config.tpm or spec.tpm,
-                           shared_path=extra.get("limiter_path") or None)
+                           shared_url=self.limiter_store_url(store_conn_id),
+                           account=account_key(self.config.api_key, self.config.root),
+                           expected_workers=int(extra.get("limiter_expected_workers") or 0) or None,
+                           store_wait_seconds=None if wait in (None, "") else float(wait))
+
+    def limiter_store_url(self, conn_id: str) -> str:
+        """The URL of a Redis (redis provider conventions: host, port, password, extra ``db``/``ssl``) or
+        Postgres connection, for the core limiter (which stays free of Airflow)."""
+        from urllib.parse import quote
+
+        conn = self.get_connection(conn_id)
+        extra = conn.extra_dejson or {}
+        auth = ""
+        if conn.login or conn.password:
+            auth = f"{quote(conn.login or '', safe='')}{':' + quote(conn.password, safe='') if conn.password else ''}@"
+        host = conn.host or "localhost"
+        if conn.conn_type == "redis":
+            scheme = "rediss" if str(extra.get("ssl", "")).lower() in ("true", "1") else "redis"
+            return f"{scheme}://{auth}{host}:{conn.port or 6379}/{int(extra.get('db') or 0)}"
+        if conn.conn_type in ("postgres", "postgresql"):
+            return f"postgresql://{auth}{host}:{conn.port or 5432}/{quote(conn.schema or 'postgres', safe='')}"
+        raise ValueError(f"limiter_conn_id {conn_id!r} is of type {conn.conn_type!r}: use a redis or postgres connection")
 
     @cached_property
     def _client(self):
