@@ -51,7 +51,7 @@ emulator: $(VENV)/.installed
 
 # A multi-worker Airflow on loopback (scripts/cluster.py): Postgres, Redis, 3 Celery workers, moto, emulator.
 $(VENV)/.cluster-installed: pyproject.toml $(VENV)/.installed
-	$(UV) pip install --quiet --python $(VENV)/bin/python -e '.[dev,cluster]' 'apache-airflow==$(AIRFLOW3_VERSION)'
+	$(UV) pip install --quiet --python $(VENV)/bin/python -e ./emulator -e '.[dev,cluster]' 'apache-airflow==$(AIRFLOW3_VERSION)'
 	touch $@
 
 CLUSTER_ARGS ?=
