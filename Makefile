@@ -10,7 +10,7 @@ AIRFLOW2_VERSION ?= 2.10.5
 UV := $(VENV)/bin/uv
 PYTEST_ARGS ?= -q -ra
 
-.PHONY: demo test test-airflow3 test-airflow2 bench emulator clean
+.PHONY: demo lint test test-airflow3 test-airflow2 bench emulator clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,10 @@ $(VENV2)/.installed: pyproject.toml $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/python scripts/demo.py
 
-test: test-airflow3 test-airflow2
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+test: lint test-airflow3 test-airflow2
 
 test-airflow3: $(VENV)/.installed
 	@echo "=== test suite on Airflow $(AIRFLOW3_VERSION) ==="

@@ -21,11 +21,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from airflow_provider_qwenocr.ocr.images import image_tokens, pixel_bounds, prepare_image, smart_resize  # noqa: E402
-from airflow_provider_qwenocr.ocr.models import get_model  # noqa: E402
-from bench._common import machine, scan_jpeg  # noqa: E402
+from airflow_provider_qwenocr.ocr.images import image_tokens, pixel_bounds, prepare_image, smart_resize
+from airflow_provider_qwenocr.ocr.models import get_model
+from bench._common import machine, scan_jpeg
 
 
 def naive(data: bytes, spec, lo: int, hi: int) -> tuple[int, int, int]:

@@ -17,8 +17,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from airflow_provider_qwenocr.dashscope.limits import RateLimiter  # noqa: E402
-from bench._common import machine  # noqa: E402
+from airflow_provider_qwenocr.dashscope.limits import RateLimiter
+from bench._common import machine
 
 
 def worker(path: str, rpm: int, n: int, start_at: float, q) -> None:

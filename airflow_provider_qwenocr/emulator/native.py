@@ -28,8 +28,7 @@ from starlette.responses import Response
 
 from airflow_provider_qwenocr.emulator import recognize
 from airflow_provider_qwenocr.emulator.imagesrc import ImageRef
-from airflow_provider_qwenocr.emulator.responses import (
-    NATIVE_HEADERS, json_response, sse_event, sse_response)
+from airflow_provider_qwenocr.emulator.responses import NATIVE_HEADERS, json_response, sse_event, sse_response
 from airflow_provider_qwenocr.emulator.state import ApiError, EmulatorState, invalid_parameter
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, task_from_prompt, validate_schema

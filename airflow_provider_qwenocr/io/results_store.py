@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from airflow_provider_qwenocr.io import storage
 from airflow_provider_qwenocr.ocr.results import OcrResult

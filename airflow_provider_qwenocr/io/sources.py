@@ -18,9 +18,10 @@ import fnmatch
 import glob as globlib
 import importlib
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from airflow_provider_qwenocr.io import storage
 
@@ -194,7 +195,7 @@ def _http_reader(url: str, timeout: float = 60.0) -> Callable[[], bytes]:
     def read() -> bytes:
         import urllib.request
 
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) only, checked above
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # http(s) only, checked above
             return resp.read()
 
     return read

@@ -26,8 +26,8 @@ from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
     default_manifest_uri,
-    skip_exception,
     evaluate_batch_counts,
+    skip_exception,
     validate_execute_complete_event,
 )
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from airflow_provider_qwenocr._compat import BaseTrigger, TriggerEvent
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus, is_transient_error
@@ -95,7 +96,7 @@ class QwenOcrBatchTrigger(BaseTrigger):
             return []
         try:
             return await asyncio.to_thread(self._cancel)
-        except Exception as exc:  # noqa: BLE001 - the event must still go out
+        except Exception as exc:  # the event must still go out
             self.log.warning("cancel of %s failed: %s", self.batch_ids, exc)
             return []
 
@@ -113,7 +114,7 @@ class QwenOcrBatchTrigger(BaseTrigger):
                 last = await asyncio.to_thread(self._poll, done)
                 failures = 0
                 done.update({b["id"]: b for b in last if BatchStatus.of(b).is_terminal})
-            except Exception as exc:  # noqa: BLE001 - classified below
+            except Exception as exc:  # classified below
                 failures += 1
                 transient = is_transient_error(exc)
                 self.log.warning("polling %s failed (%d/%d, %s): %s", self.batch_ids, failures,

@@ -220,4 +220,4 @@ def run_ledger(hook: Any, *, dag_id: str | None = None, run_id: str | None = Non
         cur = conn.cursor()
         cur.execute(sql + f" ORDER BY {q('run_id')}, {q('task')}", params)
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

@@ -82,7 +82,7 @@ def query(hook: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any
         cur = conn.cursor()
         cur.execute(sql, list(params))
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def report(hook: Any, *, dag_id: str, run_id: str, ocr_outputs: Iterable[dict] = (), load: dict | None = None,

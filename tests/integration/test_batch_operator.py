@@ -239,10 +239,10 @@ def test_batch_advanced_recognition_has_the_boxes_realtime_has(emulator_conn, tm
     assert row["status"] == "ok" and len(native) >= 5
     assert [w["text"] for w in row["words"]] == [w.text for w in native]
     unit = max(row["width"], row["height"]) / 1000
-    for got, want in zip(row["words"], native):
+    for got, want in zip(row["words"], native, strict=True):
         length = max(abs(want.location[2] - want.location[0]), abs(want.location[3] - want.location[1]))
         tol = 2 * unit + 2 + length * 0.02  # a unit each way, rounding, whole-degree angles
-        assert max(abs(a - b) for a, b in zip(got["location"], want.location)) <= tol, (got, want)
+        assert max(abs(a - b) for a, b in zip(got["location"], want.location, strict=True)) <= tol, (got, want)
         assert abs(got["rotate_rect"][0] - want.rotate_rect[0]) <= 2 * unit + 2
 
 

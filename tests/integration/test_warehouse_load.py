@@ -99,5 +99,5 @@ def test_undefined_connection_falls_back_to_embedded_sqlite(tmp_path, monkeypatc
     hook = warehouse_hook("qwenocr_wh_missing", fallback_sqlite=str(tmp_path / "fallback.db"))
     rep = load_results(hook, [_row(1)], run_id="r1")
     assert rep.n_new == 1 and (tmp_path / "fallback.db").exists()
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="qwenocr_wh_missing_too"):
         warehouse_hook("qwenocr_wh_missing_too")  # no fallback asked: the lookup error propagates
