@@ -15,6 +15,7 @@ environment: ``dashscope_default``, ``params.warehouse_conn_id`` (SQLite fallbac
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 from datetime import datetime, timedelta
@@ -73,7 +74,7 @@ def qwen_ocr_batch_nightly():
         except Exception:  # first night: no table yet
             done = set()
         new = [p for p in paths if hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest() not in done]
-        print(f"{len(new)} new of {len(paths)} documents in {params['input_dir']}")
+        logging.getLogger(__name__).info("%d new of %d documents in %s", len(new), len(paths), params["input_dir"])
         if not new:
             raise AirflowSkipException("no new documents tonight")
         return new
@@ -83,11 +84,12 @@ def qwen_ocr_batch_nightly():
         images=list_new_documents(),
         task="{{ params.task }}",
         output_uri=OUTPUT_URI,
+        cache_uri="{{ params.output_dir }}/_cache",  # the realtime DAGs' cache: a document done there is free here
         wait_for_completion=False,
     )
     wait = QwenOcrBatchSensor(
         task_id="wait_for_batch",
-        batch_ids="{{ ti.xcom_pull(task_ids='submit_batch', key='batch_ids') }}",
+        batch_ids=submit.output["batch_ids"],  # the XCom the operator pushes the moment a batch exists
         output_uri=OUTPUT_URI,
         # The realtime DAGs' result cache: what the batch recognised tonight costs nothing there tomorrow.
         cache_uri="{{ params.output_dir }}/_cache",
@@ -112,7 +114,6 @@ def qwen_ocr_batch_nightly():
         report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=[landed], load=load)
         return load
 
-    submit >> wait
     load_warehouse(wait.output)
 
 

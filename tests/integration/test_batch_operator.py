@@ -112,7 +112,8 @@ def test_partial_failure_policy(conn, images, tmp_path):
     assert summary["verdict"] == "partial" and (summary["n_ok"], summary["n_failed"]) == (3, 1)
     assert summary["failed"][0]["code"] == "DataInspectionFailed"
 
-    op = make_op(images, tmp_path / "strict", fail_on_partial_error=True, deferrable=True)
+    # use_cache=False: the same images again, and this part is about the policy, not the (shared) cache
+    op = make_op(images, tmp_path / "strict", fail_on_partial_error=True, deferrable=True, use_cache=False)
     deferred, event = run_deferred(op, {"ti": FakeTI()})
     with pytest.raises(AirflowException, match="partial failure"):
         op.execute_complete({}, event, **deferred.kwargs)
