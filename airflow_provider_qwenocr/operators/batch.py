@@ -16,7 +16,6 @@ clean ``timeout`` event — which cancels — arrives first.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -24,6 +23,7 @@ from typing import Any
 
 from airflow_provider_qwenocr._compat import BaseOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.deprecation import warn_deprecated
 from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
@@ -118,9 +118,8 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             raise QwenOcrConfigError("enable_rotate=True is not available through the Batch API (compatible mode "
                                      "cannot rotate); use QwenOcrOperator for rotated scans")
         if max_concurrency is not None:
-            warnings.warn("QwenOcrBatchOperator(max_concurrency=...) is deprecated: use prepare_workers (threads "
-                          "preparing images); max_concurrency means calls in flight in QwenOcrOperator",
-                          DeprecationWarning, stacklevel=2)
+            warn_deprecated("QwenOcrBatchOperator(max_concurrency=...) is deprecated: use prepare_workers (threads "
+                          "preparing images); max_concurrency means calls in flight in QwenOcrOperator", stacklevel=2)
             prepare_workers = max_concurrency
         if int(prepare_workers) < 1:
             raise QwenOcrConfigError(f"prepare_workers must be at least 1, not {prepare_workers!r}")

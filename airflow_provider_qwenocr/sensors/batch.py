@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -23,6 +22,7 @@ from typing import Any
 
 from airflow_provider_qwenocr._compat import BaseSensorOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.deprecation import warn_deprecated
 from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
@@ -93,9 +93,8 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         self.cancel_on_timeout = cancel_on_timeout
         if cancel_on_kill is None:
             if cancel_on_timeout:
-                warnings.warn("QwenOcrBatchSensor: cancel_on_timeout=True no longer implies cancelling on kill "
-                              "in 1.0; pass cancel_on_kill explicitly (True keeps today's behaviour)",
-                              DeprecationWarning, stacklevel=2)
+                warn_deprecated("QwenOcrBatchSensor: cancel_on_timeout=True no longer implies cancelling on kill "
+                              "in 1.0; pass cancel_on_kill explicitly (True keeps today's behaviour)", stacklevel=2)
             cancel_on_kill = cancel_on_timeout
         self.cancel_on_kill = cancel_on_kill
         self.use_cache = use_cache
@@ -205,8 +204,8 @@ def parse_batch_ids(value: Any) -> list[str]:
     text = str(value).strip()
     if not (text.startswith("[") or "," in text):
         return [text] if text else []
-    warnings.warn("QwenOcrBatchSensor(batch_ids=<a string of several ids>) is deprecated: pass a list or an "
-                  "XComArg such as submit.output['batch_ids']", DeprecationWarning, stacklevel=3)
+    warn_deprecated("QwenOcrBatchSensor(batch_ids=<a string of several ids>) is deprecated: pass a list or an "
+                  "XComArg such as submit.output['batch_ids']", stacklevel=3)
     if text.startswith("["):
         try:
             parsed = json.loads(text)
