@@ -5,12 +5,13 @@
 PYTHON ?= python3
 VENV := .venv
 VENV2 := .venv-airflow2
+VENV_FLOORS := .venv-floors
 AIRFLOW3_VERSION ?= 3.3.2
 AIRFLOW2_VERSION ?= 2.10.5
 UV := $(VENV)/bin/uv
 PYTEST_ARGS ?= -q -ra
 
-.PHONY: demo lint test test-airflow3 test-airflow2 bench emulator clean
+.PHONY: demo lint test test-airflow3 test-airflow2 test-floors bench emulator clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,13 @@ $(VENV)/.installed: pyproject.toml
 $(VENV2)/.installed: pyproject.toml $(VENV)/.installed
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV2)
 	$(UV) pip install --quiet --python $(VENV2)/bin/python -e '.[dev]' 'apache-airflow==$(AIRFLOW2_VERSION)'
+	touch $@
+
+# Lowest-versions job: every direct dependency at the lowest version pyproject.toml allows (uv's
+# lowest-direct resolution: Airflow 2.10.x, dashscope, openai, pyrate-limiter, tenacity, Pillow, ...).
+$(VENV_FLOORS)/.installed: pyproject.toml $(VENV)/.installed
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV_FLOORS)
+	$(UV) pip install --quiet --python $(VENV_FLOORS)/bin/python --resolution lowest-direct -e '.[dev]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -39,6 +47,11 @@ test-airflow2: $(VENV2)/.installed
 	@echo "=== test suite on Airflow $(AIRFLOW2_VERSION) ==="
 	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
 
+test-floors: $(VENV_FLOORS)/.installed
+	@echo "=== test suite at the lowest declared versions ==="
+	$(VENV_FLOORS)/bin/python -m pip list 2>/dev/null | grep -iE '^(apache-airflow|dashscope|openai|pyrate-limiter|tenacity|pillow) ' || true
+	$(VENV_FLOORS)/bin/python -m pytest $(PYTEST_ARGS)
+
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/prep.py
 	$(VENV)/bin/python bench/throughput.py
@@ -48,4 +61,4 @@ emulator: $(VENV)/.installed
 	$(VENV)/bin/python -m airflow_provider_qwenocr.emulator --host 127.0.0.1 --port 8765
 
 clean:
-	rm -rf $(VENV) $(VENV2) .demo .pytest_cache
+	rm -rf $(VENV) $(VENV2) $(VENV_FLOORS) .demo .pytest_cache
