@@ -122,9 +122,14 @@ def test_a_cost_nobody_can_price_loads_as_null_never_zero(hook):
     assert ledger["qwen-vl-ocr-from-the-future"]["total_tokens"] == 1020  # tokens are still counted
 
 
-def test_report_logs_instead_of_printing(hook, caplog, capsys):
+def test_report_logs_instead_of_printing(hook, caplog, monkeypatch):
+    import builtins
     import logging
 
+    def no_print(*args, **kwargs):
+        raise AssertionError(f"print() called: {args}")
+
+    monkeypatch.setattr(builtins, "print", no_print)
     from airflow_provider_qwenocr.warehouse.tasks import report
 
     load = load_results(hook, [_row(31), _row(32)], dag_id="d", run_id="r9").to_dict()
@@ -132,4 +137,3 @@ def test_report_logs_instead_of_printing(hook, caplog, capsys):
         summary = report(hook, dag_id="d", run_id="r9", ocr_outputs=[{"n_images": 2, "n_cached": 0}], load=load)
     assert summary["billed_rows"] == 2 and summary["cost_cny"] == pytest.approx(load["cost"]["cny"])
     assert "r9: 2 API calls" in caplog.text and "doc31.png" in caplog.text
-    assert capsys.readouterr().out == ""
