@@ -1,6 +1,7 @@
 # Two set-up commands (README "Quick start"): `make demo` and `make test`.
 # Both create the virtual environment at .venv/ (newest Airflow 3); `make test` also creates
-# .venv-airflow2/ (Airflow 2.10) and runs the whole suite in both.
+# .venv-airflow2/ (Airflow 2.10) and .venv-floors/ (every dependency at its lowest declared version) and
+# runs the whole suite in each, after `make lint` (ruff).
 
 PYTHON ?= python3
 VENV := .venv
@@ -37,7 +38,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-test: lint test-airflow3 test-airflow2
+test: lint test-airflow3 test-airflow2 test-floors
 
 test-airflow3: $(VENV)/.installed
 	@echo "=== test suite on Airflow $(AIRFLOW3_VERSION) ==="
