@@ -1,16 +1,18 @@
 # Two set-up commands (README "Quick start"): `make demo` and `make test`.
 # Both create the virtual environment at .venv/ (newest Airflow 3); `make test` also creates
-# .venv-airflow2/ (Airflow 2.10) and runs the whole suite in both.
+# .venv-airflow2/ (Airflow 2.10) and .venv-floors/ (every dependency at its lowest declared version) and
+# runs the whole suite in each, after `make lint` (ruff).
 
 PYTHON ?= python3
 VENV := .venv
 VENV2 := .venv-airflow2
+VENV_FLOORS := .venv-floors
 AIRFLOW3_VERSION ?= 3.3.2
 AIRFLOW2_VERSION ?= 2.10.5
 UV := $(VENV)/bin/uv
 PYTEST_ARGS ?= -q -ra
 
-.PHONY: demo test test-airflow3 test-airflow2 bench emulator clean cluster cluster-smoke cluster-down bench-shared
+.PHONY: demo lint test test-airflow3 test-airflow2 test-floors bench emulator clean cluster cluster-smoke cluster-down bench-shared
 
 # The emulator is its own distribution (emulator/); both are installed editable in ONE uv call, so the
 # provider's `emulator` extra (qwenocr-emulator) resolves to the local copy, never to a registry.
@@ -28,10 +30,20 @@ $(VENV2)/.installed: pyproject.toml emulator/pyproject.toml $(VENV)/.installed
 		'universal-pathlib>=0.2.2,<0.3'  # 2.10's ObjectStoragePath breaks on universal-pathlib 0.3
 	touch $@
 
+# Lowest-versions job: every direct dependency at the lowest version pyproject.toml allows (uv's
+# lowest-direct resolution: Airflow 2.10.x, dashscope, openai, pyrate-limiter, tenacity, Pillow, ...).
+$(VENV_FLOORS)/.installed: pyproject.toml $(VENV)/.installed
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV_FLOORS)
+	$(UV) pip install --quiet --python $(VENV_FLOORS)/bin/python --resolution lowest-direct -e '.[dev]'
+	touch $@
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/python scripts/demo.py
 
-test: test-airflow3 test-airflow2
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+test: lint test-airflow3 test-airflow2 test-floors
 
 test-airflow3: $(VENV)/.installed
 	@echo "=== test suite on Airflow $(AIRFLOW3_VERSION) ==="
@@ -40,6 +52,11 @@ test-airflow3: $(VENV)/.installed
 test-airflow2: $(VENV2)/.installed
 	@echo "=== test suite on Airflow $(AIRFLOW2_VERSION) ==="
 	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-floors: $(VENV_FLOORS)/.installed
+	@echo "=== test suite at the lowest declared versions ==="
+	$(VENV_FLOORS)/bin/python -m pip list 2>/dev/null | grep -iE '^(apache-airflow|dashscope|openai|pyrate-limiter|tenacity|pillow) ' || true
+	$(VENV_FLOORS)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/prep.py
@@ -68,4 +85,4 @@ bench-shared: $(VENV)/.installed
 	for store in sqlite redis postgres; do $(VENV)/bin/python bench/shared_limit.py --store $$store || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(VENV2) .demo .pytest_cache
+	rm -rf $(VENV) $(VENV2) $(VENV_FLOORS) .demo .pytest_cache

@@ -8,6 +8,8 @@ import os
 import pathlib
 import tempfile
 
+import pytest
+
 # Airflow reads its configuration at import: give every test session its own home, no examples.
 _HOME = tempfile.mkdtemp(prefix="qwenocr-airflow-home-")
 os.environ.setdefault("AIRFLOW_HOME", _HOME)
@@ -17,6 +19,14 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(pathlib.Path(__file__).p
 
 REPO = pathlib.Path(__file__).resolve().parent
 RECORDINGS = REPO / "tests" / "data" / "recordings"  # copied from cnblogs/dashscope-sdk (MIT)
+
+
+@pytest.fixture(autouse=True)
+def _own_result_cache(tmp_path, monkeypatch):
+    """Each test gets its own default result cache (``[qwenocr] cache_uri``): the default is per DAG and
+    shared across runs by design, so tests reusing a DAG id would otherwise see each other's rows."""
+    monkeypatch.setenv("AIRFLOW__QWENOCR__CACHE_URI", str(tmp_path / "qwenocr-cache" / "{dag_id}"))
+
 
 pytest_plugins = [
     p

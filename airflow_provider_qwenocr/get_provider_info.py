@@ -8,9 +8,34 @@ test keeps the two in agreement.
 from __future__ import annotations
 
 from airflow_provider_qwenocr import __version__
+from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, REGION_ENDPOINTS
 
 CONN_TYPE = "dashscope"
 DEFAULT_CONN_ID = "dashscope_default"
+
+#: Region codes of the DashScope endpoints, from the catalogue's endpoint table.
+REGIONS = tuple(REGION_ENDPOINTS)
+
+#: Settings read from the connection's extra JSON (all optional). Only ``region`` is a form field: the
+#: Airflow 3 UI stores every form field it shows, an empty one as ``null`` (its own behaviour, for every
+#: provider), so the form holds only a field that always has a value, and the rest are typed into
+#: "Extra Fields JSON" when needed — an untouched form saves ``{"region": "cn-beijing"}`` and nothing else.
+EXTRA_KEYS = {
+    "region": "endpoint region when Base URL is empty (default cn-beijing)",
+    "workspace_id": "sent as X-DashScope-WorkSpace",
+    "default_model": "model when an operator names none (default qwen-vl-ocr)",
+    "timeout": "per-request timeout in seconds (default 120)",
+    "rpm": "client-side requests per minute (default: the model's quota)",
+    "tpm": "client-side tokens per minute (default: the model's quota)",
+    "limiter_path": "SQLite file shared by the worker processes of a host as one RPM/TPM budget",
+    "limiter_conn_id": "a Redis or Postgres connection id: one RPM/TPM budget for every worker on every host",
+    "limiter_expected_workers": "if the shared limiter store is lost, each process paces at quota / this (default 4)",
+    "limiter_wait_seconds": "how long calls wait for a lost limiter store before that fallback (default 15)",
+    "circuit_breaker_failures": "consecutive failed calls (no answer, 5xx) that stop the task (default 8; 0 = off)",
+    "circuit_breaker_seconds": "seconds with no healthy answer while calls keep failing that stop the task (default 120)",
+    "max_retries": "attempts for throttled / 5xx / timed-out calls (default 8)",
+    "max_retry_seconds": "total time one image may spend retrying (default 600)",
+}
 
 UI_FIELD_BEHAVIOUR = {
     "hidden_fields": ["schema", "port", "login"],
@@ -18,68 +43,17 @@ UI_FIELD_BEHAVIOUR = {
     "placeholders": {
         "host": "empty = the region's endpoint; e.g. http://127.0.0.1:8765 for the offline emulator",
         "password": "sk-...",
-        "extra": '{"region": "cn-beijing", "workspace_id": "", "default_model": "qwen-vl-ocr"}',
+        "extra": '{"workspace_id": "ws-...", "default_model": "qwen-vl-ocr", "timeout": 120}',
     },
 }
 
 CONN_FIELDS = {
     "region": {
         "label": "Region",
-        "description": "Used when Base URL is empty: cn-beijing, ap-southeast-1 or us-east-1. "
-        "API keys are tied to one region; OCR batch exists in cn-beijing only.",
-        "schema": {"type": ["string", "null"], "enum": ["cn-beijing", "ap-southeast-1", "us-east-1", None]},
-    },
-    "workspace_id": {
-        "label": "Workspace ID",
-        "description": "Sent as X-DashScope-WorkSpace (optional).",
-        "schema": {"type": ["string", "null"]},
-    },
-    "default_model": {
-        "label": "Default model",
-        "description": "Model used when an operator does not name one (default qwen-vl-ocr).",
-        "schema": {"type": ["string", "null"]},
-    },
-    "timeout": {
-        "label": "Timeout (s)",
-        "description": "Per-request timeout in seconds (default 120).",
-        "schema": {"type": ["number", "null"]},
-    },
-    "rpm": {
-        "label": "Requests per minute",
-        "description": "Client-side request limit; empty = the model's documented quota.",
-        "schema": {"type": ["integer", "null"]},
-    },
-    "tpm": {
-        "label": "Tokens per minute",
-        "description": "Client-side token limit; empty = the model's documented quota.",
-        "schema": {"type": ["integer", "null"]},
-    },
-    "limiter_path": {
-        "label": "Shared limiter file",
-        "description": "Path of an SQLite file that every worker process on one host shares as one RPM/TPM "
-        "budget (optional; see the README's rate-limit section).",
-        "schema": {"type": ["string", "null"]},
-    },
-    "limiter_conn_id": {
-        "label": "Shared limiter connection",
-        "description": "A Redis or Postgres connection id: every worker on every host shares one RPM/TPM "
-        "budget there (optional; see the README's 'Running on many workers').",
-        "schema": {"type": ["string", "null"]},
-    },
-    "limiter_expected_workers": {
-        "label": "Expected workers",
-        "description": "If the shared limiter store is lost, each process paces itself at quota / this (default 4).",
-        "schema": {"type": ["integer", "null"]},
-    },
-    "max_retries": {
-        "label": "Max retries",
-        "description": "Attempts for throttled / 5xx / timed-out calls before an image fails (default 8).",
-        "schema": {"type": ["integer", "null"]},
-    },
-    "max_retry_seconds": {
-        "label": "Max retry time (s)",
-        "description": "Total time one image may spend retrying (default 600).",
-        "schema": {"type": ["number", "null"]},
+        "description": "Used when Base URL is empty. API keys are tied to one region; OCR batch exists in "
+        "cn-beijing only. Optional settings go in Extra Fields JSON: "
+        + ", ".join(k for k in EXTRA_KEYS if k != "region") + " (see the README).",
+        "schema": {"type": "string", "enum": list(REGIONS), "default": DEFAULT_REGION},
     },
 }
 

@@ -1,4 +1,12 @@
-"""OpenLineage facets for OCR work: inputs = the document sources, outputs = the results file / warehouse table.
+"""Assets and OpenLineage facets for OCR work.
+
+**Assets** (Datasets on Airflow 2.x): every OCR operator that lands result rows declares one outlet,
+``qwenocr://<dag_id>/<task_id>`` (:func:`ocr_asset`). The name is stable across runs on purpose: outputs
+are templated per run, so an asset named after the results file could never be scheduled on. A downstream
+DAG schedules on ``ocr_asset("<dag_id>", "<task_id>")`` and finds the run's file in the event's extra
+(``results_uri``, counts), e.g. ``triggering_asset_events`` / ``inlet_events``.
+
+**OpenLineage** facets for OCR work: inputs = the document sources, outputs = the results file / warehouse table.
 
 Why lazy: the openlineage provider is optional. Operators call :func:`operator_lineage` from their
 ``get_openlineage_facets_on_complete``; when the provider (or its client library) is missing it returns
@@ -100,6 +108,38 @@ def ocr_operator_lineage(operator: Any, task_instance: Any = None) -> Any:
     prefixes — not re-listed, which could be slow) → its results file (``results_uri`` or ``output_uri``)."""
     outputs = [u for u in (getattr(operator, "results_uri", None) or getattr(operator, "output_uri", None),) if u]
     return operator_lineage(_entries(getattr(operator, "images", None)), outputs)
+
+
+def ocr_asset(dag_id: str, task_id: str) -> Any:
+    """The Asset (Dataset on 2.x) announcing new results of one OCR task; see the module docstring."""
+    from airflow.providers.common.compat.sdk import Asset
+
+    return Asset(uri=f"qwenocr://{dag_id}/{task_id}")
+
+
+def declare_results_asset(operator: Any) -> Any:
+    """Add the task's results asset to ``operator.outlets`` (once); None when the task has no DAG yet.
+
+    Called from the operators' ``__init__``: outlets must be known when the DAG is parsed, so that the
+    scheduler links the producing task to the DAGs scheduled on the asset.
+    """
+    if not operator.has_dag():
+        return None
+    asset = ocr_asset(operator.dag_id, operator.task_id)
+    outlets = list(operator.outlets or [])
+    if asset not in outlets:
+        operator.outlets = [*outlets, asset]
+    return asset
+
+
+def publish_results_event(operator: Any, context: Any, summary: dict[str, Any]) -> None:
+    """Put where this run's rows are (and the counts) in the extra of the results asset's event."""
+    asset = getattr(operator, "results_asset", None)
+    events = (context or {}).get("outlet_events") if asset is not None else None
+    if events is None:
+        return
+    keep = ("results_uri", "n_images", "n_ok", "n_failed", "n_cached")
+    events[asset].extra = {k: summary[k] for k in keep if k in summary}
 
 
 class OcrLineageMixin:

@@ -27,7 +27,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import REPO, EmulatorProcess, machine  # noqa: E402
+from bench._common import REPO, EmulatorProcess, machine
 
 _CHILD = r"""
 import json, resource, sys

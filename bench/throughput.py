@@ -25,12 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from airflow_provider_qwenocr.dashscope.config import ClientConfig  # noqa: E402
-from airflow_provider_qwenocr.dashscope.limits import RateLimiter  # noqa: E402
-from airflow_provider_qwenocr.dashscope.realtime import RealtimeClient  # noqa: E402
-from airflow_provider_qwenocr.ocr.images import prepare_image  # noqa: E402
-from airflow_provider_qwenocr.ocr.models import get_model  # noqa: E402
-from bench._common import EmulatorProcess, machine, small_document  # noqa: E402
+from airflow_provider_qwenocr.dashscope.config import ClientConfig
+from airflow_provider_qwenocr.dashscope.limits import RateLimiter
+from airflow_provider_qwenocr.dashscope.realtime import RealtimeClient
+from airflow_provider_qwenocr.ocr.images import prepare_image
+from airflow_provider_qwenocr.ocr.models import get_model
+from bench._common import EmulatorProcess, machine, small_document
 
 KEY = "sk-bench-throughput"
 RPM, TPM = 1200, 6_000_000

@@ -6,8 +6,9 @@
    batch(es); it returns at once (ids in XCom), so no worker slot waits for up to 24 h;
 3. ``wait_for_batch``: ``QwenOcrBatchSensor(deferrable=True)`` waits in the triggerer (idempotent, may
    retry freely), then downloads the output into result rows (JSONL);
-4. ``load_warehouse``: upserts into ``ocr_results`` / ``ocr_cost_ledger`` with ``mode="batch"`` (half
-   price), keyed by the same idempotency key as the realtime DAGs.
+4. the sensor's results Asset (``qwenocr://qwen_ocr_batch_nightly/wait_for_batch``) triggers
+   ``qwen_ocr_results_to_warehouse``, which upserts into ``ocr_results`` / ``ocr_cost_ledger`` with
+   ``mode="batch"`` (half price), keyed by the same idempotency key as the realtime DAGs.
 
 Batch OCR is offered in the Beijing region only (``cn-beijing`` connection). Connections from the
 environment: ``dashscope_default``, ``params.warehouse_conn_id`` (SQLite fallback as in the local DAG).
@@ -15,6 +16,7 @@ environment: ``dashscope_default``, ``params.warehouse_conn_id`` (SQLite fallbac
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 from datetime import datetime, timedelta
@@ -73,7 +75,7 @@ def qwen_ocr_batch_nightly():
         except Exception:  # first night: no table yet
             done = set()
         new = [p for p in paths if hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest() not in done]
-        print(f"{len(new)} new of {len(paths)} documents in {params['input_dir']}")
+        logging.getLogger(__name__).info("%d new of %d documents in %s", len(new), len(paths), params["input_dir"])
         if not new:
             raise AirflowSkipException("no new documents tonight")
         return new
@@ -83,11 +85,12 @@ def qwen_ocr_batch_nightly():
         images=list_new_documents(),
         task="{{ params.task }}",
         output_uri=OUTPUT_URI,
+        cache_uri="{{ params.output_dir }}/_cache",  # the realtime DAGs' cache: a document done there is free here
         wait_for_completion=False,
     )
-    wait = QwenOcrBatchSensor(
+    QwenOcrBatchSensor(
         task_id="wait_for_batch",
-        batch_ids="{{ ti.xcom_pull(task_ids='submit_batch', key='batch_ids') }}",
+        batch_ids=submit.output["batch_ids"],  # the XCom the operator pushes the moment a batch exists
         output_uri=OUTPUT_URI,
         # The realtime DAGs' result cache: what the batch recognised tonight costs nothing there tomorrow.
         cache_uri="{{ params.output_dir }}/_cache",
@@ -96,24 +99,8 @@ def qwen_ocr_batch_nightly():
         timeout=timedelta(hours=25).total_seconds(),
     )
 
-    @task
-    def load_warehouse(landed: dict, params=None, dag_run=None) -> dict:
-        from airflow_provider_qwenocr.warehouse.tasks import (
-            default_sqlite_path,
-            load_result_files,
-            report,
-            result_uris,
-            warehouse_hook,
-        )
-
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        load = load_result_files(hook, result_uris([landed]), dag_id=dag_run.dag_id, run_id=dag_run.run_id,
-                                 mode="batch")
-        report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=[landed], load=load)
-        return load
-
-    submit >> wait
-    load_warehouse(wait.output)
+    # The warehouse load is its own DAG, scheduled on the sensor's results Asset
+    # (qwenocr://qwen_ocr_batch_nightly/wait_for_batch): dags/qwen_ocr_results_to_warehouse.py.
 
 
 def _ph(hook) -> str:

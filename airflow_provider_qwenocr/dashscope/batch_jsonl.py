@@ -19,8 +19,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.batch import BATCH_ENDPOINT
 from airflow_provider_qwenocr.dashscope.realtime import request_key

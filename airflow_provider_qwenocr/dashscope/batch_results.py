@@ -11,7 +11,8 @@ an error line's code, or ``NotProcessed`` when a batch ended (expired, cancelled
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from airflow_provider_qwenocr.dashscope.batch_jsonl import ManifestEntry
 from airflow_provider_qwenocr.dashscope.errors import PermanentError, QwenOcrError, classify_body

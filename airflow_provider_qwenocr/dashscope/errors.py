@@ -30,8 +30,9 @@ Messages never carry the API key: :func:`redact` scrubs any ``sk-…`` token and
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any
 
 #: Codes that mean "this key or account cannot call the service at all": stop the task, with what to do.
 ACCOUNT_CODES: dict[str, str] = {

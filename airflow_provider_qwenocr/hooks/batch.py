@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.batch import BatchClient, BatchStatus, normalize_completion_window
 from airflow_provider_qwenocr.dashscope.batch_jsonl import (
@@ -109,7 +110,7 @@ class BatchHookMixin:
                     continue
                 self.cancel_batch(bid)
                 sent.append(bid)
-            except Exception as exc:  # noqa: BLE001 - keep cancelling the others
+            except Exception as exc:  # keep cancelling the others
                 log.warning("could not cancel batch %s: %s", bid, exc)
         if sent:
             log.warning("cancelled batch(es) %s (requests that already completed are still billed)", sent)
@@ -263,7 +264,7 @@ class BatchHookMixin:
                 try:
                     self.delete_file(fid)
                     deleted.append(fid)
-                except Exception as exc:  # noqa: BLE001 - rows are landed; a leftover file is not fatal
+                except Exception as exc:  # rows are landed; a leftover file is not fatal
                     log.warning("could not delete file %s: %s", fid, exc)
         return deleted
 
@@ -309,7 +310,7 @@ def _prepared(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers
                 return lambda: builder.add_url(url, source=name, key_uri=src.uri)
         try:
             data = src.read()
-        except Exception as exc:  # noqa: BLE001 - an unreadable source is an error row, not a crash
+        except Exception as exc:  # an unreadable source is an error row, not a crash
             message = f"{type(exc).__name__}: {exc}"
             return lambda: builder.reject(name, "SourceReadError", message, page=page)
         item = builder.prepare(data, cache=cache)

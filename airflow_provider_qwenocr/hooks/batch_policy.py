@@ -8,8 +8,9 @@ without importing each other (the pattern of the anthropic provider's batch trio
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
 from airflow_provider_qwenocr.io.policy import (  # noqa: F401 - the one failure policy, importable from here
@@ -112,7 +113,7 @@ def skip_exception(message: str) -> Exception:
     from airflow_provider_qwenocr._compat import AirflowException
 
     module = importlib.import_module(AirflowException.__module__)
-    return getattr(module, "AirflowSkipException")(message)
+    return module.AirflowSkipException(message)
 
 
 def compact_batch(batch: dict[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,34 @@ def protect_secret(secret: str | None) -> None:
 REMOTE_PREFIXES = ("http://", "https://", "oss://", "data:")
 
 
+_LOOPBACK = ("localhost", "127.", "[::1]", "::1")
+
+
+def connection_root(host: str | None, port: int | str | None = None, schema: str | None = None) -> str | None:
+    """The base URL root from a connection's host, port and schema; None = the region's endpoint.
+
+    The form's Base URL (``http://127.0.0.1:8765``) is taken as it is. A URI-style connection
+    (``dashscope://:KEY@host:port``, e.g. ``AIRFLOW_CONN_...``) arrives split into host and port, without
+    a scheme: the port is kept, and the scheme is the connection's schema when that is ``http`` or
+    ``https`` (``dashscope://:KEY@host:port/http``, as Airflow's HTTP connections spell it), else ``http``
+    for a loopback host (the emulator) and ``https`` for any other.
+    """
+    if not host or not str(host).strip():
+        return None
+    host = str(host).strip()
+    if "://" not in host:
+        hint = (schema or "").strip().lower()
+        scheme = hint if hint in ("http", "https") else "http" if host.startswith(_LOOPBACK) else "https"
+        host = f"{scheme}://{host}"
+    if port not in (None, ""):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(host)
+        if parts.port is None:
+            host = parts._replace(netloc=f"{parts.netloc}:{int(port)}").geturl()
+    return normalise_root(host)
+
+
 class QwenOcrHook(BatchHookMixin, BaseHook):
     """Talks to Alibaba Model Studio (DashScope) with the key and endpoint of an Airflow connection.
 
@@ -138,15 +166,20 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
             from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
             from flask_babel import lazy_gettext
             from wtforms import IntegerField, StringField
-            from wtforms.validators import NumberRange, Optional
+            from wtforms.validators import AnyOf, NumberRange, Optional
         except ImportError:  # Airflow 3 without the FAB provider: conn-fields serve the form
             return {}
         widgets: dict[str, Any] = {}
         for name, spec in CONN_FIELDS.items():
-            types = spec["schema"]["type"]
-            types = types if isinstance(types, list) else [types]
+            schema = spec["schema"]
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             label, desc = lazy_gettext(spec["label"]), spec.get("description", "")
-            if "integer" in types:
+            if schema.get("enum"):  # Airflow 2's form takes no SelectField: text, prefilled, checked on save
+                choices = list(schema["enum"])
+                widgets[name] = StringField(label, description=f"{desc} One of: {', '.join(choices)}.",
+                                            default=schema.get("default"), validators=[AnyOf(choices)],
+                                            widget=BS3TextFieldWidget())
+            elif "integer" in types:
                 widgets[name] = IntegerField(label, description=desc, validators=[Optional(), NumberRange(min=1)],
                                              widget=BS3TextFieldWidget())
             else:  # strings, and numbers typed as text (wtforms' FloatField rejects "" in some versions)
@@ -172,7 +205,7 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
         protect_secret(api_key)
         return ClientConfig(
             api_key=api_key,
-            base_url=normalise_root(conn.host),
+            base_url=connection_root(conn.host, conn.port, conn.schema),
             region=extra.get("region") or "cn-beijing",
             workspace_id=extra.get("workspace_id") or None,
             default_model=extra.get("default_model") or "qwen-vl-ocr",

@@ -16,8 +16,9 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from airflow_provider_qwenocr.io import storage
 from airflow_provider_qwenocr.io.messages import describe

@@ -25,9 +25,10 @@ import importlib
 import os
 import stat
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from airflow_provider_qwenocr.io import storage
 from airflow_provider_qwenocr.io.messages import describe, readable
@@ -252,7 +253,7 @@ def _http_reader(url: str, timeout: float = 60.0) -> Callable[[], bytes]:
     def read() -> bytes:
         import urllib.request
 
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) only, checked above
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # http(s) only, checked above
             return resp.read()
 
     return read

@@ -28,20 +28,22 @@ from airflow_provider_qwenocr.dashscope.batch import (
     normalize_completion_window,
     window_hours,
 )
-from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrFailedImagesError
+from airflow_provider_qwenocr.deprecation import warn_deprecated
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError, QwenOcrFailedImagesError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch import (
     compact_batch,
     default_manifest_uri,
-    skip_exception,
     evaluate_batch_counts,
     failed_ratio_exceeded,
     resolve_max_failed_ratio,
+    skip_exception,
     validate_execute_complete_event,
 )
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 from airflow_provider_qwenocr.io.presign import check_transport
-from airflow_provider_qwenocr.lineage import OcrLineageMixin
+from airflow_provider_qwenocr.lineage import OcrLineageMixin, declare_results_asset, publish_results_event
+from airflow_provider_qwenocr.operators.locations import default_cache_uri
 from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
 
 DEFAULT_TIMEOUT = 24 * 3600 + 3600  # the default 24 h window plus an hour of slack
@@ -57,8 +59,9 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
     :param output_uri: where the JSONL result rows land (local path or object-storage URI). Default:
         ``$AIRFLOW_HOME/qwenocr/batch/<dag>/<task>/<run>/results.jsonl``.
     :param manifest_uri: where the manifest (custom_id → source, scale …) goes; default next to the output.
-    :param cache_uri: result cache shared with the realtime operator (same keys): cached images are not
-        sent again, new ``ok`` rows are added. None: no cache.
+    :param cache_uri: result cache shared with the realtime operator (same keys and the same default
+        location, see ``operators.locations``): cached images are not sent again, new ``ok`` rows are added.
+    :param use_cache: False: no cache (until this release the batch operator had none unless ``cache_uri`` was set).
     :param wait_for_completion: False → return right after submission (use the sensor to wait).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param poll_interval: seconds between status polls (the docs suggest 1–2 minutes for real batches).
@@ -70,16 +73,21 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         failed image fails the task, as in ``QwenOcrOperator``). Failed images are those rejected before
         submission and the requests that failed, expired or were cancelled. The rows land first either way.
     :param fail_on_partial_error: deprecated; True = ``max_failed_ratio=0``, False = ``max_failed_ratio=1``.
-    :param max_concurrency: threads preparing images (decode, resize, encode) while the input file is built.
+    :param prepare_workers: threads preparing images (decode, resize, encode) while the input file is built.
+        (``max_concurrency``, its old name, is deprecated: in ``QwenOcrOperator`` that name means calls in
+        flight, and the Batch API has no calls in flight to bound.)
     :param token_budget: refuse to submit when the estimated image tokens exceed this (nothing is billed).
     :param fetch: download http(s) images and send them prepared, instead of passing the URL to the service.
-    :param enable_rotate: accepted for parity with ``QwenOcrOperator``; the Batch API cannot rotate (warned).
+    :param enable_rotate: must stay False: the Batch API cannot rotate, so True is refused
+        (``QwenOcrConfigError``) rather than silently ignored — use ``QwenOcrOperator`` for rotated scans.
     :param delete_files: delete the batch's input/output/error files from the account after landing the rows.
     :param image_transport: ``"inline"`` (default: base64 images resized to the model grid) or ``"url"``:
         ``s3://`` (and other signable object-store) sources go as presigned URLs valid past the completion
         window, so one input file holds up to 50,000 lines and no image is read here; the service fetches
         the originals from your bucket (see ``io/presign.py``). Local files and PDF pages still go inline.
     :param batch_limits: ``BatchLimits`` (lines / file bytes / line bytes per input file); the service's by default.
+    :param emit_asset: with ``wait_for_completion=True``, declare the outlet asset ``qwenocr://<dag_id>/<task_id>``
+        (as ``QwenOcrOperator``); without waiting there are no rows yet — the sensor that lands them declares it.
     :return: ``{"results_uri", "manifest_uri", "batch_ids", "n_images", "n_ok", "n_failed", "n_cached",
         "usage", "cost", "failed"}`` — never the rows themselves.
     """
@@ -115,16 +123,28 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         fail_on_partial_error: bool | None = None,
         max_poll_failures: int = 5,
         batch_limits: Any = None,
-        max_concurrency: int = 4,
+        prepare_workers: int = 4,
         token_budget: int | None = None,
         fetch: bool = False,
         enable_rotate: bool = False,
         delete_files: bool = False,
         image_transport: str = "inline",
+        use_cache: bool = True,
+        emit_asset: bool = True,
+        max_concurrency: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
+        if enable_rotate:
+            raise QwenOcrConfigError("enable_rotate=True is not available through the Batch API (compatible mode "
+                                     "cannot rotate); use QwenOcrOperator for rotated scans")
+        if max_concurrency is not None:
+            warn_deprecated("QwenOcrBatchOperator(max_concurrency=...) is deprecated: use prepare_workers (threads "
+                          "preparing images); max_concurrency means calls in flight in QwenOcrOperator", stacklevel=2)
+            prepare_workers = max_concurrency
+        if int(prepare_workers) < 1:
+            raise QwenOcrConfigError(f"prepare_workers must be at least 1, not {prepare_workers!r}")
         self.images = images
         self.task = task
         self.prompt = prompt
@@ -150,13 +170,15 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
                                                          owner="QwenOcrBatchOperator")
         self.max_poll_failures = max_poll_failures
         self.batch_limits = batch_limits
-        self.max_concurrency = max_concurrency
+        self.prepare_workers = int(prepare_workers)
+        self.use_cache = use_cache
         self.token_budget = token_budget
         self.fetch = fetch
         self.enable_rotate = enable_rotate
         self.delete_files = delete_files
         self.image_transport = check_transport(image_transport)
         self.batch_ids: list[str] = []
+        self.results_asset = declare_results_asset(self) if emit_asset and wait_for_completion else None
 
     @cached_property
     def hook(self) -> QwenOcrHook:
@@ -184,10 +206,10 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         if not self._timeout_given:
             self.timeout = _window_timeout(self.completion_window)
         self.output_uri, self.manifest_uri = self._resolve_uris(context)
-        if self.enable_rotate:
-            self.log.warning("enable_rotate is not available through the Batch API (compatible mode): ignored; "
-                             "use the realtime QwenOcrOperator for rotated scans")
-        from airflow_provider_qwenocr.exceptions import QwenOcrConfigError
+        if self.use_cache and not self.cache_uri:
+            self.cache_uri = default_cache_uri(self.dag_id or "adhoc")
+        elif not self.use_cache:
+            self.cache_uri = None
         from airflow_provider_qwenocr.ocr.images import pixel_bounds
 
         try:  # before anything is prepared or uploaded: bounds that no image can satisfy
@@ -207,7 +229,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             sources, task=self.task, prompt=self.prompt, result_schema=self.result_schema, model=self.model or None,
             min_pixels=_opt_int(self.min_pixels), max_pixels=_opt_int(self.max_pixels), manifest_uri=self.manifest_uri,
             metadata=self.metadata, limits=self.batch_limits, aws_conn_id=self.aws_conn_id,
-            on_batch_created=pushed, cache_uri=self.cache_uri, prepare_workers=self.max_concurrency,
+            on_batch_created=pushed, cache_uri=self.cache_uri, prepare_workers=self.prepare_workers,
             fetch=self.fetch, token_budget=self.token_budget, completion_window=self.completion_window,
             image_transport=self.image_transport,
         )
@@ -220,7 +242,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
                       "submission", submitted["n_images"], submitted["n_requests"], self.batch_ids,
                       submitted["n_cached"], submitted["n_rejected"])
         if not self.batch_ids:  # nothing sendable: land the error rows and stop
-            return self._land([], evaluate=False)
+            return self._published(context, self._land([], evaluate=False))
         if not self.wait_for_completion:
             return {"batch_ids": self.batch_ids, "manifest_uri": self.manifest_uri, "output_uri": self.output_uri,
                     "n_images": submitted["n_images"], "n_requests": submitted["n_requests"],
@@ -236,7 +258,11 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
                         "cache_uri": self.cache_uri},
                 timeout=timedelta(seconds=self.timeout + self.poll_interval + 60),
             )
-        return self._wait_blocking()
+        return self._published(context, self._wait_blocking())
+
+    def _published(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
+        publish_results_event(self, context, summary)
+        return summary
 
     # -- wait -----------------------------------------------------------------------------------------------
     def _wait_blocking(self) -> Any:
@@ -280,7 +306,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             cancelled = self.hook.cancel_batches(self.batch_ids)  # the trigger tried too; cancel is idempotent
             raise QwenOcrBatchError(f"batch wait ended with {event['reason']}: {event.get('message')} "
                                    f"(cancelled now: {cancelled}; already: {event.get('cancelled')})")
-        return self._land(event.get("batches") or None)
+        return self._published(context, self._land(event.get("batches") or None))
 
     def _land(self, batches: list[dict] | None, *, evaluate: bool = True) -> dict[str, Any]:
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]

@@ -24,14 +24,15 @@ from airflow_provider_qwenocr.exceptions import (
     QwenOcrServiceUnavailableError,
 )
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_qwenocr.lineage import OcrLineageMixin
+from airflow_provider_qwenocr.lineage import OcrLineageMixin, declare_results_asset, publish_results_event
+from airflow_provider_qwenocr.operators.locations import default_cache_uri
+from airflow_provider_qwenocr.operators.locations import safe_part as _safe
 
 if TYPE_CHECKING:
     from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
     from airflow_provider_qwenocr.io.runner import OcrJob, RunSummary
     from airflow_provider_qwenocr.io.sources import Source
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -54,10 +55,11 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         ``$AIRFLOW_HOME/qwenocr/<dag_id>/<run_id>/<task_id>[_<map_index>].jsonl``. Either way each mapped
         instance writes its own file (a fixed file name shared by mapped instances would be overwritten:
         template it with ``{{ ti.map_index }}`` or give a folder).
-    :param cache_uri: the per-image result cache (a directory or prefix). Default:
-        ``$AIRFLOW_HOME/qwenocr/<dag_id>/_cache`` when ``output_uri`` is not given, else ``_cache`` in the
-        ``output_uri`` folder (or beside the file). Shared across runs on purpose: a re-run, a retry or a new run over the same
-        documents pays nothing for images already done. ``use_cache=False`` disables it.
+    :param cache_uri: the per-image result cache (a directory or prefix). Default: ``[qwenocr] cache_uri``
+        (``AIRFLOW__QWENOCR__CACHE_URI``), else ``$AIRFLOW_HOME/qwenocr/<dag_id>/_cache`` — never beside a
+        templated ``output_uri``. Shared across runs on purpose: a re-run, a retry or a new run over the
+        same documents pays nothing for images already done (the batch operator uses the same cache and
+        keys). ``use_cache=False`` disables it.
     :param conn_id: the ``dashscope`` connection.
     :param aws_conn_id: AWS connection for ``s3://`` sources and outputs.
     :param max_concurrency: calls in flight at once (the connection's RPM/TPM limiter still applies).
@@ -68,6 +70,8 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
     :param fetch: download http(s) URLs ourselves (and resize them) instead of letting the service fetch them.
     :param use_cache: look up and store results in the cache (default True).
     :param progress_interval: seconds between progress lines in the task log.
+    :param emit_asset: declare the outlet asset ``qwenocr://<dag_id>/<task_id>`` (Dataset on 2.x), whose
+        events carry ``results_uri`` and the counts in their extra (see :mod:`airflow_provider_qwenocr.lineage`).
     :param circuit_breaker_failures: stop the task after this many consecutive calls got no answer
         (connection refused/reset, timeout, deadline) or a 5xx/408, across all images. Default: the
         connection extra of the same name, else 8; 0 disables the breaker.
@@ -114,6 +118,7 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         progress_interval: float = 10.0,
         circuit_breaker_failures: int | None = None,
         circuit_breaker_seconds: float | None = None,
+        emit_asset: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -143,6 +148,7 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         self.circuit_breaker_failures = circuit_breaker_failures
         self.circuit_breaker_seconds = circuit_breaker_seconds
         self.results_uri: str | None = None
+        self.results_asset = declare_results_asset(self) if emit_asset else None
 
     @cached_property
     def hook(self) -> QwenOcrHook:
@@ -203,6 +209,7 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             ) from None
         self._log_summary(summary, progress, output_uri)
         result = summary.to_xcom(output_uri)
+        publish_results_event(self, context, result)
         from airflow_provider_qwenocr.io.policy import failed_ratio_exceeded
 
         too_many = failed_ratio_exceeded(summary.n_failed, summary.n_images, float(self.max_failed_ratio))
@@ -253,7 +260,10 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         )
 
     def _locations(self, context: Any) -> tuple[str, str]:
-        """(output_uri, cache_uri) with the documented defaults; each mapped instance gets its own file."""
+        """(output_uri, cache_uri) with the documented defaults; each mapped instance gets its own file.
+
+        The cache never follows ``output_uri`` (see :mod:`~airflow_provider_qwenocr.operators.locations`).
+        """
         from airflow_provider_qwenocr.io import storage
         from airflow_provider_qwenocr.io.results_store import default_base_dir
 
@@ -261,15 +271,11 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         suffix = f"_{map_index}" if map_index is not None and map_index >= 0 else ""
         if self.output_uri and str(self.output_uri).endswith("/"):  # a folder/prefix: one file per instance
             output = storage.join(str(self.output_uri), f"{_safe(task_id)}{suffix}.jsonl")
-            cache = self.cache_uri or storage.join(str(self.output_uri), "_cache")
         elif self.output_uri:
             output = str(self.output_uri)
-            cache = self.cache_uri or storage.join(storage.parent(output), "_cache")
         else:
-            base = default_base_dir() / _safe(dag_id)
-            output = str(base / _safe(run_id) / f"{_safe(task_id)}{suffix}.jsonl")
-            cache = self.cache_uri or str(base / "_cache")
-        return output, str(cache)
+            output = str(default_base_dir() / _safe(dag_id) / _safe(run_id) / f"{_safe(task_id)}{suffix}.jsonl")
+        return output, str(self.cache_uri or default_cache_uri(dag_id))
 
     def _check_writable(self, output_uri: str, cache_uri: str | None) -> None:
         """Fail before the first call when results or the cache could not be written (a probe write)."""
@@ -354,10 +360,6 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
 
 def _opt_int(value: Any) -> int | None:
     return None if value in (None, "") else int(value)
-
-
-def _safe(part: Any) -> str:
-    return _UNSAFE.sub("_", str(part)).strip("_") or "none"
 
 
 def _ids(op: BaseOperator, context: Any) -> tuple[str, str, str, int | None]:

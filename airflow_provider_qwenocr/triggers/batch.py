@@ -13,14 +13,16 @@ Why it is built this way (each point is a known way deferrable operators leak pa
 - **Exactly one terminal event** carrying the batch ids (the resumed task is a fresh instance) and a
   machine-readable ``reason``: success, failed, expired, cancelled, timeout, polling_error.
 - **Cancel on the way out**: on timeout and on polling errors (when ``cancel_on_exit``), and when a user
-  kills the deferred task (``on_kill``, Airflow 3.3+; a no-op before), the remote batches are cancelled.
+  kills the deferred task (when ``cancel_on_kill``; ``on_kill``, Airflow 3.3+; a no-op before), the remote
+  batches are cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from airflow_provider_qwenocr._compat import BaseTrigger, TriggerEvent
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus, is_transient_error
@@ -38,12 +40,14 @@ class QwenOcrBatchTrigger(BaseTrigger):
     :param end_time: absolute deadline, unix seconds (float); after it a ``timeout`` event is sent.
     :param poll_interval: seconds between polls.
     :param max_poll_failures: consecutive transient poll errors tolerated before ``polling_error``.
-    :param cancel_on_exit: cancel the batches on timeout, polling error and kill (the operator: yes;
-        a sensor watching someone else's batches: no).
+    :param cancel_on_exit: cancel the batches on timeout and polling error (the operator: yes; a sensor
+        watching someone else's batches: its ``cancel_on_timeout``).
+    :param cancel_on_kill: cancel the batches when the deferred task is killed; None (a trigger serialized
+        by an older version) = ``cancel_on_exit``, as before.
     """
 
     def __init__(self, batch_ids: list[str], conn_id: str, end_time: float, poll_interval: float = 60.0,
-                 max_poll_failures: int = 5, cancel_on_exit: bool = True) -> None:
+                 max_poll_failures: int = 5, cancel_on_exit: bool = True, cancel_on_kill: bool | None = None) -> None:
         super().__init__()
         self.batch_ids = list(batch_ids)
         self.conn_id = conn_id
@@ -51,6 +55,7 @@ class QwenOcrBatchTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.max_poll_failures = int(max_poll_failures)
         self.cancel_on_exit = bool(cancel_on_exit)
+        self.cancel_on_kill = self.cancel_on_exit if cancel_on_kill is None else bool(cancel_on_kill)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -62,6 +67,7 @@ class QwenOcrBatchTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "max_poll_failures": self.max_poll_failures,
                 "cancel_on_exit": self.cancel_on_exit,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -90,12 +96,12 @@ class QwenOcrBatchTrigger(BaseTrigger):
             "batches": batches or [], "cancelled": cancelled or [], "end_time": self.end_time,
         })
 
-    async def _cancel_quietly(self) -> list[str]:
-        if not self.cancel_on_exit:
+    async def _cancel_quietly(self, wanted: bool | None = None) -> list[str]:
+        if not (self.cancel_on_exit if wanted is None else wanted):
             return []
         try:
             return await asyncio.to_thread(self._cancel)
-        except Exception as exc:  # noqa: BLE001 - the event must still go out
+        except Exception as exc:  # the event must still go out
             self.log.warning("cancel of %s failed: %s", self.batch_ids, exc)
             return []
 
@@ -113,7 +119,7 @@ class QwenOcrBatchTrigger(BaseTrigger):
                 last = await asyncio.to_thread(self._poll, done)
                 failures = 0
                 done.update({b["id"]: b for b in last if BatchStatus.of(b).is_terminal})
-            except Exception as exc:  # noqa: BLE001 - classified below
+            except Exception as exc:  # classified below
                 failures += 1
                 transient = is_transient_error(exc)
                 self.log.warning("polling %s failed (%d/%d, %s): %s", self.batch_ids, failures,
@@ -136,5 +142,5 @@ class QwenOcrBatchTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: the user killed the deferred task — cancel the remote work it was waiting on."""
-        cancelled = await self._cancel_quietly()
+        cancelled = await self._cancel_quietly(self.cancel_on_kill)
         self.log.info("task killed while deferred; cancelled batches: %s", cancelled)

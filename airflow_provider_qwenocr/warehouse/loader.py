@@ -55,7 +55,7 @@ class LoadReport:
     n_billed: int = 0  # rows whose tokens this load put on the ledger
     usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("input_tokens", "output_tokens", "image_tokens", "total_tokens"), 0))
-    cost: dict[str, float] = field(default_factory=lambda: {"cny": 0.0, "usd": 0.0})
+    cost: dict[str, float | None] = field(default_factory=lambda: {"cny": 0.0, "usd": 0.0})  # None: unknown
     kie_table: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,8 +171,13 @@ def load_results(
         conn.commit()
     log.info("Loaded %d rows into %s: %d new, %d already there; %d KIE rows; billed %d rows, %s tokens, "
              "CNY %s / USD %s", report.n_rows, results_table, report.n_new, report.n_updated, report.n_kie,
-             report.n_billed, report.usage["total_tokens"], report.cost["cny"], report.cost["usd"])
+             report.n_billed, report.usage["total_tokens"], money_text(report.cost["cny"]), money_text(report.cost["usd"]))
     return report
+
+
+def money_text(value: float | None) -> str:
+    """A cost for a log line: six decimals, or ``unknown`` for a cost nobody could price."""
+    return "unknown" if value is None else f"{value:.6f}"
 
 
 def _kie_record(row: dict, rec: dict, columns: list[Column], run_id: str | None, loaded_at: str) -> dict[str, Any]:
@@ -198,12 +203,15 @@ def _ledger_rows(records: dict[str, dict], before: dict[str, str], dag_id: str |
         for tok in ("input_tokens", "output_tokens", "image_tokens", "total_tokens"):
             g[tok] += rec[tok]
             report.usage[tok] += rec[tok]
-        for cur in ("cny", "usd"):  # a row without a known price makes the sum NULL (unknown), never 0
-            value = rec[f"cost_{cur}"]
-            g[f"cost_{cur}"] = None if value is None or g[f"cost_{cur}"] is None else g[f"cost_{cur}"] + value
-            report.cost[cur] = None if value is None or report.cost[cur] is None else report.cost[cur] + value
+        for cur in ("cny", "usd"):  # one row the catalogue cannot price makes the sum unknown, not smaller
+            g[f"cost_{cur}"] = _add(g[f"cost_{cur}"], rec[f"cost_{cur}"])
+            report.cost[cur] = _add(report.cost[cur], rec[f"cost_{cur}"])
     report.cost = {k: None if v is None else round(v, 8) for k, v in report.cost.items()}
     return [g for g in groups.values() if g["n_rows"] or g["n_billed"]]
+
+
+def _add(total: float | None, value: float | None) -> float | None:
+    return None if total is None or value is None else total + value
 
 
 def run_ledger(hook: Any, *, dag_id: str | None = None, run_id: str | None = None,
@@ -220,4 +228,4 @@ def run_ledger(hook: Any, *, dag_id: str | None = None, run_id: str | None = Non
         cur = conn.cursor()
         cur.execute(sql + f" ORDER BY {q('run_id')}, {q('task')}", params)
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

@@ -4,15 +4,19 @@ Why staging + MERGE: Redshift has no ``ON CONFLICT``; its ``MERGE`` (GA since 20
 is the only fast way in. The COPY itself is done by the amazon provider's ``S3ToRedshiftOperator`` (it
 handles credentials/IAM role and the transaction); this module only supplies the staging DDL, the COPY
 options and the MERGE. Nested values (``kv``, ``words``, ``usage``, ``error``) land as ``SUPER`` and are
-unpacked in the MERGE; cost is computed from the tokens with the same list prices as the embedded loader
-(a CASE over the model catalogue, as literals). The cost ledger line is inserted just before the MERGE,
-from the staged rows not yet ``ok`` in the table (what this run pays for). Identifiers are fixed here; only prices (floats) and the run id (bound by the SQL
-operator's ``parameters``) vary.
+unpacked in the MERGE. Cost is the row's own ``cost`` (priced by the client from the model catalogue, batch
+rows at half price — the same figures the embedded loader stores), so no price appears in the SQL; a cost
+the catalogue cannot price is NULL, and a ledger sum over a NULL is NULL, never a smaller number. The cost
+ledger line is inserted just before the MERGE, from the staged rows not yet ``ok`` in the table (what this
+run pays for). Identifiers are fixed here; only the run and DAG ids (bound by the SQL operator's
+``parameters``) vary.
 """
 
 from __future__ import annotations
 
-from airflow_provider_qwenocr.ocr.models import ALIASES, DEFAULT_REGION, MODELS, get_model
+from typing import Any
+
+from airflow_provider_qwenocr.deprecation import warn_deprecated
 from airflow_provider_qwenocr.warehouse.tables import LEDGER_TABLE, RESULTS_TABLE
 
 STAGING_TABLE = "ocr_results_staging"
@@ -23,7 +27,7 @@ STAGING_COLUMNS: list[tuple[str, str]] = [
     ("task", "VARCHAR(64)"), ("model", "VARCHAR(128)"), ("status", "VARCHAR(16)"), ("text", "VARCHAR(65535)"),
     ("kv", "SUPER"), ("words", "SUPER"), ("html", "VARCHAR(65535)"), ("latex", "VARCHAR(65535)"),
     ("usage", "SUPER"), ("error", "SUPER"), ("request_id", "VARCHAR(128)"), ("width", "INTEGER"),
-    ("height", "INTEGER"), ("finish_reason", "VARCHAR(32)"),
+    ("height", "INTEGER"), ("finish_reason", "VARCHAR(32)"), ("cost", "SUPER"),
 ]
 
 #: COPY options for newline-delimited JSON results (gzip off: the operator writes plain JSONL).
@@ -51,24 +55,15 @@ def results_ddl(schema: str = "public") -> str:
     )
 
 
-def _price_case(column: str, *, mode: str, region: str, tokens: str) -> str:
-    """SQL CASE giving the per-token price of ``column``'s model (catalogue + aliases; unknown → default)."""
-    factor = 0.5 if mode == "batch" else 1.0
-    attr = {"usd_in": "usd_in", "usd_out": "usd_out", "cny_in": "cny_in", "cny_out": "cny_out"}[tokens]
-
-    def per_token(name: str | None) -> str:
-        rate = getattr(get_model(name).price(region), attr)
-        return "NULL" if rate is None else repr(rate * factor / 1000)  # unknown price → NULL cost
-
-    names = sorted(set(MODELS) | set(ALIASES))
-    whens = " ".join(f"WHEN '{n}' THEN {per_token(n)}" for n in names)
-    return f"(CASE {column} {whens} ELSE NULL END)"
+def _no_region(region: Any) -> None:
+    if region is not None:
+        warn_deprecated("redshift SQL: region= is ignored and deprecated: costs come from the rows (priced by "
+                        "the client from the model catalogue)", stacklevel=3)
 
 
-def _cost(prefix: str, mode: str, region: str, currency: str) -> str:
-    cin = _price_case(f"{prefix}model", mode=mode, region=region, tokens=f"{currency}_in")
-    cout = _price_case(f"{prefix}model", mode=mode, region=region, tokens=f"{currency}_out")
-    return f"({prefix}input_tokens * {cin} + {prefix}output_tokens * {cout})"
+def _known_sum(column: str) -> str:
+    """SUM that is NULL when any summed value is NULL (SQL's SUM would skip them and under-report)."""
+    return f"(CASE WHEN COUNT({column}) = COUNT(*) THEN SUM({column}) END)"
 
 
 def _source_select(schema: str) -> str:
@@ -77,7 +72,8 @@ def _source_select(schema: str) -> str:
         f'"latex", "error".code::VARCHAR AS error_code, "error".message::VARCHAR AS error_message, "request_id", '
         f'"width", "height", "finish_reason", "usage".input_tokens::BIGINT AS input_tokens, '
         f'"usage".output_tokens::BIGINT AS output_tokens, "usage".image_tokens::BIGINT AS image_tokens, '
-        f'"usage".total_tokens::BIGINT AS total_tokens FROM {schema}.{STAGING_TABLE} '
+        f'"usage".total_tokens::BIGINT AS total_tokens, "cost".cny::DOUBLE PRECISION AS cost_cny, '
+        f'"cost".usd::DOUBLE PRECISION AS cost_usd FROM {schema}.{STAGING_TABLE} '
         # MERGE refuses duplicate source keys: the same image in two chunk files is one row.
         f'QUALIFY ROW_NUMBER() OVER (PARTITION BY "key" ORDER BY "request_id") = 1'
     )
@@ -90,29 +86,30 @@ def ledger_ddl(schema: str = "public") -> str:
             '"cost_cny" DOUBLE PRECISION, "cost_usd" DOUBLE PRECISION, "updated_at" VARCHAR(40))')
 
 
-def ledger_sql(schema: str = "public", *, mode: str = "realtime", region: str = DEFAULT_REGION) -> str:
+def ledger_sql(schema: str = "public", *, mode: str = "realtime", region: str | None = None) -> str:
     """Run BEFORE the MERGE: one ledger line per (task, model) for the staged rows not yet ``ok`` in the
     table — the rows this run pays for (same rule as the embedded loader). Sum lines per run when reading."""
+    _no_region(region)
     t = f"{schema}.{RESULTS_TABLE}"
     billed = "(t.\"key\" IS NULL OR t.\"status\" <> 'ok')"
     return (
         f"INSERT INTO {schema}.{LEDGER_TABLE} SELECT %(dag_id)s, %(run_id)s, s.task, s.model, '{mode}', "
         f"SUM(CASE WHEN t.\"key\" IS NULL THEN 1 ELSE 0 END), COUNT(*), SUM(s.input_tokens), SUM(s.output_tokens), "
-        f"SUM(s.image_tokens), SUM(s.total_tokens), SUM({_cost('s.', mode, region, 'cny')}), "
-        f"SUM({_cost('s.', mode, region, 'usd')}), GETDATE()::VARCHAR "
+        f"SUM(s.image_tokens), SUM(s.total_tokens), {_known_sum('s.cost_cny')}, {_known_sum('s.cost_usd')}, "
+        f"GETDATE()::VARCHAR "
         f"FROM ({_source_select(schema)}) AS s LEFT JOIN {t} AS t ON t.\"key\" = s.key "
         f"WHERE {billed} AND s.status = 'ok' GROUP BY s.task, s.model"
     )
 
 
-def merge_sql(schema: str = "public", *, mode: str = "realtime", region: str = DEFAULT_REGION) -> str:
+def merge_sql(schema: str = "public", *, mode: str = "realtime", region: str | None = None) -> str:
     """MERGE staging → ``ocr_results`` keyed by ``key``; first_run_id survives updates.
 
-    Bound parameters: ``%(run_id)s`` and ``%(dag_id)s``. Cost per row from the model's list price (CASE over
-    the catalogue), batch at half price.
+    Bound parameters: ``%(run_id)s`` and ``%(dag_id)s``. Cost per row: the row's own (NULL when unknown).
     """
+    _no_region(region)
     t = f"{schema}.{RESULTS_TABLE}"
-    cost_cny, cost_usd = _cost("s.", mode, region, "cny"), _cost("s.", mode, region, "usd")
+    cost_cny, cost_usd = "s.cost_cny", "s.cost_usd"
     updates = ", ".join(f'"{c}" = s.{c}' for c in (
         "source", "page", "sha256", "task", "model", "status", "text", "kv", "words", "html", "latex",
         "error_code", "error_message", "request_id", "width", "height", "finish_reason", "input_tokens",

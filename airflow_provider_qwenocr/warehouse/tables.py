@@ -87,13 +87,23 @@ def row_key(row: dict[str, Any]) -> str:
 
 
 def row_cost(row: dict[str, Any], *, mode: str = "realtime", region: str = DEFAULT_REGION) -> dict[str, float | None]:
-    """CNY and USD for one row from its usage and the model's list price; batch rows cost half.
+    """CNY and USD of one row; a currency nobody can price is None (NULL in the tables), never 0.
 
-    Recomputed from tokens (not copied from the row) so the ledger uses one price table for every path.
+    The row's own ``cost`` comes first: the client computed it from the model catalogue when it parsed
+    the answer (batch rows already at half price), so every loader — this one and the Redshift MERGE —
+    uses the one price table without repeating it. Rows written before rows carried a cost are priced
+    from their tokens with the same catalogue.
     """
+    cost = row.get("cost")
+    if isinstance(cost, dict):
+        return {"cny": _price_or_none(cost.get("cny")), "usd": _price_or_none(cost.get("usd"))}
     usage = row.get("usage") or {}
     return get_model(row.get("model")).price(region).cost(
         int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0), batch=(mode == "batch"))
+
+
+def _price_or_none(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
 
 
 def result_record(row: dict[str, Any], *, mode: str, region: str, results_uri: str | None, dag_id: str | None,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from typing import Any
 
-from airflow_provider_qwenocr.warehouse.loader import LoadReport, load_results, run_ledger
+from airflow_provider_qwenocr.warehouse.loader import LoadReport, load_results, money_text, run_ledger
 from airflow_provider_qwenocr.warehouse.tables import KIE_TABLE_DEFAULT, RESULTS_TABLE, q
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,9 @@ def default_sqlite_path() -> str:
 
 
 def warehouse_hook(conn_id: str = DEFAULT_WAREHOUSE_CONN_ID, *, fallback_sqlite: str | None = None) -> Any:
-    """The connection's DbApiHook. If ``conn_id`` is not defined and ``fallback_sqlite`` is given, an embedded
-    SQLite file there is used (declared for this process only), so the local example runs with no set-up."""
+    """The connection's DbApiHook. If ``conn_id`` is not defined and ``fallback_sqlite`` is given, a SQLite
+    hook on that file is returned instead (no connection is invented: nothing is written to the
+    environment or the metadata DB), so the local example runs with no set-up."""
     from airflow_provider_qwenocr._compat import BaseHook
 
     try:
@@ -38,12 +39,29 @@ def warehouse_hook(conn_id: str = DEFAULT_WAREHOUSE_CONN_ID, *, fallback_sqlite:
         if not fallback_sqlite:
             raise
         log.info("Connection %r is not defined; using the embedded SQLite warehouse %s", conn_id, fallback_sqlite)
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({"conn_type": "sqlite", "host": fallback_sqlite})
-        conn = BaseHook.get_connection(conn_id)
+        return embedded_sqlite_hook(fallback_sqlite, conn_id=conn_id)
     hook = conn.get_hook()
     if not hasattr(hook, "get_conn"):
         raise TypeError(f"connection {conn_id!r} ({conn.conn_type}) is not a DB-API (common-sql) connection")
     return hook
+
+
+def embedded_sqlite_hook(path: str, *, conn_id: str = DEFAULT_WAREHOUSE_CONN_ID) -> Any:
+    """A ``SqliteHook`` on ``path`` backed by an in-memory connection object, not a defined connection."""
+    from airflow.providers.sqlite.hooks.sqlite import SqliteHook
+
+    try:
+        from airflow.sdk import Connection
+    except ImportError:  # Airflow 2.x
+        from airflow.models.connection import Connection
+
+    connection = Connection(conn_id=conn_id, conn_type="sqlite", host=path)
+
+    class EmbeddedSqliteHook(SqliteHook):
+        def get_connection(self, _conn_id: str) -> Any:  # the hook asks for its connection by id
+            return connection
+
+    return EmbeddedSqliteHook(sqlite_conn_id=conn_id, connection=connection)
 
 
 def result_uris(outputs: Iterable[Any]) -> list[str]:
@@ -82,12 +100,16 @@ def query(hook: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any
         cur = conn.cursor()
         cur.execute(sql, list(params))
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def report(hook: Any, *, dag_id: str, run_id: str, ocr_outputs: Iterable[dict] = (), load: dict | None = None,
-           kie_table: str = KIE_TABLE_DEFAULT, limit: int = 8, printer=print) -> dict[str, Any]:
-    """Print a few rows queried back, the KIE table, and this run's usage + cost; return the figures."""
+           kie_table: str = KIE_TABLE_DEFAULT, limit: int = 8,
+           printer: Callable[[str], Any] = log.info) -> dict[str, Any]:
+    """Log a few rows queried back, the KIE table, and this run's usage + cost; return the figures.
+
+    A cost the catalogue cannot price (NULL in the ledger) is reported as None ("unknown"), not as 0.
+    """
     rows = query(hook, f"SELECT {q('source')}, {q('task')}, {q('status')}, {q('text')} FROM {q(RESULTS_TABLE)} "
                        f"ORDER BY {q('source')}, {q('task')} LIMIT {int(limit)}")
     printer(f"--- {RESULTS_TABLE}: {query(hook, f'SELECT COUNT(*) AS n FROM {q(RESULTS_TABLE)}')[0]['n']} rows; first {len(rows)}:")
@@ -110,12 +132,27 @@ def report(hook: Any, *, dag_id: str, run_id: str, ocr_outputs: Iterable[dict] =
     n_cached = sum(int(o.get("n_cached") or 0) for o in outputs)
     ledger = run_ledger(hook, dag_id=dag_id, run_id=run_id)
     tokens = sum(int(r["total_tokens"] or 0) for r in ledger)
-    cny = sum(float(r["cost_cny"] or 0) for r in ledger)
-    usd = sum(float(r["cost_usd"] or 0) for r in ledger)
+    cny = _total(r["cost_cny"] for r in ledger)
+    usd = _total(r["cost_usd"] for r in ledger)
     summary = {"n_images": n_images, "n_cached": n_cached, "api_calls": n_images - n_cached,
                "new_rows": (load or {}).get("n_new"), "billed_rows": sum(int(r["n_billed"] or 0) for r in ledger),
-               "total_tokens": tokens, "cost_cny": round(cny, 8), "cost_usd": round(usd, 8)}
+               "total_tokens": tokens, "cost_cny": _round(cny), "cost_usd": _round(usd)}
     printer(f"--- run {run_id}: {summary['api_calls']} API calls ({n_cached} of {n_images} images from cache), "
             f"{summary['new_rows']} new rows; billed {summary['billed_rows']} rows, {tokens} tokens, "
-            f"CNY {cny:.6f} / USD {usd:.6f}")
+            f"CNY {money_text(cny)} / USD {money_text(usd)}")
     return summary
+
+
+def _total(values: Iterable[Any]) -> float | None:
+    """Sum of ledger costs; None (unknown) when any line is unknown."""
+    total = 0.0
+    for v in values:
+        if v is None:
+            return None
+        total += float(v)
+    return total
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 8)
+

@@ -5,7 +5,8 @@ Serial by nature (one SQLite metadata DB). What each test proves:
   NULL where the document has no such field; a second run makes 0 API calls and adds 0 rows.
 - S3 → Redshift (generic path): mapped OCR over chunks, JSONL on S3, upserted into Postgres; re-run idempotent.
 - The Redshift-only COPY step: the SQL the amazon provider's operator generates from this DAG's templates.
-- Nightly batch: rows land at half price through the deferrable sensor; a night with nothing new skips.
+- Nightly batch: rows land at half price through the deferrable sensor, and the warehouse DAG scheduled on
+  the sensor's results asset loads them; a night with nothing new skips.
 """
 
 from __future__ import annotations
@@ -148,7 +149,15 @@ def test_batch_nightly_half_price_and_nothing_new_skips(dag_runner, make_emulato
         {"conn_type": "dashscope", "password": "sk-test-emulator", "host": srv.base_url}))
     monkeypatch.setenv("QWENOCR_BATCH_POLL_SECONDS", "1")
     conf = {"warehouse_conn_id": sqlite_wh, "output_dir": str(tmp_path / "out")}
+    from tests.fixtures.airflow import load_dag
+
+    for dag_id in ("qwen_ocr_batch_nightly", "qwen_ocr_results_to_warehouse"):
+        dag = load_dag(dag_id)
+        if hasattr(dag, "sync_to_db"):  # Airflow 2.x dag.test() does not register the datasets itself
+            dag.sync_to_db()
     dag_runner("qwen_ocr_batch_nightly", conf)
+    # the load is its own DAG, scheduled on the sensor's results asset; it reads the latest event
+    dag_runner("qwen_ocr_results_to_warehouse", {"warehouse_conn_id": sqlite_wh})
 
     hook = warehouse_hook(sqlite_wh)
     rows = query(hook, 'SELECT "source", "status", "mode", "input_tokens", "output_tokens", "cost_usd", "model" '

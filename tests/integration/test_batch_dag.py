@@ -1,7 +1,7 @@
 """The batch trio inside a real Airflow run: ``dag.test()`` runs deferrable tasks' triggers inline.
 
 Two shapes a nightly DAG uses: a deferrable operator that submits and waits, and a submit-only operator
-followed by a deferrable sensor that reads the ids from XCom through a template. The DAG is written to
+followed by a deferrable sensor that takes the ids as an XComArg. The DAG is written to
 a temporary DAG bundle (Airflow 3 ``dag.test()`` serialises DAGs from bundles; 2.x ignores the setting).
 """
 
@@ -31,13 +31,13 @@ DAG_FILE = textwrap.dedent('''
     SRC, OUT_A, OUT_B = os.environ["QWENOCR_BATCH_TEST_ARGS"].split("|")
 
     with DAG("qwen_ocr_batch_trio_test", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False) as dag:
+        # use_cache=False: both shapes submit the same images; with the shared cache the second would send none
         QwenOcrBatchOperator(task_id="submit_and_wait", images=SRC, output_uri=OUT_A, deferrable=True,
-                             poll_interval=0.2, timeout=120)
-        submit = QwenOcrBatchOperator(task_id="submit", images=SRC, output_uri=OUT_B, wait_for_completion=False)
-        wait = QwenOcrBatchSensor(task_id="wait", deferrable=True, poke_interval=0.2, timeout=120,
-                                  batch_ids="{{ ti.xcom_pull(task_ids='submit', key='batch_ids') }}",
-                                  output_uri=OUT_B)
-        submit >> wait
+                             poll_interval=0.2, timeout=120, use_cache=False)
+        submit = QwenOcrBatchOperator(task_id="submit", images=SRC, output_uri=OUT_B, wait_for_completion=False,
+                                      use_cache=False)
+        QwenOcrBatchSensor(task_id="wait", deferrable=True, poke_interval=0.2, timeout=120,
+                           batch_ids=submit.output["batch_ids"], output_uri=OUT_B)
 ''')
 
 

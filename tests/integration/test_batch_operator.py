@@ -112,7 +112,8 @@ def test_partial_failure_policy(conn, images, tmp_path):
     assert summary["verdict"] == "partial" and (summary["n_ok"], summary["n_failed"]) == (3, 1)
     assert summary["failed"][0]["code"] == "DataInspectionFailed"
 
-    op = make_op(images, tmp_path / "strict", deferrable=True)  # default max_failed_ratio=0, as realtime
+    # use_cache=False: the same images again, and this part is about the policy, not the (shared) cache
+    op = make_op(images, tmp_path / "strict", deferrable=True, use_cache=False)  # default max_failed_ratio=0
     deferred, event = run_deferred(op, {"ti": FakeTI()})
     with pytest.raises(AirflowException, match="partial failure"):
         op.execute_complete({}, event, **deferred.kwargs)
@@ -244,10 +245,10 @@ def test_batch_advanced_recognition_has_the_boxes_realtime_has(emulator_conn, tm
     assert row["status"] == "ok" and len(native) >= 5
     assert [w["text"] for w in row["words"]] == [w.text for w in native]
     unit = max(row["width"], row["height"]) / 1000
-    for got, want in zip(row["words"], native):
+    for got, want in zip(row["words"], native, strict=True):
         length = max(abs(want.location[2] - want.location[0]), abs(want.location[3] - want.location[1]))
         tol = 2 * unit + 2 + length * 0.02  # a unit each way, rounding, whole-degree angles
-        assert max(abs(a - b) for a, b in zip(got["location"], want.location)) <= tol, (got, want)
+        assert max(abs(a - b) for a, b in zip(got["location"], want.location, strict=True)) <= tol, (got, want)
         assert abs(got["rotate_rect"][0] - want.rotate_rect[0]) <= 2 * unit + 2
 
 

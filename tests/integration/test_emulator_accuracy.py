@@ -83,7 +83,7 @@ def test_advanced_recognition_boxes_lie_on_the_received_image(emulator, docs_dir
     words = content["ocr_result"]["words_info"]
     truth = path.with_suffix(".txt").read_text().splitlines()
     assert [norm(x["text"]) for x in words] == [norm(x) for x in truth]
-    for word, row in zip(words, range(len(truth))):
+    for word, row in zip(words, range(len(truth)), strict=True):
         xs, ys = word["location"][0::2], word["location"][1::2]
         assert all(-2 <= x <= w + 2 for x in xs) and all(-2 <= y <= h + 2 for y in ys)
         expected_y = 24 + row * 57 + 15  # rendered rows: top 24 px, 57 px apart, ~30 px glyphs

@@ -93,7 +93,7 @@ def test_advanced_recognition_boxes_on_the_original_image(hook, invoice):
         assert -5 <= min(xs) and max(xs) <= 760 + 5 and -5 <= min(ys) and max(ys) <= 420 + 5
     a, b = box(full, "INVOICE"), box(small, "INVOICE")
     # the same line, read from a half-size upload, lands on the same place of the original image
-    assert all(abs(p - q) <= 0.06 * 760 for p, q in zip(a, b)), (a, b)
+    assert all(abs(p - q) <= 0.06 * 760 for p, q in zip(a, b, strict=True)), (a, b)
 
 
 def test_custom_prompt(hook, invoice):

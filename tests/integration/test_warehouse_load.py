@@ -92,12 +92,48 @@ def test_new_schema_field_adds_a_column(hook):
     assert got["/docs/doc2.png"]["车次"] == "G1" and got["/docs/doc1.png"]["车次"] is None
 
 
-def test_undefined_connection_falls_back_to_embedded_sqlite(tmp_path, monkeypatch):
-    var = "AIRFLOW_CONN_QWENOCR_WH_MISSING"
-    monkeypatch.setenv(var, "placeholder")  # registers the variable so the fallback's definition is undone
-    monkeypatch.delenv(var)
+def test_undefined_connection_falls_back_to_embedded_sqlite(tmp_path):
+    import os
+
+    before = dict(os.environ)
     hook = warehouse_hook("qwenocr_wh_missing", fallback_sqlite=str(tmp_path / "fallback.db"))
     rep = load_results(hook, [_row(1)], run_id="r1")
     assert rep.n_new == 1 and (tmp_path / "fallback.db").exists()
-    with pytest.raises(Exception):
+    assert dict(os.environ) == before  # no connection invented through the environment
+    again = warehouse_hook("qwenocr_wh_missing", fallback_sqlite=str(tmp_path / "fallback.db"))
+    assert query(again, 'SELECT COUNT(*) AS n FROM "ocr_results"')[0]["n"] == 1
+    with pytest.raises(Exception, match="qwenocr_wh_missing_too"):
         warehouse_hook("qwenocr_wh_missing_too")  # no fallback asked: the lookup error propagates
+
+
+def test_a_cost_nobody_can_price_loads_as_null_never_zero(hook):
+    known, unknown = _row(21), _row(22)
+    known["cost"] = {"usd": 0.0002, "cny": 0.0015}  # priced by the client from the catalogue
+    unknown["model"] = "qwen-vl-ocr-from-the-future"
+    unknown["cost"] = {"usd": None, "cny": None}  # a model the catalogue does not price
+    rep = load_results(hook, [known, unknown], dag_id="d", run_id="r1")
+    assert rep.n_billed == 2 and rep.cost == {"cny": None, "usd": None}  # unknown, not "0.0015"
+    got = {r["key"]: r for r in query(hook, 'SELECT "key", "cost_cny", "cost_usd" FROM "ocr_results"')}
+    assert got[known["key"]]["cost_cny"] == pytest.approx(0.0015)  # the row's own cost, not re-priced
+    assert got[unknown["key"]]["cost_cny"] is None and got[unknown["key"]]["cost_usd"] is None
+    ledger = {r["model"]: r for r in run_ledger(hook, dag_id="d", run_id="r1")}
+    assert ledger["qwen-vl-ocr"]["cost_cny"] == pytest.approx(0.0015)
+    assert ledger["qwen-vl-ocr-from-the-future"]["cost_cny"] is None
+    assert ledger["qwen-vl-ocr-from-the-future"]["total_tokens"] == 1020  # tokens are still counted
+
+
+def test_report_logs_instead_of_printing(hook, caplog, monkeypatch):
+    import builtins
+    import logging
+
+    def no_print(*args, **kwargs):
+        raise AssertionError(f"print() called: {args}")
+
+    monkeypatch.setattr(builtins, "print", no_print)
+    from airflow_provider_qwenocr.warehouse.tasks import report
+
+    load = load_results(hook, [_row(31), _row(32)], dag_id="d", run_id="r9").to_dict()
+    with caplog.at_level(logging.INFO, logger="airflow_provider_qwenocr.warehouse.tasks"):
+        summary = report(hook, dag_id="d", run_id="r9", ocr_outputs=[{"n_images": 2, "n_cached": 0}], load=load)
+    assert summary["billed_rows"] == 2 and summary["cost_cny"] == pytest.approx(load["cost"]["cny"])
+    assert "r9: 2 API calls" in caplog.text and "doc31.png" in caplog.text

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from airflow_provider_qwenocr.ocr.models import MODELS
 from airflow_provider_qwenocr.warehouse import redshift
 from airflow_provider_qwenocr.warehouse.tables import RESULT_COLUMNS
@@ -36,13 +38,21 @@ def test_merge_insert_fills_every_column_in_order():
     assert '"first_run_id"' not in matched and '"last_run_id" = %(run_id)s' in matched
 
 
-def test_prices_cover_the_catalogue_and_batch_is_half():
+def test_costs_come_from_the_rows_not_from_prices_in_sql():
     rt, bt = redshift.merge_sql(mode="realtime"), redshift.merge_sql(mode="batch")
-    for name in MODELS:
-        assert f"WHEN '{name}' THEN" in rt
-    price = MODELS["qwen-vl-ocr"].price()
-    assert f"WHEN 'qwen-vl-ocr' THEN {price.usd_in / 1000!r}" in rt
-    assert f"WHEN 'qwen-vl-ocr' THEN {price.usd_in / 2000!r}" in bt and "'batch'" in bt
+    for sql in (rt, bt, redshift.ledger_sql(mode="batch")):
+        assert "CASE s.model" not in sql and '"cost".cny::DOUBLE PRECISION AS cost_cny' in sql
+        for name in MODELS:
+            assert f"'{name}'" not in sql  # no price table repeated as SQL
+    assert "'batch'" in bt and "'realtime'" in rt
+    assert ("cost", "SUPER") in redshift.STAGING_COLUMNS
+    ledger = redshift.ledger_sql("x")
+    assert "(CASE WHEN COUNT(s.cost_cny) = COUNT(*) THEN SUM(s.cost_cny) END)" in ledger  # unknown stays NULL
+
+
+def test_region_argument_is_deprecated():
+    with pytest.warns(DeprecationWarning, match="region"):
+        redshift.merge_sql("x", region="cn-beijing")
 
 
 def test_ledger_counts_only_rows_not_yet_paid():

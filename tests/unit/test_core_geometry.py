@@ -36,9 +36,9 @@ def test_text_block_reproduces_the_services_words_info():
     text, truth = _capture()
     words = words_from_text(text, WIDTH, HEIGHT)
     assert [w.text for w in words] == [t["text"] for t in truth] and len(words) == 12
-    for word, t in zip(words, truth):
+    for word, t in zip(words, truth, strict=True):
         # One normalised unit is 6 px across and 3 px down: allow one unit and rounding.
-        assert max(abs(a - b) for a, b in zip(word.location, t["location"])) <= 6, word
+        assert max(abs(a - b) for a, b in zip(word.location, t["location"], strict=True)) <= 6, word
         cx, cy, w, h, angle = word.rotate_rect
         tcx, tcy, tw, th, tangle = t["rotate_rect"]
         assert abs(cx - tcx) <= 6 and abs(cy - tcy) <= 6 and angle == tangle, (word, t)
@@ -51,16 +51,16 @@ def test_min_area_rect_matches_the_services_convention():
     for t in truth:
         loc = t["location"]
         got = min_area_rect([(loc[i], loc[i + 1]) for i in (0, 2, 4, 6)])
-        assert max(abs(a - b) for a, b in zip(got, t["rotate_rect"])) <= 1, (got, t)
+        assert max(abs(a - b) for a, b in zip(got, t["rotate_rect"], strict=True)) <= 1, (got, t)
 
 
 def test_normalize_reproduces_the_text_block():
     text, truth = _capture()
     rects = [item["rotate_rect"] for item in json.loads(strip_fence(text, "json"))]
-    for rect, t in zip(rects, truth):
+    for rect, t in zip(rects, truth, strict=True):
         loc = t["location"]
         got = normalize([(loc[i], loc[i + 1]) for i in (0, 2, 4, 6)], WIDTH, HEIGHT)
-        assert max(abs(a - b) for a, b in zip(got, rect)) <= 1, (got, rect)
+        assert max(abs(a - b) for a, b in zip(got, rect, strict=True)) <= 1, (got, rect)
 
 
 def _inside(point, quad, tol):
@@ -86,7 +86,7 @@ def test_round_trip_on_random_boxes(seed):
         cx, cy = rng.uniform(width * 0.3, width * 0.7), rng.uniform(height * 0.3, height * 0.7)
         upright = rect_corners([cx, cy, thick, length, 90])
         location, rect = denormalize(normalize(upright, width, height), width, height)
-        assert max(abs(a - b) for a, b in zip(location, (v for p in upright for v in p))) <= unit + 1
+        assert max(abs(a - b) for a, b in zip(location, (v for p in upright for v in p), strict=True)) <= unit + 1
         assert rect[4] == 90 and abs(rect[3] - length) <= 2 * unit + 1 and abs(rect[2] - thick) <= 2 * unit + 1
         tilted = rect_corners([cx, cy, thick, length, rng.uniform(-80, 80) + 90])
         location, _ = denormalize(normalize(tilted, width, height), width, height)

@@ -18,7 +18,7 @@ class Sink(logging.Logger):
         super().__init__("sink")
         self.lines: list[str] = []
 
-    def info(self, fmt, *args, **kw):  # noqa: D102
+    def info(self, fmt, *args, **kw):
         self.lines.append(fmt % args)
 
 

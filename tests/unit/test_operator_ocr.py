@@ -273,8 +273,32 @@ def test_output_folder_gets_one_file_per_mapped_instance(folder, tmp_path):
     outs = [_op(c, images=str(folder / "a.png"), output_uri=str(tmp_path / "res") + "/").execute(
         _context(tmp_path, map_index=i))["results_uri"] for i, c in enumerate(clients)]
     assert outs == [str(tmp_path / "res" / "ocr_0.jsonl"), str(tmp_path / "res" / "ocr_1.jsonl")]
-    assert (tmp_path / "res" / "_cache").is_dir()
+    assert not (tmp_path / "res" / "_cache").exists()  # the cache does not follow the output ...
+    assert (tmp_path / "qwenocr-cache" / "dag_x").is_dir()  # ... it is the deployment's ([qwenocr] cache_uri)
     assert len(clients[0].calls) == 1 and clients[1].calls == [], "instance 1 reused instance 0's cached row"
+
+
+def test_default_cache_is_per_dag_and_ignores_a_templated_output(folder, tmp_path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW__QWENOCR__CACHE_URI")
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    runs = ["manual__2026-11-25T10:00:00+00:00", "scheduled__2026-11-26T00:00:00+00:00"]
+    clients = [FakeClient(), FakeClient()]
+    outs = [_op(c, images=str(folder), output_uri=str(tmp_path / "out" / run.replace(":", "-") / "r.jsonl"))
+            .execute(_context(tmp_path, run_id=run)) for c, run in zip(clients, runs, strict=True)]
+    assert len(clients[0].calls) == 3 and clients[1].calls == [] and outs[1]["n_cached"] == 3
+    assert (tmp_path / "home" / "qwenocr" / "dag_x" / "_cache").is_dir()
+    assert not any(p.name == "_cache" for p in (tmp_path / "out").rglob("*"))
+
+
+def test_deployment_cache_setting_and_operator_argument(folder, tmp_path, monkeypatch):
+    from airflow_provider_qwenocr.operators.locations import default_cache_uri
+
+    monkeypatch.setenv("AIRFLOW__QWENOCR__CACHE_URI", "s3://shared/ocr-cache/{dag_id}")
+    assert default_cache_uri("dag x") == "s3://shared/ocr-cache/dag_x"
+    monkeypatch.setenv("AIRFLOW__QWENOCR__CACHE_URI", "s3://shared/ocr-cache")
+    assert default_cache_uri("dag_x") == "s3://shared/ocr-cache"  # one cache for every DAG: keys are content-based
+    op = _op(FakeClient(), images=str(folder), output_uri=str(tmp_path / "r.jsonl"), cache_uri=str(tmp_path / "mine"))
+    assert op._locations(_context(tmp_path))[1] == str(tmp_path / "mine")
 
 
 def test_constructor_rejects_nonsense():

@@ -147,3 +147,20 @@ async def test_on_kill_cancels(monkeypatch):
     trig, hook = make(monkeypatch, [[batch("b1", "in_progress")]])
     await trig.on_kill()
     assert hook.cancelled == [["b1", "b2"]]
+
+
+async def test_cancel_on_kill_is_its_own_switch(monkeypatch):
+    # a sensor that may cancel on timeout but not on kill, and the other way round
+    trig, hook = make(monkeypatch, [[batch("b1", "in_progress")]], cancel_on_exit=True, cancel_on_kill=False)
+    await trig.on_kill()
+    assert hook.cancelled == []
+    trig, hook = make(monkeypatch, [[batch("b1", "in_progress")]], cancel_on_exit=False, cancel_on_kill=True)
+    await trig.on_kill()
+    assert hook.cancelled == [["b1", "b2"]]
+    assert trig.serialize()[1]["cancel_on_kill"] is True and trig.serialize()[1]["cancel_on_exit"] is False
+
+
+def test_trigger_serialized_before_cancel_on_kill_keeps_its_meaning():
+    old_kwargs = {"batch_ids": ["b1"], "conn_id": "c", "end_time": 1.0, "cancel_on_exit": False}
+    assert QwenOcrBatchTrigger(**old_kwargs).cancel_on_kill is False
+    assert QwenOcrBatchTrigger(**{**old_kwargs, "cancel_on_exit": True}).cancel_on_kill is True

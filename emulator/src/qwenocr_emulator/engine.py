@@ -97,7 +97,7 @@ class RapidOcrEngine:
         if out is None or out.boxes is None or out.txts is None:
             return []
         lines = []
-        for box, text, score in zip(out.boxes, out.txts, out.scores):
+        for box, text, score in zip(out.boxes, out.txts, out.scores, strict=False):
             pts = [(float(x), float(y)) for x, y in box]
             lines.append(Line(text=str(text), box=pts, score=float(score)))
         return lines

@@ -157,7 +157,7 @@ def json_text(value: Any) -> str:
 
 # -- table_parsing --------------------------------------------------------------------------------
 def columns(rows: Rows) -> list[tuple[float, float]]:
-    spans = sorted(((l.x0, l.x1) for row in rows for l in row))
+    spans = sorted((l.x0, l.x1) for row in rows for l in row)
     cols: list[list[float]] = []
     for x0, x1 in spans:
         if cols and x0 <= cols[-1][1]:

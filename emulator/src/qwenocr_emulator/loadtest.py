@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("the emulator did not start")
+                    raise SystemExit("the emulator did not start") from None
                 time.sleep(0.1)
         def run(n):
             if args.client == "raw":

@@ -9,7 +9,8 @@ The timing headers (req-cost-time, ...) are added for every response by the app'
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 

@@ -85,7 +85,7 @@ class EmulatorServer:
                 raise RuntimeError(f"the emulator failed to start on {self.host}:{self.port}")
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError("the emulator did not become healthy within %.0f s" % START_TIMEOUT_S)
+        raise RuntimeError(f"the emulator did not become healthy within {START_TIMEOUT_S:.0f} s")
 
     def _healthy(self) -> bool:
         try:
