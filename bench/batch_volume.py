@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import REPO, free_port, machine  # noqa: E402
+from bench._common import REPO, free_port, machine
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -158,7 +158,7 @@ def main() -> None:
             print(f"moto: {args.url_n} URL-mode keys (copies of {len(scans)} scans) + {args.inline_n} distinct "
                   f"inline keys in {time.perf_counter() - t0:.0f} s; load {os.getloadavg()[0]:.1f}")
             results = []
-            for mode, prefix, n in (("url", "url", args.url_n), ("inline", "inline", args.inline_n)):
+            for mode, prefix, _n in (("url", "url", args.url_n), ("inline", "inline", args.inline_n)):
                 spool = os.path.join(tmp, f"run-{mode}")
                 os.makedirs(spool)
                 load = os.getloadavg()[0]

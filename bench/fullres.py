@@ -34,7 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import EmulatorProcess, machine  # noqa: E402
+from bench._common import EmulatorProcess, machine
 
 KEY = "sk-bench-fullres"
 RPM, TPM = 1200, 6_000_000

@@ -27,11 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from PIL import Image
 
-from airflow_provider_qwenocr.ocr import jpeg_fast  # noqa: E402
-from airflow_provider_qwenocr.ocr.images import image_tokens, pixel_bounds, prepare_image, smart_resize  # noqa: E402
-from airflow_provider_qwenocr.ocr.models import get_model  # noqa: E402
-from bench._candidates import print_candidates  # noqa: E402
-from bench._common import machine, scan_jpeg  # noqa: E402
+from airflow_provider_qwenocr.ocr import jpeg_fast
+from airflow_provider_qwenocr.ocr.images import image_tokens, pixel_bounds, prepare_image, smart_resize
+from airflow_provider_qwenocr.ocr.models import get_model
+from bench._candidates import print_candidates
+from bench._common import machine, scan_jpeg
 
 
 def pillow_path(data: bytes, spec, max_pixels):

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import EmulatorProcess, machine, small_document  # noqa: E402
+from bench._common import EmulatorProcess, machine, small_document
 
 KEY = "sk-bench-shared"
 TPM = 6_000_000

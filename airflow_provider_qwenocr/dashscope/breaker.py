@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from airflow_provider_qwenocr.dashscope.errors import QwenOcrError, ServiceUnavailableError
 

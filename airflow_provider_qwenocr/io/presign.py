@@ -18,7 +18,6 @@ in the window must still be able to download its image. S3 signatures (SigV4) la
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from urllib.parse import urlparse
 

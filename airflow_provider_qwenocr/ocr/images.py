@@ -34,9 +34,9 @@ import io
 import math
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from PIL import Image
 

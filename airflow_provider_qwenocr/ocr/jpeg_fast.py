@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 try:  # optional: the `fast` extra
     import cv2

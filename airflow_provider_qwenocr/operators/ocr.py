@@ -166,7 +166,6 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         from airflow_provider_qwenocr.io.progress import Progress
         from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
         from airflow_provider_qwenocr.io.sources import NoSourcesError, expand_sources
-
         from airflow_provider_qwenocr.ocr.images import pixel_bounds
 
         job = self._job()

@@ -131,8 +131,8 @@ def test_official_example_through_our_parsers(stub, case):
                              .read_text(encoding="utf-8"))
         truth = capture["output"]["choices"][0]["message"]["content"][0]["ocr_result"]["words_info"]
         tol = exp["near_capture_words_info"]
-        for word, t in zip(row.words, truth):
-            assert word.text == t["text"] and max(abs(a - b) for a, b in zip(word.location, t["location"])) <= tol
+        for word, t in zip(row.words, truth, strict=True):
+            assert word.text == t["text"] and max(abs(a - b) for a, b in zip(word.location, t["location"], strict=True)) <= tol
     if exp.get("same_boxes"):
         assert row.words[0].location == row.words[1].location and row.words[0].rotate_rect == row.words[1].rotate_rect
     if "corners_x" in exp:
@@ -229,7 +229,7 @@ def test_recorded_batch_output_lines():
     raw = [json.loads(line) for line in content.splitlines() if line.strip()]
     rows = list(results_for(_manifest(["1", "2"], model="qwen-flash"), index_lines(content)))
     assert [r.status for r in rows] == ["ok", "ok"]
-    for row, line in zip(rows, raw):
+    for row, line in zip(rows, raw, strict=True):
         body = line["response"]["body"]
         assert row.text == body["choices"][0]["message"]["content"]
         assert row.request_id == line["response"]["request_id"] and row.model == body["model"] == "qwen-flash"

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
-
-import os
-import shutil
 import warnings
 
 import httpx
 import pytest
 from PIL import Image
-
 from qwenocr_emulator.__main__ import build_parser
 
 pytestmark = pytest.mark.integration

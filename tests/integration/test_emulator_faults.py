@@ -13,9 +13,9 @@ import statistics
 import httpx
 import pytest
 from PIL import Image
-
 from qwenocr_emulator.config import EmulatorConfig
 from qwenocr_emulator.faults import FaultInjector
+
 from airflow_provider_qwenocr.ocr.images import prepare_image
 from airflow_provider_qwenocr.ocr.models import get_model
 

@@ -9,6 +9,7 @@ import json
 
 from qwenocr_emulator import layout
 from qwenocr_emulator.engine import Line
+
 from airflow_provider_qwenocr.ocr.parsing import extract_latex, extract_table_html, parse_json_loose
 
 
@@ -78,7 +79,7 @@ def test_rotate_rect_reproduces_the_captured_service_answer():
         loc = w["location"]
         got = layout.words_info([[Line(w["text"], [(loc[i], loc[i + 1]) for i in (0, 2, 4, 6)], 1.0)]])[0]
         assert got["location"] == loc
-        assert max(abs(a - b) for a, b in zip(got["rotate_rect"], w["rotate_rect"])) <= 1, (got, w)
+        assert max(abs(a - b) for a, b in zip(got["rotate_rect"], w["rotate_rect"], strict=True)) <= 1, (got, w)
 
 
 def test_rotate_rect_is_the_documented_examples_rectangle():

@@ -88,7 +88,7 @@ def test_hostile_set_peak_rss(make_emulator, monkeypatch, tmp_path):
     """4 RGBA PNGs of 13000×13000 px at concurrency 4 and a PDF with one 200×200-inch page, through the
     operator in a fresh process: all recognised, peak RSS ≤ 1.5 GB (was 8.7 GB / 6.3 GB)."""
     pytest.importorskip("pypdfium2")
-    from bench.memory import write_huge_page_pdf, write_hostile_png
+    from bench.memory import write_hostile_png, write_huge_page_pdf
 
     d = tmp_path / "hostile"
     d.mkdir()

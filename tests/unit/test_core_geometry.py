@@ -147,7 +147,7 @@ def test_word_without_location_gets_corners_from_rotate_rect_in_both_forms():
     """Some qwen3.5-ocr words_info items have no ``location``: derive it, whichever way w/h are written."""
     capture_word = _capture()[1][0]  # the capture's first word: both fields present
     derived = Word.from_words_info({"text": capture_word["text"], "rotate_rect": capture_word["rotate_rect"]})
-    assert max(abs(a - b) for a, b in zip(derived.location, capture_word["location"])) <= 1
+    assert max(abs(a - b) for a, b in zip(derived.location, capture_word["location"], strict=True)) <= 1
     service_form = Word.from_words_info({"text": "x", "rotate_rect": [150, 80, 49, 197, -89]})  # h, w, -89
     other_form = Word.from_words_info({"text": "x", "rotate_rect": [150, 80, 197, 49, 1]})  # w, h, 1
     assert service_form.location == other_form.location and len(service_form.location) == 8

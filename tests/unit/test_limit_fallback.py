@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from pyrate_limiter import GCRA, InMemoryStateStore
 
 from airflow_provider_qwenocr.dashscope.limit_stores import FallbackStateStore, account_key, shared_stores

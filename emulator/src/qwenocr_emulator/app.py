@@ -19,8 +19,7 @@ from starlette.responses import Response
 
 from qwenocr_emulator import batch as batch_plugin
 from qwenocr_emulator.compatible import register_compatible_routes
-from qwenocr_emulator.config import EmulatorConfig
-from qwenocr_emulator.config import ACCOUNT_STATES
+from qwenocr_emulator.config import ACCOUNT_STATES, EmulatorConfig
 from qwenocr_emulator.engine import make_engine
 from qwenocr_emulator.faults import DropConnection, FaultInjector
 from qwenocr_emulator.imagesrc import is_loopback

@@ -28,8 +28,7 @@ from typing import Any
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from qwenocr_emulator.batchcheck import (
-    MAX_WINDOW_H, MIN_WINDOW_H, TEST_ENDPOINT, validate_input, window_ok)
+from qwenocr_emulator.batchcheck import MAX_WINDOW_H, MIN_WINDOW_H, TEST_ENDPOINT, validate_input, window_ok
 
 PREFIX = "/compatible-mode/v1"
 ENDPOINTS = {"/v1/chat/completions", TEST_ENDPOINT}

@@ -34,8 +34,7 @@ from qwenocr_emulator.faults import account_error
 from qwenocr_emulator.imagesrc import ImageRef
 from qwenocr_emulator.models import Model, lookup
 from qwenocr_emulator.prompts import BUILTIN, Task, check_schema, recognise
-from qwenocr_emulator.responses import (
-    NATIVE_HEADERS, json_response, sse_event, sse_response)
+from qwenocr_emulator.responses import NATIVE_HEADERS, json_response, sse_event, sse_response
 from qwenocr_emulator.state import ApiError, EmulatorState, invalid_parameter
 
 ROLE_MESSAGE = "Role must be user or assistant and Content length must be greater than 0"
