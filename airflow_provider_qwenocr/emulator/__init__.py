@@ -10,8 +10,9 @@ It will be removed in the next release.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
+
+from airflow_provider_qwenocr.deprecation import warn_deprecated
 
 MOVED = ("airflow_provider_qwenocr.emulator moved to the qwenocr-emulator distribution: run `qwenocr-emulator` "
          "(or `python -m qwenocr_emulator`) and import from `qwenocr_emulator`; this alias will be removed "
@@ -31,6 +32,6 @@ def _new_package():
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        warnings.warn(MOVED, DeprecationWarning, stacklevel=2)
+        warn_deprecated(MOVED, stacklevel=1)
         return getattr(_new_package(), name)
     raise AttributeError(name)

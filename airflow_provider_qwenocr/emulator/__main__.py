@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-import warnings
 
+from airflow_provider_qwenocr.deprecation import warn_deprecated
 from airflow_provider_qwenocr.emulator import MOVED, _new_package
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.warn(MOVED, DeprecationWarning, stacklevel=2)
+    warn_deprecated(MOVED, stacklevel=1)
     print(f"DeprecationWarning: {MOVED}", file=sys.stderr, flush=True)
     _new_package()
     from qwenocr_emulator.__main__ import main as run

@@ -14,7 +14,7 @@ DeprecationWarning.
 
 from __future__ import annotations
 
-import warnings
+from airflow_provider_qwenocr.deprecation import warn_deprecated
 
 DEFAULT_MAX_FAILED_RATIO = 0.0
 
@@ -23,11 +23,11 @@ def resolve_max_failed_ratio(max_failed_ratio: float | None, fail_on_partial_err
                              *, owner: str = "the operator") -> float:
     """The effective ratio from the new argument and the deprecated one (the new one wins when both are set)."""
     if fail_on_partial_error is not None:
-        warnings.warn(
+        warn_deprecated(
             f"fail_on_partial_error is deprecated for {owner}: use max_failed_ratio (0 = any failed image fails "
             f"the task, the default; 1 = never). fail_on_partial_error={fail_on_partial_error!r} now means "
             f"max_failed_ratio={0.0 if fail_on_partial_error else 1.0}.",
-            DeprecationWarning, stacklevel=3,
+            stacklevel=2,
         )
         if max_failed_ratio is None:
             max_failed_ratio = 0.0 if fail_on_partial_error else 1.0

@@ -26,7 +26,7 @@ def b(status, completed=0, failed=0, errors=None, bid="b"):
     ([b("completed", 2), b("failed", bid="c")], False, "fail"),
 ])
 def test_verdicts(batches, strict, action):
-    verdict = evaluate_batch_counts(batches, fail_on_partial_error=strict)
+    verdict = evaluate_batch_counts(batches, max_failed_ratio=0.0 if strict else 1.0)
     assert verdict.action == action
     total = sum(x["request_counts"]["total"] for x in batches)
     assert verdict.counts["total"] == total
@@ -45,7 +45,7 @@ def test_refuses_to_judge_running_batches():
 
 
 def test_should_land_whenever_something_completed():
-    assert evaluate_batch_counts([b("completed", 2, 1)], True).should_land  # fail, but billed rows land
+    assert evaluate_batch_counts([b("completed", 2, 1)], max_failed_ratio=0.0).should_land  # fail, rows land
     assert not evaluate_batch_counts([b("expired", 0, 2)]).should_land
 
 

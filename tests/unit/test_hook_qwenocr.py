@@ -149,19 +149,21 @@ def _form_library_standins(monkeypatch) -> None:
     import types
 
     class _Field:
-        def __init__(self, label, description="", validators=(), widget=None):
+        def __init__(self, label, description="", validators=(), widget=None, default=None):
             self.label, self.description, self.validators, self.widget = label, description, list(validators), widget
+            self.default = default
 
     class _Validator:
-        def __init__(self, **kwargs):
-            self.kwargs = kwargs
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
 
     mods = {
         "flask_appbuilder": {}, "flask_appbuilder.fieldwidgets": {"BS3TextFieldWidget": type("BS3TextFieldWidget", (), {})},
         "flask_babel": {"lazy_gettext": lambda text: text},
         "wtforms": {"IntegerField": type("IntegerField", (_Field,), {}), "StringField": type("StringField", (_Field,), {})},
         "wtforms.validators": {"NumberRange": type("NumberRange", (_Validator,), {}),
-                               "Optional": type("Optional", (_Validator,), {})},
+                               "Optional": type("Optional", (_Validator,), {}),
+                               "AnyOf": type("AnyOf", (_Validator,), {})},
     }
     for name, attrs in mods.items():
         module = types.ModuleType(name)
@@ -186,8 +188,14 @@ def test_form_widgets_match_conn_fields(monkeypatch):
         return t if isinstance(t, list) else [t]
 
     integers = {name for name, spec in CONN_FIELDS.items() if "integer" in types_of(spec)}
-    assert integers and {name for name, w in widgets.items() if kind(w) == "IntegerField"} == integers
+    assert {name for name, w in widgets.items() if kind(w) == "IntegerField"} == integers
     assert {kind(w) for name, w in widgets.items() if name not in integers} == {"StringField"}
+    # an enum (the region) is a prefilled text field checked against its choices: Airflow 2's form has no select
+    for name, spec in CONN_FIELDS.items():
+        if spec["schema"].get("enum"):
+            widget = widgets[name]
+            default = getattr(widget, "default", None) or getattr(widget, "kwargs", {}).get("default")
+            assert default == spec["schema"]["default"]
 
 
 def test_providers_manager_sees_hook_and_conn_type():
