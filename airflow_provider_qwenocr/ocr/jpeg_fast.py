@@ -125,7 +125,8 @@ def to_grid(
 
     ``header`` is the lazily opened :class:`PIL.Image.Image` (format, mode, size and EXIF are read from its
     header; nothing is decoded twice). ``is_line_art`` is the Pillow path's own probe: it is shown a small
-    box-averaged copy of the grid image, and a True answer sends the page back to the Pillow path (PNG).
+    sampled copy of the grid image (:func:`looks_like_line_art`), and a True answer sends the page back to the
+    Pillow path (PNG).
     """
     if simplejpeg is None or header.format not in ("JPEG", "MPO") or header.mode not in ("RGB", "L"):
         return None
