@@ -135,7 +135,11 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
         return OcrResult.failure(**base, code="UnsupportedSource", message=src.error, page=src.page), False
     image: Any
     data: bytes | None = None
-    signed = _presigned(src, job)
+    try:
+        signed = _presigned(src, job)
+    except Exception as exc:  # e.g. no AWS connection: this image cannot go as a URL (nor silently inline)
+        msg = redact(f"cannot presign source: {describe(exc)}", job.secret)
+        return OcrResult.failure(**base, code="SourceReadError", message=msg, page=src.page), False
     if src.is_remote_url and not job.fetch:
         sha = hashlib.sha256(src.uri.encode("utf-8")).hexdigest()  # the service fetches it: key on the URL
         image = src.uri
@@ -288,7 +292,11 @@ def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCac
             if cache is not None and cache.get(job.key(sha)) is not None:
                 return 0, 0, 1
             return job.spec.max_image_tokens, 1, 0
-        if _presigned(src, job) is not None:
+        try:
+            by_reference = _presigned(src, job) is not None
+        except Exception:
+            return job.spec.max_image_tokens, 1, 0  # becomes an error row later; counted safely meanwhile
+        if by_reference:
             return _estimate_by_reference(src, job, cache)
         try:
             data = src.read()

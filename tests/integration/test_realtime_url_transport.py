@@ -107,3 +107,23 @@ def test_budget_exceeded_before_any_call(emulator, emulator_conn, s3_bucket, mot
         QwenOcrOperator(task_id="ocr", images=f"s3://{s3_bucket}/p.jpg", image_transport="url", token_budget=100,
                         output_uri=str(tmp_path / "a.jsonl")).execute(_ctx())
     assert emulator.stats()["ocr_calls"] == calls
+
+
+def test_a_source_that_cannot_be_signed_is_an_error_row_not_a_crash():
+    class Broken:
+        def supports(self, uri):
+            return True
+
+        def url(self, uri):
+            raise RuntimeError("no credentials")
+
+    class NoCalls:
+        def recognize(self, *a, **k):
+            raise AssertionError("nothing may be sent")
+
+    job = runner.OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"), presigner=Broken())
+    src = sources.Source("s3://bucket/a.jpg")
+    row, cached = runner.process_one(src, job, NoCalls(), None)
+    assert (row.ok, cached, row.error.code) == (False, False, "SourceReadError")
+    assert "no credentials" in row.error.message
+    assert runner.estimate_job_tokens([src], job, None) == (job.spec.max_image_tokens, 1, 0)
