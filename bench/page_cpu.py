@@ -13,7 +13,6 @@ Usage: python bench/page_cpu.py [--n 20] [--images-dir DIR]
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import statistics
@@ -23,9 +22,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from airflow_provider_qwenocr.ocr import images, jpeg_fast  # noqa: E402
-from airflow_provider_qwenocr.ocr.models import get_model  # noqa: E402
-from bench.fullres import write_scans  # noqa: E402
+from airflow_provider_qwenocr.ocr import images, jpeg_fast
+from airflow_provider_qwenocr.ocr.models import get_model
+from bench.fullres import write_scans
 
 
 def stages(data: bytes, spec) -> dict[str, float]:
