@@ -58,8 +58,14 @@ test-floors: $(VENV_FLOORS)/.installed
 	$(VENV_FLOORS)/bin/python -m pip list 2>/dev/null | grep -iE '^(apache-airflow|dashscope|openai|pyrate-limiter|tenacity|pillow) ' || true
 	$(VENV_FLOORS)/bin/python -m pytest $(PYTEST_ARGS)
 
+# bench/fullres.py writes FULLRES_N 12-MP scans (~3 MB each) to a temp dir first; the issue's figure is
+# FULLRES_N=200 (make bench FULLRES_N=200). The default 100 keeps `make bench` to about a minute for it.
+FULLRES_N ?= 100
+
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/prep.py
+	$(VENV)/bin/python bench/page_cpu.py
+	$(VENV)/bin/python bench/fullres.py --n $(FULLRES_N)
 	$(VENV)/bin/python bench/throughput.py
 	$(VENV)/bin/python bench/memory.py
 

@@ -26,6 +26,8 @@ from airflow_provider_qwenocr.io import storage
 log = logging.getLogger(__name__)
 
 DEFAULT_MARGIN_SECONDS = 12 * 3600
+REALTIME_EXPIRY_SECONDS = 3600  # realtime signs just before its call: an hour covers every retry of it
+HEADER_BYTES = 64 * 1024  # a ranged GET this long holds a JPEG/PNG header (SOF/IHDR) unless APP data is huge
 MAX_S3_EXPIRY_SECONDS = 7 * 24 * 3600  # SigV4 limit
 TRANSPORTS = ("inline", "url")
 
@@ -39,6 +41,15 @@ def expiry_seconds(completion_window: str = "24h", margin_seconds: int = DEFAULT
         raise ValueError(f"presigned URLs would need {seconds / 3600:.0f} h; S3 signs for at most 168 h "
                          "(shorten the completion window or the margin)")
     return seconds
+
+
+def reference_sha(uri: str) -> str:
+    """What an image sent by reference is keyed on: its object URI stands in for its unread bytes (the
+    presigned URL changes at every signing, so it cannot be the key). The batch builder's ``url_key`` uses
+    the same formula."""
+    from airflow_provider_qwenocr.ocr.images import sha256_hex
+
+    return sha256_hex(f"url:{uri}".encode())
 
 
 def check_transport(value: str) -> str:
@@ -74,6 +85,14 @@ class Presigner:
     @staticmethod
     def supports(uri: str) -> bool:
         return "://" in uri and not storage.is_local(uri) and storage.scheme_of(uri) not in ("http", "https", "file")
+
+    def header(self, uri: str, n: int = HEADER_BYTES) -> bytes | None:
+        """The first ``n`` bytes of an ``s3://`` object (one ranged GET), for a token estimate from the image
+        header without downloading the image; None for other stores (the caller counts the maximum)."""
+        if storage.scheme_of(uri) not in ("s3", "s3a"):
+            return None
+        bucket, key = storage.split_s3(uri)
+        return self._s3_client().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{int(n) - 1}")["Body"].read()
 
     def url(self, uri: str) -> str | None:
         """A presigned URL for ``uri``, or None when its store cannot sign (the caller sends it inline)."""

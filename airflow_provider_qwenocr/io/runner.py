@@ -37,6 +37,7 @@ from airflow_provider_qwenocr.dashscope.errors import (
 )
 from airflow_provider_qwenocr.dashscope.realtime import request_key
 from airflow_provider_qwenocr.io.messages import describe
+from airflow_provider_qwenocr.io.presign import reference_sha
 from airflow_provider_qwenocr.io.progress import Progress
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.io.sources import Source
@@ -64,6 +65,9 @@ class OcrJob:
     fetch: bool = False
     region: str = DEFAULT_REGION
     secret: str | None = field(default=None, repr=False)  # only used to scrub messages
+    # image_transport="url": an io.presign.Presigner; object-store sources go to the service as presigned
+    # URLs (no local read, decode or resize), keyed on their object URI.
+    presigner: Any = field(default=None, repr=False, compare=False)
 
     @property
     def model(self) -> str:
@@ -132,9 +136,16 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
         return OcrResult.failure(**base, code="UnsupportedSource", message=src.error, page=src.page), False
     image: Any
     data: bytes | None = None
+    try:
+        signed = _presigned(src, job)
+    except Exception as exc:  # e.g. no AWS connection: this image cannot go as a URL (nor silently inline)
+        msg = redact(f"cannot presign source: {describe(exc)}", job.secret)
+        return OcrResult.failure(**base, code="SourceReadError", message=msg, page=src.page), False
     if src.is_remote_url and not job.fetch:
         sha = hashlib.sha256(src.uri.encode("utf-8")).hexdigest()  # the service fetches it: key on the URL
         image = src.uri
+    elif signed is not None:  # the service fetches the object itself: key on the object URI, not the signature
+        sha, image = reference_sha(src.uri), signed
     else:
         try:
             data = src.read()
@@ -168,8 +179,8 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
         breaker = getattr(client, "breaker", None)
         if isinstance(exc, RetryableError) and breaker is not None and breaker.is_open:
             raise breaker.error() from None  # an outage, not this image's fault: no row, the re-run sends it
-        return OcrResult.failure(**base, code=exc.code, message=redact(exc.message, job.secret),
-                                 request_id=exc.request_id, **ident), False
+        message = redact(exc.message, job.secret).replace(signed, src.uri) if signed else redact(exc.message, job.secret)
+        return OcrResult.failure(**base, code=exc.code, message=message, request_id=exc.request_id, **ident), False
     except Exception as exc:  # an unexpected bug for one image must not lose the other images' rows
         log.warning("unexpected error on %s", src.name, exc_info=True)
         return OcrResult.failure(**base, code=type(exc).__name__, message=redact(describe(exc), job.secret),
@@ -185,6 +196,15 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
         except Exception:  # a picture is a by-product: never fail the image for it
             log.warning("could not draw boxes for %s", src.name, exc_info=True)
     return result, False
+
+
+def _presigned(src: Source, job: OcrJob) -> str | None:
+    """The presigned URL of ``src`` in URL mode, else None (inline). A PDF page or TIFF frame has no URL of
+    its own, and a store that cannot sign goes inline too."""
+    p = job.presigner
+    if p is None or src.page is not None or src.is_remote_url or not p.supports(src.uri):
+        return None
+    return p.url(src.uri)
 
 
 def run(
@@ -269,6 +289,7 @@ def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCac
 
     Reads every uncached image once (header only is decoded). URLs the service fetches itself cannot be
     measured, so they count at the model's per-image maximum: the budget check stays on the safe side.
+    Presigned ``s3://`` objects (URL mode) are measured from one ranged GET of their header.
     """
     def one(src: Source) -> tuple[int, int, int]:
         if src.error:
@@ -278,6 +299,12 @@ def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCac
             if cache is not None and cache.get(job.key(sha)) is not None:
                 return 0, 0, 1
             return job.spec.max_image_tokens, 1, 0
+        try:
+            by_reference = _presigned(src, job) is not None
+        except Exception:
+            return job.spec.max_image_tokens, 1, 0  # becomes an error row later; counted safely meanwhile
+        if by_reference:
+            return _estimate_by_reference(src, job, cache)
         try:
             data = src.read()
         except Exception:
@@ -294,3 +321,17 @@ def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCac
         for t, u, c in pool.map(one, sources):
             total, unknown, cached = total + t, unknown + u, cached + c
     return total, unknown, cached
+
+
+def _estimate_by_reference(src: Source, job: OcrJob, cache: ResultCache | None) -> tuple[int, int, int]:
+    """(tokens, unknown, cached) of an object sent as a presigned URL: from a ranged GET of its header
+    (no download of the image), or at the model's maximum when the header is not in it or not readable."""
+    if cache is not None and cache.get(job.key(reference_sha(src.uri))) is not None:
+        return 0, 0, 1
+    try:
+        head = job.presigner.header(src.uri)
+        if head is not None:
+            return estimate_tokens(head, job.spec, job.min_pixels, job.max_pixels), 0, 0
+    except Exception:  # header not in the range, or unreadable (that becomes an error row later)
+        log.debug("no header for %s", src.uri, exc_info=True)
+    return job.spec.max_image_tokens, 1, 0

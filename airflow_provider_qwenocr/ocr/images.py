@@ -363,8 +363,7 @@ def prepare_image(
     else:
         encoded, fmt = _pillow_to_grid(img, (tw, th), fmt, jpeg_quality)
     mime = _MIME[fmt]
-    b64 = base64.b64encode(encoded).decode("ascii")
-    url = f"data:{mime};base64,{b64}"
+    url = data_url(mime, encoded)
     if len(url) > MAX_DATA_URL_BYTES:
         raise ImageValidationError(f"encoded image is {len(url) / 1e6:.1f} MB as base64; the limit is 10 MB")
     return PreparedImage(
@@ -378,6 +377,11 @@ def prepare_image(
         sha256=sha256 or sha256_hex(data),
         nbytes=len(encoded),
     )
+
+
+def data_url(mime: str, encoded: bytes) -> str:
+    """The ``data:<mime>;base64,…`` URL the service reads an inline image from."""
+    return f"data:{mime};base64,{base64.b64encode(encoded).decode('ascii')}"
 
 
 def _pillow_to_grid(img: Image.Image, grid: tuple[int, int], fmt: str | None, jpeg_quality: int) -> tuple[bytes, str]:

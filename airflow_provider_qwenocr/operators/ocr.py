@@ -68,6 +68,10 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         not yet cached exceed this.
     :param draw_boxes_uri: for ``advanced_recognition``, write ``<name>.boxes.png`` per image there.
     :param fetch: download http(s) URLs ourselves (and resize them) instead of letting the service fetch them.
+    :param image_transport: ``"inline"`` (default: read, resized to the model grid, sent as base64) or
+        ``"url"``: ``s3://`` (and other signable object-store) sources go as presigned URLs valid for an hour;
+        the service downloads the originals from your bucket, nothing is read or resized locally, boxes stay
+        in the service's grid (see ``io/presign.py``). PDF pages, TIFF frames and local files still go inline.
     :param use_cache: look up and store results in the cache (default True).
     :param progress_interval: seconds between progress lines in the task log.
     :param emit_asset: declare the outlet asset ``qwenocr://<dag_id>/<task_id>`` (Dataset on 2.x), whose
@@ -114,6 +118,7 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         token_budget: int | None = None,
         draw_boxes_uri: str | None = None,
         fetch: bool = False,
+        image_transport: str = "inline",
         use_cache: bool = True,
         progress_interval: float = 10.0,
         circuit_breaker_failures: int | None = None,
@@ -143,6 +148,9 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         self.token_budget = token_budget
         self.draw_boxes_uri = draw_boxes_uri
         self.fetch = fetch
+        from airflow_provider_qwenocr.io.presign import check_transport
+
+        self.image_transport = check_transport(image_transport)
         self.use_cache = use_cache
         self.progress_interval = progress_interval
         self.circuit_breaker_failures = circuit_breaker_failures
@@ -255,8 +263,16 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             task=task.value, spec=spec, prompt=prompt, result_schema=schema,
             min_pixels=_opt_int(self.min_pixels), max_pixels=_opt_int(self.max_pixels),
             enable_rotate=bool(self.enable_rotate), fetch=bool(self.fetch), region=config.region,
-            secret=config.api_key,
+            secret=config.api_key, presigner=self._presigner(),
         )
+
+    def _presigner(self) -> Any:
+        """None inline; in URL mode a signer of short-lived URLs (realtime signs just before each call)."""
+        if self.image_transport != "url":
+            return None
+        from airflow_provider_qwenocr.io.presign import REALTIME_EXPIRY_SECONDS, Presigner
+
+        return Presigner(aws_conn_id=self.aws_conn_id, expires_in=REALTIME_EXPIRY_SECONDS)
 
     def _locations(self, context: Any) -> tuple[str, str]:
         """(output_uri, cache_uri) with the documented defaults; each mapped instance gets its own file.

@@ -140,3 +140,20 @@ def test_reused_buffers_are_safe_across_threads():
     with ThreadPoolExecutor(8) as pool:
         together = list(pool.map(lambda p: prepare_image(p, SPEC).data_url, pages * 3))
     assert together == alone * 3
+
+
+@pytest.mark.parametrize("kind", ["line_art", "scan", "gray_line_art"])
+def test_sampled_probe_gives_the_full_average_verdict(kind):
+    """The fast path's probe samples the grid (cheap) instead of averaging all of it: same answer both ways."""
+    if kind == "scan":
+        arr = np.asarray(Image.open(io.BytesIO(_scan(3328, 2496))).convert("RGB"))
+    else:
+        img = Image.new("RGB", (3328, 2496), "white")
+        d = ImageDraw.Draw(img)
+        for row in range(30):
+            d.text((100, 80 + row * 80), "Invoice 42.00 total due", fill="black")
+        d.rectangle((2800, 100, 3200, 600), fill=(200, 30, 30))
+        arr = np.asarray(img.convert("L") if kind == "gray_line_art" else img)
+    full = images._looks_like_line_art(Image.fromarray(arr))
+    assert full is (kind != "scan")  # the fixture is what it claims
+    assert jpeg_fast.looks_like_line_art(arr, images._looks_like_line_art) is full
