@@ -4,7 +4,8 @@ Each measurement is a fresh child process running the batch hook's own build pat
 ``expand_sources("s3://…")`` → ``hooks.batch._prepared`` (4 prepare threads, the operator's default) →
 ``BatchBuilder`` spooling JSONL part files to disk → ``build()`` — against a moto S3 server in another
 process, without uploading the parts (that is the Batch service's side). Reported per run: number of
-input files, lines, bytes, build time, and the child's peak RSS (``ru_maxrss``) beside its RSS after imports.
+input files, lines, bytes, build time, and the child's peak RSS beside its RSS after imports (``VmHWM`` via
+bench/rss.py — not ``ru_maxrss``, which also holds the peak of the process that started the child).
 
 Objects: ``--distinct`` distinct 4000×3000 JPEG scans (bench/fullres.py's generator). URL mode never reads an
 object, so its keys are server-side copies of those scans (``copy_object``). Inline mode reads and prepares
@@ -30,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench._common import REPO, free_port, machine
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+from bench.rss import peak_rss_kb
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchBuilder
 from airflow_provider_qwenocr.hooks import batch as hb
 from airflow_provider_qwenocr.io.presign import Presigner, expiry_seconds
@@ -38,7 +40,7 @@ from airflow_provider_qwenocr.io.sources import expand_sources
 import boto3, PIL.Image  # noqa: F401  (in the baseline)
 mode, uri, spool = sys.argv[1], sys.argv[2], sys.argv[3]
 import os; os.makedirs(spool, exist_ok=True)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_rss_kb()
 t0 = time.perf_counter()
 sources = expand_sources(uri, aws_conn_id="aws_default")
 t_list = time.perf_counter() - t0
@@ -48,7 +50,7 @@ for add in hb._prepared(builder, sources, None, 4, presigner=presigner):
     add()
 plan = builder.build()
 wall = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_rss_kb()
 print(json.dumps({"mode": mode, "n_sources": len(sources), "parts": len(plan.parts),
                   "lines": [p.n_lines for p in plan.parts], "bytes": sum(p.n_bytes for p in plan.parts),
                   "max_part_bytes": max((p.n_bytes for p in plan.parts), default=0),

@@ -3,7 +3,8 @@
 Each size runs in a fresh Python process (so peaks do not mix): the operator OCRs a folder of distinct
 1.2-MP JPEG scans against the emulator (``echo`` engine, own process, not counted) with
 ``max_concurrency=8``, writing the results file and the per-image cache as usual. The process reports
-its peak RSS (``ru_maxrss``) and its RSS after imports, before the task ran.
+its peak RSS and its RSS after imports, before the task ran (``VmHWM`` via bench/rss.py — not ``ru_maxrss``,
+which also holds the peak of the process that started the child).
 
 Prints ``rss_ratio`` (peak at 1,000 ÷ peak at 100; streaming means ≈ 1) plus the peaks and the growth
 over the post-import baseline. Usage: python bench/memory.py [--small 100] [--large 1000]
@@ -30,14 +31,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench._common import REPO, EmulatorProcess, machine
 
 _CHILD = r"""
-import json, resource, sys
+import json, sys
+from bench.rss import peak_rss_kb
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
 import dashscope, PIL.Image  # noqa: F401  (count the libraries in the baseline)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_rss_kb()
 concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 8
 out = QwenOcrOperator(task_id="ocr", images=sys.argv[1], output_uri=sys.argv[2], cache_uri=sys.argv[3],
                       max_concurrency=concurrency, max_failed_ratio=1.0, progress_interval=1000).execute({})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_rss_kb()
 print(json.dumps({"baseline_kb": base, "peak_kb": peak, "n_ok": out["n_ok"], "n_images": out["n_images"],
                   "failed": out["failed"]}))
 """
