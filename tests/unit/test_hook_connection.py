@@ -57,9 +57,14 @@ def test_null_and_empty_extras_mean_not_set(monkeypatch):
     assert config.max_retries == 8
 
 
-def test_fab_form_region_is_prefilled_and_checked():
-    pytest.importorskip("wtforms")
-    pytest.importorskip("flask_appbuilder")
+def test_fab_form_region_is_prefilled_and_checked(monkeypatch):
+    try:  # Airflow 2.x has the form libraries; on Airflow 3 the same mapping is checked with stand-ins
+        import flask_appbuilder  # noqa: F401
+        import wtforms  # noqa: F401
+    except ImportError:
+        from tests.unit.test_hook_qwenocr import _form_library_standins
+
+        _form_library_standins(monkeypatch)
     from wtforms.validators import AnyOf
 
     widget = QwenOcrHook.get_connection_form_widgets()["region"]  # Airflow 2's form supports no SelectField

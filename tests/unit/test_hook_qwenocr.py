@@ -152,10 +152,12 @@ def _form_library_standins(monkeypatch) -> None:
         def __init__(self, label, description="", validators=(), widget=None, default=None):
             self.label, self.description, self.validators, self.widget = label, description, list(validators), widget
             self.default = default
+            self.kwargs = {"description": description, "validators": list(validators), "default": default}
 
     class _Validator:
         def __init__(self, *args, **kwargs):
             self.args, self.kwargs = args, kwargs
+            self.values = args[0] if args else kwargs.get("values")
 
     mods = {
         "flask_appbuilder": {}, "flask_appbuilder.fieldwidgets": {"BS3TextFieldWidget": type("BS3TextFieldWidget", (), {})},
