@@ -251,10 +251,8 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             raise QwenOcrConfigError(f"model {model_name!r} is not a model name (e.g. 'qwen-vl-ocr')")
         spec = self.hook.model_spec(model_name) if hasattr(self.hook, "model_spec") else get_model(model_name)
         from airflow_provider_qwenocr.ocr.images import pixel_bounds
-        from airflow_provider_qwenocr.ocr.models import ALIASES, MODELS
 
-        if model_name not in MODELS and model_name not in ALIASES:
-            self.log.warning("model %r is not in the catalogue: assuming today's defaults (32-px patches)", model_name)
+        # (a model the catalogue does not know is warned about once, by the catalogue: ocr/models.unknown_model)
         try:
             pixel_bounds(spec, _opt_int(self.min_pixels), _opt_int(self.max_pixels))
         except ValueError as exc:
