@@ -111,11 +111,17 @@ QUOTA_THROTTLING_CODES = frozenset({"Throttling.RateQuota", "Throttling.Allocati
 def charges_retry(exc: QwenOcrError, refusals: int) -> bool:
     """Whether the retry after ``exc`` waits for the rate limiter again (see :meth:`RealtimeClient.call`).
 
-    ``refusals`` = the 429s this request has had so far, ``exc`` included.
+    ``refusals`` = the 429s this request has had so far, ``exc`` included. A quota refusal is charged
+    again from the second one on, or at once when its ``Retry-After`` is over a second: the service says
+    the window stays full that long, and every call it refused meanwhile would otherwise come back
+    unpaced at the same instant (seen on the cluster: seven refusals with Retry-After 7, 6 … 1 s, their
+    free retries all at one second, four refused again).
     """
     if exc.status_code != 429:
         return True
-    return exc.code in QUOTA_THROTTLING_CODES and refusals > 1
+    if exc.code not in QUOTA_THROTTLING_CODES:
+        return False
+    return refusals > 1 or (exc.retry_after or 0) > 1
 
 
 class RealtimeClient:
@@ -261,7 +267,8 @@ class RealtimeClient:
         - a *first* refusal's retry reuses the slot it was charged: the refusal consumed no quota, and
           charging again would cap the pipe at (1 − refusal rate) of the quota under transient 429s;
         - a request refused again with a **quota** code (``Throttling.RateQuota`` / ``.AllocationQuota``
-          / ``.BurstRate``) waits for the limiter on every further retry. Twice refused means the
+          / ``.BurstRate``), or once with a Retry-After over a second, waits for the limiter on every
+          further retry. Twice refused (or told to wait) means the
           account's window is full, and there a retry outside the limiter lands on a window the paced
           calls keep full: it is refused again, or takes the place of a paced call that is refused in
           turn, so one overflow circulated as refusals every second or two for the rest of the run (the

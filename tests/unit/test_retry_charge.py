@@ -1,7 +1,8 @@
 """Which retries wait for the rate limiter again (``realtime.charges_retry``, ``RealtimeClient.call``).
 
-A first 429 reuses its slot (it consumed no quota); a request refused again with a quota code is paced on
-every further retry, so one overflow of the service's window cannot circulate as refusals; a generic
+A first 429 reuses its slot (it consumed no quota); a request refused again with a quota code, or told to
+wait over a second, is paced on every further retry, so one overflow of the service's window cannot
+circulate as refusals; a generic
 ``Throttling`` and other errors keep their rules.
 """
 
@@ -14,8 +15,8 @@ from airflow_provider_qwenocr.dashscope.errors import RetryableError
 from airflow_provider_qwenocr.dashscope.realtime import RealtimeClient, charges_retry
 
 
-def _429(code: str) -> RetryableError:
-    return RetryableError("refused", code=code, status_code=429, retry_after=1)
+def _429(code: str, retry_after: float | None = 1) -> RetryableError:
+    return RetryableError("refused", code=code, status_code=429, retry_after=retry_after)
 
 
 def _charges(errors: list[RetryableError]) -> list[bool]:
@@ -45,6 +46,11 @@ def test_one_quota_refusal_reuses_its_slot():
     assert _charges([_429("Throttling.RateQuota")]) == [True, False]
 
 
+def test_a_quota_refusal_that_says_wait_longer_than_a_second_is_paced_at_once():
+    assert _charges([_429("Throttling.RateQuota", retry_after=7)]) == [True, True]
+    assert _charges([_429("Throttling.RateQuota", retry_after=None)]) == [True, False]  # no hint: first is free
+
+
 def test_generic_throttling_is_never_charged_again():
     assert _charges([_429("Throttling")] * 3) == [True, False, False, False]
 
@@ -59,3 +65,5 @@ def test_charges_retry_rule():
     assert not charges_retry(_429("Throttling.RateQuota"), 1)
     assert charges_retry(_429("Throttling.RateQuota"), 2)
     assert not charges_retry(_429("Throttling"), 5)
+    assert not charges_retry(_429("Throttling", retry_after=30), 1)
+    assert charges_retry(_429("Throttling.AllocationQuota", retry_after=2), 1)
