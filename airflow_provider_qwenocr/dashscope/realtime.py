@@ -104,6 +104,20 @@ def response_error(response: Any, *, secret: str | None = None) -> QwenOcrError 
     )
 
 
+def _sdk():
+    """The SDK's ``MultiModalConversation``, imported on first use (importing the provider stays cheap).
+
+    Called before the rate limiter is waited on: the import takes ~1 s of CPU here (seconds when a dozen
+    task processes start on two cores), and a call granted before it reaches the service that much late.
+    On the 3-worker cluster the shared limiter's grants were paced to the millisecond (measured: 1.017 s
+    apart, 12 processes) while the service's 60-s window saw 60 calls in 47 s a minute into the run
+    (Retry-After 13 s): early grants arrived late, in a bunch. This import was one such delay after the grant.
+    """
+    from dashscope import MultiModalConversation
+
+    return MultiModalConversation
+
+
 #: 429 codes that mean the account's own quota window is full (reference §3/§9).
 QUOTA_THROTTLING_CODES = frozenset({"Throttling.RateQuota", "Throttling.AllocationQuota", "Throttling.BurstRate"})
 
@@ -219,6 +233,7 @@ class RealtimeClient:
 
     def _call_once(self, model: str, messages: list[dict], options: dict | None, tokens: int, *, charge: bool = True):
         self.breaker.before_call()
+        _sdk()  # before the limiter: a grant must not wait out the SDK's first import (seconds on a busy host)
         if self.limiter is not None and charge:
             self.limiter.acquire(tokens)
         self.breaker.before_call()  # it may have opened while we waited for the limiter
@@ -232,8 +247,7 @@ class RealtimeClient:
 
     def _http(self, model: str, messages: list[dict], options: dict | None):
         """One HTTP attempt under the wall-clock deadline; a typed error for anything but a 200."""
-        from dashscope import MultiModalConversation
-
+        MultiModalConversation = _sdk()
         kwargs: dict[str, Any] = {
             "base_address": self.config.native_base,
             "request_timeout": self.config.timeout,

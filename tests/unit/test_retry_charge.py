@@ -67,3 +67,21 @@ def test_charges_retry_rule():
     assert not charges_retry(_429("Throttling"), 5)
     assert not charges_retry(_429("Throttling", retry_after=30), 1)
     assert charges_retry(_429("Throttling.AllocationQuota", retry_after=2), 1)
+
+
+def test_the_sdk_is_imported_before_the_limiter_is_waited_on(monkeypatch):
+    from airflow_provider_qwenocr.dashscope import realtime
+
+    order: list[str] = []
+    monkeypatch.setattr(realtime, "_sdk", lambda: order.append("sdk"))
+
+    class Limiter:
+        def acquire(self, tokens):
+            order.append("acquire")
+
+    client = RealtimeClient(ClientConfig(api_key="sk-test-0000", base_url="http://127.0.0.1:9"), limiter=Limiter(),
+                            sleep=lambda s: None)
+    client._http = lambda model, messages, options: order.append("http") or "answer"
+    assert client._call_once("qwen-vl-ocr", [], None, 100) == "answer"
+    client.close()
+    assert order == ["sdk", "acquire", "http"]
