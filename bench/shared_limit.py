@@ -46,7 +46,27 @@ def _limiter(store: str, target: str, rpm: int, tpm: int = TPM, account: str = K
     return RateLimiter(rpm, tpm, shared_url=target, account=account_key(account, "bench"))
 
 
-def worker(store: str, target: str, base_url: str, rpm: int, first: int, n: int, threads: int, ready, go, q):
+def _jittered(limiter, jitter_s: float, seed: int):
+    """Delay each call by U(0, jitter_s) after the limiter admits it: what a loaded host does between the
+    grant and the request reaching the service (GIL, request encoding, scheduling), made reproducible."""
+    import random
+    import threading
+
+    rng, lock, acquire = random.Random(seed), threading.Lock(), limiter.acquire
+
+    def delayed(tokens: int = 0) -> float:
+        waited = acquire(tokens)
+        with lock:
+            pause = rng.uniform(0, jitter_s)
+        time.sleep(pause)
+        return waited
+
+    limiter.acquire = delayed
+    return limiter
+
+
+def worker(store: str, target: str, base_url: str, rpm: int, first: int, n: int, threads: int, ready, go, q,
+           delay_s: float = 0.0, jitter_s: float = 0.0):
     import dashscope  # noqa: F401  (the SDK's import takes seconds on a loaded host: not in the timed run)
     from dashscope import MultiModalConversation  # noqa: F401
 
@@ -58,7 +78,10 @@ def worker(store: str, target: str, base_url: str, rpm: int, first: int, n: int,
     spec = get_model("qwen-vl-ocr")
     prepared = [prepare_image(small_document(first + i), spec) for i in range(n)]
     config = ClientConfig(api_key=KEY, base_url=base_url, timeout=30.0, max_retries=10, max_retry_seconds=300)
-    client = RealtimeClient(config, limiter=_limiter(store, target, rpm), pool_size=threads)
+    limiter = _limiter(store, target, rpm)
+    if jitter_s > 0:
+        limiter = _jittered(limiter, jitter_s, seed=first)
+    client = RealtimeClient(config, limiter=limiter, pool_size=threads)
     stamps: list[float] = []
 
     def one(prep):
@@ -72,10 +95,11 @@ def worker(store: str, target: str, base_url: str, rpm: int, first: int, n: int,
 
     ready.put(os.getpid())
     go.wait()  # every process starts together, once all have imported and prepared their documents
+    time.sleep(delay_s)  # … or, with --stagger-s, one after another, as mapped tasks do
     with ThreadPoolExecutor(threads) as pool:
         oks = sum(pool.map(one, prepared))
     client.close()
-    q.put((sorted(stamps), oks, client.calls))
+    q.put((sorted(stamps), oks, client.calls, limiter.acquired))
 
 
 def acquire_cost(store: str, target: str, iterations: int) -> float:
@@ -125,6 +149,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=8, help="calls in flight per process")
     ap.add_argument("--latency-ms", type=int, default=300)
     ap.add_argument("--acquire-iterations", type=int, default=2000)
+    ap.add_argument("--stagger-s", type=float, default=0.0,
+                    help="process i starts i x this many seconds after the first (mapped tasks start apart)")
+    ap.add_argument("--jitter-ms", type=int, default=0,
+                    help="each call waits U(0, this) after its limiter grant: a loaded host's grant-to-send delay")
     args = ap.parse_args()
 
     base = tempfile.mkdtemp(prefix=f"qwenocr-bench-{args.store}-")
@@ -138,7 +166,8 @@ def main() -> None:
             ctx = mp.get_context("spawn")
             q, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
             procs = [ctx.Process(target=worker, args=(args.store, target, emu.base_url, args.rpm, i * args.per_proc,
-                                                      args.per_proc, args.threads, ready, go, q))
+                                                      args.per_proc, args.threads, ready, go, q,
+                                                      i * args.stagger_s, args.jitter_ms / 1000))
                      for i in range(args.procs)]
             for p in procs:
                 p.start()
@@ -161,12 +190,14 @@ def main() -> None:
     span = stamps[-1] - stamps[0] if total > 1 else 0.0
     rate = (total - burst) / span * 60 if span > 0 else float("inf")
     lost = args.procs * args.per_proc - ok
+    grants = sum(r[3] for r in results)
     print(f"machine: {machine()}, load {os.getloadavg()[0]:.1f}; store {args.store}; {args.procs} processes x "
           f"{args.per_proc} documents, quota {args.rpm}/min enforced by the emulator (latency {args.latency_ms} ms): "
           f"{ok} ok in {span:.1f} s = {rate:.0f}/min after the initial burst of {burst}; emulator answered "
           f"{answered} calls {by_status}")
     print(f"store={args.store} aggregate_ratio={rate / args.rpm:.3f} r429_ratio={r429 / max(1, answered):.4f} "
-          f"acquire_us={acquire_us:.0f} procs={args.procs} calls={answered} lost={lost}")
+          f"acquire_us={acquire_us:.0f} procs={args.procs} calls={answered} grants={grants} lost={lost} "
+          f"jitter_ms={args.jitter_ms} stagger_s={args.stagger_s:g}")
 
 
 if __name__ == "__main__":

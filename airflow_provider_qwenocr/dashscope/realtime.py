@@ -84,8 +84,8 @@ def response_error(response: Any, *, secret: str | None = None) -> QwenOcrError 
     raise) and each response of a streamed call: there an ``event:error`` frame arrives inside an HTTP 200
     stream, and the SDK reports it with status 400 whatever the frame's ``:HTTP_STATUS/…`` line said (it
     reads only ``status:`` lines). The code still names the status: every ``Throttling*`` code is a 429
-    in the service's table, so such a frame is restored to 429 — retried like any 429 and, like one, not
-    charged to the rate limiter again; an account-state frame (``PrepaidBillOverdue`` …) gets its
+    in the service's table, so such a frame is restored to 429 — retried (and charged, :func:`charges_retry`)
+    like the same 429 outside a stream; an account-state frame (``PrepaidBillOverdue`` …) gets its
     documented status and maps to :class:`AccountError`.
     """
     status = getattr(response, "status_code", None)
@@ -103,6 +103,40 @@ def response_error(response: Any, *, secret: str | None = None) -> QwenOcrError 
         headers=getattr(response, "headers", None),
         secret=secret,
     )
+
+
+def _sdk():
+    """The SDK's ``MultiModalConversation``, imported on first use (importing the provider stays cheap).
+
+    Called before the rate limiter is waited on: the import takes ~1 s of CPU here (seconds when a dozen
+    task processes start on two cores), and a call granted before it reaches the service that much late.
+    On the 3-worker cluster the shared limiter's grants were paced to the millisecond (measured: 1.017 s
+    apart, 12 processes) while the service's 60-s window saw 60 calls in 47 s a minute into the run
+    (Retry-After 13 s): early grants arrived late, in a bunch. This import was one such delay after the grant.
+    """
+    from dashscope import MultiModalConversation
+
+    return MultiModalConversation
+
+
+#: 429 codes that mean the account's own quota window is full (reference §3/§9).
+QUOTA_THROTTLING_CODES = frozenset({"Throttling.RateQuota", "Throttling.AllocationQuota", "Throttling.BurstRate"})
+
+
+def charges_retry(exc: QwenOcrError, refusals: int) -> bool:
+    """Whether the retry after ``exc`` waits for the rate limiter again (see :meth:`RealtimeClient.call`).
+
+    ``refusals`` = the 429s this request has had so far, ``exc`` included. A quota refusal is charged
+    again from the second one on, or at once when its ``Retry-After`` is over a second: the service says
+    the window stays full that long, and every call it refused meanwhile would otherwise come back
+    unpaced at the same instant (seen on the cluster: seven refusals with Retry-After 7, 6 … 1 s, their
+    free retries all at one second, four refused again).
+    """
+    if exc.status_code != 429:
+        return True
+    if exc.code not in QUOTA_THROTTLING_CODES:
+        return False
+    return refusals > 1 or (exc.retry_after or 0) > 1
 
 
 class RealtimeClient:
@@ -200,6 +234,7 @@ class RealtimeClient:
 
     def _call_once(self, model: str, messages: list[dict], options: dict | None, tokens: int, *, charge: bool = True):
         self.breaker.before_call()
+        _sdk()  # before the limiter: a grant must not wait out the SDK's first import (seconds on a busy host)
         if self.limiter is not None and charge:
             self.limiter.acquire(tokens)
         self.breaker.before_call()  # it may have opened while we waited for the limiter
@@ -213,8 +248,7 @@ class RealtimeClient:
 
     def _http(self, model: str, messages: list[dict], options: dict | None):
         """One HTTP attempt under the wall-clock deadline; a typed error for anything but a 200."""
-        from dashscope import MultiModalConversation
-
+        MultiModalConversation = _sdk()
         kwargs: dict[str, Any] = {
             "base_address": self.config.native_base,
             "request_timeout": self.config.timeout,
@@ -243,18 +277,28 @@ class RealtimeClient:
     def call(self, model: str, messages: list[dict], options: dict | None = None, *, tokens: int = 0):
         """One request with retries: the SDK response, or the last typed error raised.
 
-        Every attempt waits for the rate limiter, except the retry of a request the service throttled
-        (429): a rejected request consumed no quota, so its retry reuses the slot it was already charged
-        (after the backoff / Retry-After wait). Without this, a 20 % throttle rate would cap the pipe at
-        80 % of the quota.
+        Every attempt waits for the rate limiter, except retries after a 429 (:func:`charges_retry`):
+
+        - a *first* refusal's retry reuses the slot it was charged: the refusal consumed no quota, and
+          charging again would cap the pipe at (1 − refusal rate) of the quota under transient 429s;
+        - a request refused again with a **quota** code (``Throttling.RateQuota`` / ``.AllocationQuota``
+          / ``.BurstRate``), or once with a Retry-After over a second, waits for the limiter on every
+          further retry. Twice refused (or told to wait) means the
+          account's window is full, and there a retry outside the limiter lands on a window the paced
+          calls keep full: it is refused again, or takes the place of a paced call that is refused in
+          turn, so one overflow circulated as refusals every second or two for the rest of the run (the
+          rule before: 82 × 429 in 262 calls on the 3-worker cluster, bench/RESULTS.md). Paced, it
+          queues behind the others instead and the circulation ends.
+        - a generic ``Throttling`` (the service busy, not our quota) is never charged again.
         """
-        charge = True
+        charge, refusals = True, 0
         for attempt in retrying(self.config.max_retries, self.config.max_retry_seconds, sleep=self._sleep):
             with attempt:
                 try:
                     return self._call_once(model, messages, options, tokens, charge=charge)
                 except QwenOcrError as exc:
-                    charge = exc.status_code != 429
+                    refusals += exc.status_code == 429
+                    charge = charges_retry(exc, refusals)
                     raise
         raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
 
@@ -361,4 +405,4 @@ class RealtimeClient:
         )
 
 
-__all__ = ["RealtimeClient", "request_key", "response_error", "QwenOcrError"]
+__all__ = ["RealtimeClient", "request_key", "response_error", "charges_retry", "QwenOcrError"]
