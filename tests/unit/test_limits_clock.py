@@ -55,7 +55,7 @@ def test_grants_are_spaced_by_the_emission_interval_in_clock_time_despite_oversl
     for _ in range(10):
         limiter.acquire()
         grants.append(clock.ms)
-    gaps = [b - a for a, b in zip(grants, grants[1:])]
+    gaps = [b - a for a, b in zip(grants, grants[1:], strict=False)]
     assert min(gaps) >= 1000, gaps  # 60/min with a burst of one: never two grants within a second
     assert len(sleeps) >= 9  # it did wait between grants
 
@@ -77,5 +77,5 @@ def test_no_oversleep_means_exact_pace():
     for _ in range(6):
         limiter.acquire()
         grants.append(clock.ms)
-    assert [b - a for a, b in zip(grants, grants[1:])] == [1000] * 5
+    assert [b - a for a, b in zip(grants, grants[1:], strict=False)] == [1000] * 5
     assert limiter.acquired == 6
