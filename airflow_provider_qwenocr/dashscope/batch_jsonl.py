@@ -25,7 +25,13 @@ from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.batch import BATCH_ENDPOINT
 from airflow_provider_qwenocr.dashscope.realtime import request_key
-from airflow_provider_qwenocr.ocr.images import ImageValidationError, PreparedImage, prepare_image, sha256_hex
+from airflow_provider_qwenocr.ocr.images import (
+    ImageValidationError,
+    PreparedImage,
+    prepare_image,
+    reference_sha,
+    sha256_hex,
+)
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, prompt_for, validate_schema
 
@@ -248,7 +254,7 @@ class BatchBuilder:
 
     def url_key(self, uri: str) -> str:
         """The key of an image sent by reference: its URI stands in for its unread bytes."""
-        return self.key(sha256_hex(f"url:{uri}".encode()))
+        return self.key(reference_sha(uri))
 
     def add_url(self, url: str, *, page: int | None = None, source: str | None = None,
                 key_uri: str | None = None) -> ManifestEntry:

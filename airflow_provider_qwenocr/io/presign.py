@@ -43,15 +43,6 @@ def expiry_seconds(completion_window: str = "24h", margin_seconds: int = DEFAULT
     return seconds
 
 
-def reference_sha(uri: str) -> str:
-    """What an image sent by reference is keyed on: its object URI stands in for its unread bytes (the
-    presigned URL changes at every signing, so it cannot be the key). The batch builder's ``url_key`` uses
-    the same formula."""
-    from airflow_provider_qwenocr.ocr.images import sha256_hex
-
-    return sha256_hex(f"url:{uri}".encode())
-
-
 def check_transport(value: str) -> str:
     if value not in TRANSPORTS:
         raise ValueError(f"image_transport must be one of {TRANSPORTS}, not {value!r}")

@@ -37,11 +37,16 @@ from airflow_provider_qwenocr.dashscope.errors import (
 )
 from airflow_provider_qwenocr.dashscope.realtime import request_key
 from airflow_provider_qwenocr.io.messages import describe
-from airflow_provider_qwenocr.io.presign import reference_sha
 from airflow_provider_qwenocr.io.progress import Progress
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.io.sources import Source
-from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens, prepare_image, sha256_hex
+from airflow_provider_qwenocr.ocr.images import (
+    ImageValidationError,
+    estimate_tokens,
+    prepare_image,
+    reference_sha,
+    sha256_hex,
+)
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, add_cost, new_cost_total
 

@@ -143,6 +143,12 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def reference_sha(uri: str) -> str:
+    """What an image sent by reference (a URL the service fetches) is keyed on: its URI stands in for its
+    unread bytes. For a presigned URL that is the object's URI, since the URL changes at every signing."""
+    return sha256_hex(f"url:{uri}".encode())
+
+
 def _looks_like_line_art(img: Image.Image) -> bool:
     """Few distinct colours (screenshots, rendered text, diagrams) compress better and cleaner as PNG."""
     probe = img.reduce(max(1, max(img.size) // 256))  # a small new image; no full-size copy (was ~1/4 of prep)
