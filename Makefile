@@ -10,6 +10,7 @@ VENV2 := .venv-airflow2
 VENV_FLOORS := .venv-floors
 AIRFLOW3_VERSION ?= 3.3.2
 AIRFLOW2_VERSION ?= 2.10.5
+FLOORS_PYTHON ?= $(PYTHON)
 UV := $(VENV)/bin/uv
 PYTEST_ARGS ?= -q -ra
 
@@ -25,17 +26,23 @@ $(VENV)/.installed: pyproject.toml emulator/pyproject.toml
 	$(UV) pip install --quiet --python $(VENV)/bin/python $(INSTALL_BOTH) 'apache-airflow==$(AIRFLOW3_VERSION)'
 	touch $@
 
+# 2.10's ObjectStoragePath breaks on universal-pathlib 0.3 (Airflow 2.10 itself allows it; its constraints pin 0.2).
+AIRFLOW2_PINS := 'universal-pathlib>=0.2.2,<0.3'
+
 $(VENV2)/.installed: pyproject.toml emulator/pyproject.toml $(VENV)/.installed
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV2)
-	$(UV) pip install --quiet --python $(VENV2)/bin/python $(INSTALL_BOTH) 'apache-airflow==$(AIRFLOW2_VERSION)' \
-		'universal-pathlib>=0.2.2,<0.3'  # 2.10's ObjectStoragePath breaks on universal-pathlib 0.3
+	$(UV) pip install --quiet --python $(VENV2)/bin/python $(INSTALL_BOTH) 'apache-airflow==$(AIRFLOW2_VERSION)' $(AIRFLOW2_PINS)
 	touch $@
 
 # Lowest-versions job: every direct dependency at the lowest version pyproject.toml allows (uv's
-# lowest-direct resolution: Airflow 2.10.x, dashscope, openai, pyrate-limiter, tenacity, Pillow, ...).
+# lowest-direct resolution: Airflow 2.10.0, dashscope, openai, pyrate-limiter, tenacity, Pillow, ...).
+# Made afresh whenever a pyproject changes, so a lowered floor is really installed; psycopg2-binary is
+# never compiled from source (a version without a wheel for this Python is not a floor users get).
 $(VENV_FLOORS)/.installed: pyproject.toml emulator/pyproject.toml $(VENV)/.installed
-	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV_FLOORS)
-	$(UV) pip install --quiet --python $(VENV_FLOORS)/bin/python --resolution lowest-direct -e ./emulator -e '.[dev]'
+	rm -rf $(VENV_FLOORS)
+	$(UV) venv --quiet --python $(FLOORS_PYTHON) $(VENV_FLOORS)
+	$(UV) pip install --quiet --python $(VENV_FLOORS)/bin/python --resolution lowest-direct \
+		--only-binary psycopg2-binary $(INSTALL_BOTH) $(AIRFLOW2_PINS)
 	touch $@
 
 demo: $(VENV)/.installed
@@ -54,9 +61,11 @@ test-airflow2: $(VENV2)/.installed
 	@echo "=== test suite on Airflow $(AIRFLOW2_VERSION) ==="
 	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
 
+# scripts/check_floors.py prints every declared floor beside the version installed, and fails when one
+# was lifted by another requirement (a floor this job would not test).
 test-floors: $(VENV_FLOORS)/.installed
 	@echo "=== test suite at the lowest declared versions ==="
-	$(VENV_FLOORS)/bin/python -m pip list 2>/dev/null | grep -iE '^(apache-airflow|dashscope|openai|pyrate-limiter|tenacity|pillow) ' || true
+	$(VENV_FLOORS)/bin/python scripts/check_floors.py --extras dev
 	$(VENV_FLOORS)/bin/python -m pytest $(PYTEST_ARGS)
 
 # bench/fullres.py writes FULLRES_N 12-MP scans (~3 MB each) to a temp dir first; the issue's figure is
