@@ -1,8 +1,7 @@
 # Two set-up commands (README "Quick start"): `make demo` and `make test`.
-# Both create the virtual environment at .venv/ (newest Airflow 3); `make test` also creates
-# .venv-airflow2/ (Airflow 2.10) and runs the whole suite in each, after `make lint` (ruff).
-# `make test-floors` (.venv-floors/: every direct dependency at its lowest declared version) is a separate
-# target for now: the shared-limiter and test-server extras added since have floors that are not yet met there.
+# Both create the virtual environment at .venv/ (newest Airflow 3); `make test` runs `make lint` (ruff),
+# then the whole suite three times: on Airflow 3 (.venv/), on Airflow 2.10 (.venv-airflow2/), and with every
+# direct dependency at its lowest declared version (.venv-floors/, `make test-floors`: Airflow 2.10.0, ...).
 
 PYTHON ?= python3
 VENV := .venv
@@ -51,7 +50,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-test: lint test-airflow3 test-airflow2
+test: lint test-airflow3 test-airflow2 test-floors
 
 test-airflow3: $(VENV)/.installed
 	@echo "=== test suite on Airflow $(AIRFLOW3_VERSION) ==="
@@ -66,6 +65,7 @@ test-airflow2: $(VENV2)/.installed
 test-floors: $(VENV_FLOORS)/.installed
 	@echo "=== test suite at the lowest declared versions ==="
 	$(VENV_FLOORS)/bin/python scripts/check_floors.py --extras dev
+	$(VENV_FLOORS)/bin/ruff check .
 	$(VENV_FLOORS)/bin/python -m pytest $(PYTEST_ARGS)
 
 # bench/fullres.py writes FULLRES_N 12-MP scans (~3 MB each) to a temp dir first; the issue's figure is
