@@ -62,7 +62,10 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         ``cancel_on_timeout`` as before, with a DeprecationWarning when that is True (pass it explicitly).
     :param emit_asset: with ``output_uri``, declare the outlet asset ``qwenocr://<dag_id>/<task_id>``
         (see :mod:`airflow_provider_qwenocr.lineage`).
-    :return: the landing summary (URI, counts, usage, cost) or, without ``output_uri``, the verdict.
+    :return: the XCom summary of :class:`~airflow_provider_qwenocr.io.summary.OcrSummary`, as both operators:
+        with ``output_uri`` the landed rows' counts, usage and cost (``state="done"``); without, the batches'
+        request counts, ``results_uri`` None and ``state="ended"``. ``verdict``, ``counts`` and ``statuses``
+        are still in it for one release (deprecated).
     """
 
     template_fields: Sequence[str] = ("batch_ids", "conn_id", "output_uri", "manifest_uri", "cache_uri")
@@ -168,28 +171,35 @@ class QwenOcrBatchSensor(BaseSensorOperator):
                                    f"(cancelled: {event.get('cancelled')})")
         return self._published(context, self._finish(event["batch_ids"], event.get("batches") or None))
 
-    def _published(self, context: Context, result: Any) -> Any:
-        if isinstance(result, dict):
+    def _published(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:
+        if result.get("results_uri"):
             publish_results_event(self, context, result)
         return result
 
-    def _finish(self, ids: list[str], batches: list[dict] | None) -> Any:
+    def _finish(self, ids: list[str], batches: list[dict] | None) -> dict[str, Any]:
+        """Judge the terminal batches, land the rows when there is an ``output_uri``; the one summary shape."""
+        from airflow_provider_qwenocr.io.summary import OcrSummary
+
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(ids)]
         verdict = evaluate_batch_counts(batches, max_failed_ratio=self.max_failed_ratio)
         if verdict.action == "skip":
             raise skip_exception(verdict.message)
-        result: dict[str, Any] = {"batch_ids": ids, "verdict": verdict.action, "counts": verdict.counts,
-                                  "statuses": verdict.statuses}
+        old = {"verdict": verdict.action, "counts": verdict.counts, "statuses": verdict.statuses}
         if self.output_uri and verdict.should_land:
-            result.update(self.hook.download_batch_results(ids, output_uri=self.output_uri,
-                                                           manifest_uri=self._manifest(), batches=batches,
-                                                           aws_conn_id=self.aws_conn_id,
-                                                           cache_uri=self._cache(),
-                                                           delete_files=self.delete_files))
+            runner = self.hook.batch_runner(aws_conn_id=self.aws_conn_id, cache_uri=self._cache())
+            landed = runner.land(ids, output_uri=self.output_uri, manifest_uri=self._manifest(), batches=batches,
+                                 delete_files=self.delete_files)
+            result = landed.to_xcom(self.output_uri, batch_ids=ids, manifest_uri=self._manifest(), deprecated=old)
+        else:  # nothing landed: the batches' own request counts, the bill not known here
+            counts = OcrSummary(n_images=verdict.counts.get("total", 0), n_ok=verdict.counts.get("completed", 0),
+                                n_failed=verdict.counts.get("total", 0) - verdict.counts.get("completed", 0))
+            counts.cost_pending(counts.n_ok)
+            result = counts.to_xcom(None, batch_ids=ids, manifest_uri=self._manifest(), state="ended",
+                                    deprecated=old)
+            landed = None
         if verdict.action == "fail":
             raise QwenOcrBatchError(verdict.message)
-        too_many = failed_ratio_exceeded(result["n_failed"], result["n_images"], self.max_failed_ratio) \
-            if "n_images" in result else None
+        too_many = failed_ratio_exceeded(landed.n_failed, landed.n_images, self.max_failed_ratio) if landed else None
         if too_many:
             raise QwenOcrFailedImagesError(f"{too_many}; rows (incl. error rows) landed at {result['results_uri']}")
         if verdict.action == "partial":
