@@ -59,12 +59,12 @@ class OcrSummary:
     """Counts, usage, cost and the first failures of one task's images; :meth:`to_xcom` is the contract."""
 
     n_images: int = 0
+    usage: Usage = field(default_factory=Usage)  # billed this run (cached rows add nothing)
+    cost: dict[str, Any] = field(default_factory=new_cost_total)  # usd/cny None = unknown (see add_cost)
+    failed: list[dict[str, str]] = field(default_factory=list)  # first failures: {source, code, error}
     n_ok: int = 0
     n_failed: int = 0
     n_cached: int = 0
-    usage: Usage = field(default_factory=Usage)
-    cost: dict[str, Any] = field(default_factory=new_cost_total)  # usd/cny None = unknown (see add_cost)
-    failed: list[dict[str, str]] = field(default_factory=list)  # first failures: {source, code, error}
 
     def add(self, result: OcrResult, *, cached: bool = False) -> None:
         """Count one row; a cached row was paid for by an earlier run, so it adds no usage or cost."""

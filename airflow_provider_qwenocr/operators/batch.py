@@ -28,18 +28,12 @@ from airflow_provider_qwenocr.dashscope.batch import (
     window_hours,
 )
 from airflow_provider_qwenocr.deprecation import warn_deprecated
-from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError, QwenOcrFailedImagesError
-from airflow_provider_qwenocr.hooks.batch import (
-    compact_batch,
-    default_manifest_uri,
-    evaluate_batch_counts,
-    failed_ratio_exceeded,
-    resolve_max_failed_ratio,
-    skip_exception,
-    validate_execute_complete_event,
-)
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError
+from airflow_provider_qwenocr.hooks import batch as batch_hook
+from airflow_provider_qwenocr.hooks.batch import compact_batch
 from airflow_provider_qwenocr.lineage import publish_results_event
 from airflow_provider_qwenocr.operators.base import QwenOcrBaseOperator
+from airflow_provider_qwenocr.operators.landing import land_batches
 from airflow_provider_qwenocr.operators.locations import default_cache_uri
 from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
 
@@ -131,7 +125,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
             normalize_completion_window(completion_window)  # a clear error at parse time, not at run time
         self._timeout_given = timeout is not None
         self.timeout = _seconds(timeout) if timeout is not None else _window_timeout(completion_window)
-        self.max_failed_ratio = resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
+        self.max_failed_ratio = batch_hook.resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
                                                          owner="QwenOcrBatchOperator")
         self.max_poll_failures = max_poll_failures
         self.batch_limits = batch_limits
@@ -151,7 +145,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
             map_index = getattr(ti, "map_index", -1)
             name = "results.jsonl" if map_index is None or map_index < 0 else f"results-{map_index}.jsonl"
             output = str(default_base_dir() / "batch" / self.dag_id / self.task_id / safe / name)
-        manifest = self.manifest_uri or default_manifest_uri(output)
+        manifest = self.manifest_uri or batch_hook.default_manifest_uri(output)
         return output, manifest
 
     def _runner(self) -> Any:
@@ -246,7 +240,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
                          output_uri: str | None = None, manifest_uri: str | None = None,
                          cache_uri: str | None = None) -> Any:
         """Resume after the trigger: the instance is fresh, so ids and URIs come from the event and kwargs."""
-        event = validate_execute_complete_event(event)
+        event = batch_hook.validate_execute_complete_event(event)
         self.batch_ids = event["batch_ids"]
         self.output_uri = output_uri or self.output_uri
         self.manifest_uri = manifest_uri or self.manifest_uri
@@ -259,25 +253,10 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
 
     def _land(self, batches: list[dict] | None, *, evaluate: bool = True) -> dict[str, Any]:
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
-        verdict = evaluate_batch_counts(batches, max_failed_ratio=self.max_failed_ratio) if evaluate else None
-        if verdict is not None and verdict.action == "skip":  # cancelled elsewhere before anything completed
-            raise skip_exception(verdict.message)
-        landed = self._runner().land(self.batch_ids, output_uri=self.output_uri, manifest_uri=self.manifest_uri,
-                                     batches=batches, delete_files=self.delete_files)
         self.results_uri = self.output_uri  # for lineage
-        too_many = failed_ratio_exceeded(landed.n_failed, landed.n_images, self.max_failed_ratio)
-        action = "fail" if too_many else verdict.action if verdict is not None else None
-        summary = landed.to_xcom(self.output_uri, batch_ids=self.batch_ids, manifest_uri=self.manifest_uri,
-                                 deprecated={"verdict": action} if action else None)
-        if verdict is not None and verdict.action == "fail":
-            raise QwenOcrBatchError(f"{verdict.message}; rows landed at {self.output_uri}")
-        if verdict is not None and verdict.action == "partial":
-            self.log.warning("%s; rows (incl. errors) at %s", verdict.message, self.output_uri)
-        if too_many:  # counts the images rejected before submission too, like the realtime operator
-            raise QwenOcrFailedImagesError(f"{too_many}; rows (incl. error rows) landed at {self.output_uri}")
-        self.log.info("landed %d row(s) (%d ok, %d failed) at %s; usage %s; cost %s", summary["n_images"],
-                      summary["n_ok"], summary["n_failed"], self.output_uri, summary["usage"], summary["cost"])
-        return summary
+        return land_batches(self._runner(), self.batch_ids, batches, output_uri=self.output_uri,
+                            manifest_uri=self.manifest_uri, max_failed_ratio=self.max_failed_ratio,
+                            delete_files=self.delete_files, log=self.log, evaluate=evaluate)
 
     def on_kill(self) -> None:
         if self.batch_ids:

@@ -23,17 +23,10 @@ from typing import Any
 from airflow_provider_qwenocr._compat import BaseSensorOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
 from airflow_provider_qwenocr.deprecation import warn_deprecated
-from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrFailedImagesError
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_qwenocr.hooks.batch import (
-    compact_batch,
-    default_manifest_uri,
-    evaluate_batch_counts,
-    failed_ratio_exceeded,
-    resolve_max_failed_ratio,
-    skip_exception,
-    validate_execute_complete_event,
-)
+from airflow_provider_qwenocr.hooks import batch as batch_hook
+from airflow_provider_qwenocr.hooks.batch import compact_batch
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 from airflow_provider_qwenocr.lineage import declare_results_asset, publish_results_event
 from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
@@ -93,7 +86,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.batch_ids = batch_ids
         self.conn_id = conn_id
-        self.max_failed_ratio = resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
+        self.max_failed_ratio = batch_hook.resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
                                                          owner="QwenOcrBatchSensor")
         self.output_uri = output_uri
         self.manifest_uri = manifest_uri
@@ -133,7 +126,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
     def _manifest(self) -> str | None:
         if self.manifest_uri or not self.output_uri:
             return self.manifest_uri
-        return default_manifest_uri(self.output_uri)
+        return batch_hook.default_manifest_uri(self.output_uri)
 
     def execute(self, context: Context) -> Any:
         if self.deferrable:
@@ -165,7 +158,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         return True
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        event = validate_execute_complete_event(event)
+        event = batch_hook.validate_execute_complete_event(event)
         if event["reason"] in ("timeout", "polling_error"):
             raise QwenOcrBatchError(f"batch wait ended with {event['reason']}: {event.get('message')} "
                                    f"(cancelled: {event.get('cancelled')})")
@@ -177,34 +170,14 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         return result
 
     def _finish(self, ids: list[str], batches: list[dict] | None) -> dict[str, Any]:
-        """Judge the terminal batches, land the rows when there is an ``output_uri``; the one summary shape."""
-        from airflow_provider_qwenocr.io.summary import OcrSummary
+        """Judge the terminal batches and land the rows when there is an ``output_uri`` (as the operator)."""
+        from airflow_provider_qwenocr.operators.landing import land_batches
 
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(ids)]
-        verdict = evaluate_batch_counts(batches, max_failed_ratio=self.max_failed_ratio)
-        if verdict.action == "skip":
-            raise skip_exception(verdict.message)
-        old = {"verdict": verdict.action, "counts": verdict.counts, "statuses": verdict.statuses}
-        if self.output_uri and verdict.should_land:
-            runner = self.hook.batch_runner(aws_conn_id=self.aws_conn_id, cache_uri=self._cache())
-            landed = runner.land(ids, output_uri=self.output_uri, manifest_uri=self._manifest(), batches=batches,
-                                 delete_files=self.delete_files)
-            result = landed.to_xcom(self.output_uri, batch_ids=ids, manifest_uri=self._manifest(), deprecated=old)
-        else:  # nothing landed: the batches' own request counts, the bill not known here
-            counts = OcrSummary(n_images=verdict.counts.get("total", 0), n_ok=verdict.counts.get("completed", 0),
-                                n_failed=verdict.counts.get("total", 0) - verdict.counts.get("completed", 0))
-            counts.cost_pending(counts.n_ok)
-            result = counts.to_xcom(None, batch_ids=ids, manifest_uri=self._manifest(), state="ended",
-                                    deprecated=old)
-            landed = None
-        if verdict.action == "fail":
-            raise QwenOcrBatchError(verdict.message)
-        too_many = failed_ratio_exceeded(landed.n_failed, landed.n_images, self.max_failed_ratio) if landed else None
-        if too_many:
-            raise QwenOcrFailedImagesError(f"{too_many}; rows (incl. error rows) landed at {result['results_uri']}")
-        if verdict.action == "partial":
-            self.log.warning(verdict.message)
-        return result
+        runner = self.hook.batch_runner(aws_conn_id=self.aws_conn_id, cache_uri=self._cache()) \
+            if self.output_uri else None
+        return land_batches(runner, ids, batches, output_uri=self.output_uri, manifest_uri=self._manifest(),
+                            max_failed_ratio=self.max_failed_ratio, delete_files=self.delete_files, log=self.log)
 
     def on_kill(self) -> None:
         if self.cancel_on_kill:

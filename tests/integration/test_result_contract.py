@@ -64,3 +64,50 @@ def test_all_four_producers_return_the_same_summary(images, tmp_path):
     assert sensed["manifest_uri"] == submitted["manifest_uri"] and sensed["verdict"] == "success"  # deprecated key; the batch itself had no failure
     assert (submitted["n_images"], submitted["n_failed"], submitted["n_requests"]) == (3, 1, 2)
     assert waited["cost"]["usd"] < realtime["cost"]["usd"]  # the batch price (half), known for qwen-vl-ocr
+
+
+def test_sensor_without_output_uri_returns_the_request_counts(images, tmp_path):
+    submitted = QwenOcrBatchOperator(task_id="submit", images=images, output_uri=str(tmp_path / "s.jsonl"),
+                                     wait_for_completion=False, use_cache=False).execute({"ti": FakeTI()})
+    out = QwenOcrBatchSensor(task_id="sense", batch_ids=submitted["batch_ids"], poke_interval=0.1, timeout=60,
+                             deferrable=False).execute({})
+    assert tuple(_core(out)) == SUMMARY_KEYS and out["state"] == "ended" and out["results_uri"] is None
+    assert (out["n_images"], out["n_ok"], out["n_failed"]) == (2, 2, 0)  # the 2 requests sent, not the 3 images
+    assert out["cost"] == {"usd": None, "cny": None, "unknown_rows": 2}  # billed, not priced here
+    assert out["verdict"] == "success" and out["counts"]["completed"] == 2  # deprecated keys, one release
+
+
+def test_deprecated_hook_batch_methods_warn_and_still_work(images, tmp_path):
+    from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+    from airflow_provider_qwenocr.io.sources import expand_sources
+    from tests.integration.batch_support import wait_status
+
+    hook = QwenOcrHook()
+    manifest = str(tmp_path / "m.jsonl")
+    with pytest.warns(DeprecationWarning, match="batch_runner"):
+        submitted = hook.submit_ocr_batch(expand_sources(images), task="text_recognition", manifest_uri=manifest)
+    assert {"batch_ids", "input_file_ids", "n_requests", "n_rejected", "image_tokens"} <= set(submitted)
+    assert (submitted["n_images"], submitted["n_requests"], submitted["n_rejected"]) == (3, 2, 1)
+    wait_status(hook, submitted["batch_ids"][0], {"completed"})
+    with pytest.warns(DeprecationWarning, match="batch_runner"):
+        landed = hook.download_batch_results(submitted["batch_ids"], output_uri=str(tmp_path / "r.jsonl"),
+                                             manifest_uri=manifest)
+    assert tuple(_core(landed)) == SUMMARY_KEYS and (landed["n_ok"], landed["n_failed"]) == (2, 1)
+
+
+def test_hook_recognize_takes_the_request_or_its_arguments(images):
+    from pathlib import Path
+
+    from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+
+    hook = QwenOcrHook()
+    path = str(Path(images) / "a.png")
+    by_arguments = hook.recognize(path, prompt="Read the word")  # a prompt with the default task: custom
+    request = hook.ocr_request(task="custom", prompt="Read the word")
+    by_request = hook.recognize(path, request=request)
+    assert by_arguments.task == by_request.task == "custom" and by_arguments.source == by_request.source == path
+    assert by_arguments.key == by_request.key == request.key(by_request.sha256)
+    with pytest.raises(TypeError, match="not both"):
+        hook.recognize(path, request=request, prompt="other")
+    with pytest.raises(ValueError, match="needs a prompt"):
+        hook.recognize(path, "custom")
