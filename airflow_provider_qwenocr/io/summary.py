@@ -27,8 +27,10 @@ their own, so a downstream task had to know which producer ran. :class:`OcrSumma
     landed yet) or ``"ended"`` (a sensor without ``output_uri``: batches terminal, no rows written).
 
 Deprecated keys, still in the dict for one release (:data:`DEPRECATED_KEYS`): the no-wait operator's
-``output_uri`` (= ``results_uri``), ``n_requests`` and ``n_rejected``; the sensor's and batch operator's
-``verdict``, ``counts`` and ``statuses``. Their names are listed under the key ``deprecated_keys``.
+``output_uri`` (= ``results_uri``), ``n_requests`` and ``n_rejected``; the waiting batch operator's
+``verdict``; the sensor's ``verdict``, ``counts`` and ``statuses``. Their names are listed under the key
+``deprecated_keys``. (``QwenOcrOperator``'s ``failed`` entries were ``{source, error: "<code>: <message>"}``;
+the code is its own key now.)
 """
 
 from __future__ import annotations

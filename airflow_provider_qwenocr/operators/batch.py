@@ -256,7 +256,8 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         self.results_uri = self.output_uri  # for lineage
         return land_batches(self._runner(), self.batch_ids, batches, output_uri=self.output_uri,
                             manifest_uri=self.manifest_uri, max_failed_ratio=self.max_failed_ratio,
-                            delete_files=self.delete_files, log=self.log, evaluate=evaluate)
+                            delete_files=self.delete_files, log=self.log, evaluate=evaluate,
+                            legacy_keys=("verdict",))
 
     def on_kill(self) -> None:
         if self.batch_ids:

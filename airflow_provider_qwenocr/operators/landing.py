@@ -17,7 +17,8 @@ from airflow_provider_qwenocr.io.summary import OcrSummary
 
 def land_batches(runner: Any, batch_ids: list[str], batches: list[dict], *, output_uri: str | None,
                  manifest_uri: str | None, max_failed_ratio: float, delete_files: bool = False,
-                 log: logging.Logger | Any, evaluate: bool = True) -> dict[str, Any]:
+                 log: logging.Logger | Any, evaluate: bool = True,
+                 legacy_keys: tuple[str, ...] = ("verdict", "counts", "statuses")) -> dict[str, Any]:
     """The XCom summary of terminal ``batches``, after the policy (``hooks.batch_policy``) and the landing.
 
     - every batch cancelled before anything completed → skip (``AirflowSkipException``);
@@ -27,11 +28,13 @@ def land_batches(runner: Any, batch_ids: list[str], batches: list[dict], *, outp
       those rejected before submission) than ``max_failed_ratio`` → :class:`QwenOcrFailedImagesError`.
 
     ``evaluate=False``: nothing was submitted (every image cached or rejected): land the manifest's rows only.
+    ``legacy_keys``: which of the deprecated verdict keys this producer returned before (kept one release).
     """
     verdict = evaluate_batch_counts(batches, max_failed_ratio=max_failed_ratio) if evaluate else None
     if verdict is not None and verdict.action == "skip":
         raise skip_exception(verdict.message)
-    old = {"verdict": verdict.action, "counts": verdict.counts, "statuses": verdict.statuses} if verdict else None
+    old = {"verdict": verdict.action, "counts": verdict.counts, "statuses": verdict.statuses} if verdict else {}
+    old = {k: v for k, v in old.items() if k in legacy_keys} or None
     landed = None
     if output_uri and (verdict is None or verdict.should_land):
         landed = runner.land(batch_ids, output_uri=output_uri, manifest_uri=manifest_uri, batches=batches,
