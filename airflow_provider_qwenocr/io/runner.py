@@ -38,7 +38,7 @@ from airflow_provider_qwenocr.io.messages import describe
 from airflow_provider_qwenocr.io.progress import Progress
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.io.sources import Source
-from airflow_provider_qwenocr.io.summary import MAX_FAILED_KEPT, OcrSummary
+from airflow_provider_qwenocr.io.summary import MAX_FAILED_IN_SUMMARY, MAX_FAILED_KEPT, OcrSummary
 from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens, reference_sha, sha256_hex
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec
 from airflow_provider_qwenocr.ocr.request import OcrRequest, image_sha
@@ -303,4 +303,4 @@ def _estimate_by_reference(src: Source, job: OcrJob, cache: ResultCache | None) 
     return job.spec.max_image_tokens, 1, 0
 
 
-__all__ = ["MAX_FAILED_KEPT", "OcrJob", "OcrSummary", "RunSummary", "estimate_job_tokens", "process_one", "run"]
+__all__ = ["MAX_FAILED_IN_SUMMARY", "MAX_FAILED_KEPT", "OcrJob", "OcrSummary", "RunSummary", "estimate_job_tokens", "process_one", "run"]

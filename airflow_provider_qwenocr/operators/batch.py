@@ -126,7 +126,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         self._timeout_given = timeout is not None
         self.timeout = _seconds(timeout) if timeout is not None else _window_timeout(completion_window)
         self.max_failed_ratio = batch_hook.resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
-                                                         owner="QwenOcrBatchOperator")
+                                                                            owner="QwenOcrBatchOperator")
         self.max_poll_failures = max_poll_failures
         self.batch_limits = batch_limits
         self.prepare_workers = int(prepare_workers)

@@ -87,7 +87,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         self.batch_ids = batch_ids
         self.conn_id = conn_id
         self.max_failed_ratio = batch_hook.resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
-                                                         owner="QwenOcrBatchSensor")
+                                                                            owner="QwenOcrBatchSensor")
         self.output_uri = output_uri
         self.manifest_uri = manifest_uri
         self.cache_uri = cache_uri
