@@ -22,7 +22,8 @@ def land_batches(runner: Any, batch_ids: list[str], batches: list[dict], *, outp
     """The XCom summary of terminal ``batches``, after the policy (``hooks.batch_policy``) and the landing.
 
     - every batch cancelled before anything completed → skip (``AirflowSkipException``);
-    - with ``output_uri``, rows land whenever something completed — also when the task then fails;
+    - with ``output_uri``, one row per image lands first, also when the task then fails (a batch that failed
+      validation gives every image an error row naming why: the operator's rule, now the sensor's too);
       without, the summary holds the batches' request counts (``state="ended"``, ``results_uri`` None);
     - a failed batch or too many failed requests → :class:`QwenOcrBatchError`; more failed *images* (incl.
       those rejected before submission) than ``max_failed_ratio`` → :class:`QwenOcrFailedImagesError`.
@@ -36,7 +37,7 @@ def land_batches(runner: Any, batch_ids: list[str], batches: list[dict], *, outp
     old = {"verdict": verdict.action, "counts": verdict.counts, "statuses": verdict.statuses} if verdict else {}
     old = {k: v for k, v in old.items() if k in legacy_keys} or None
     landed = None
-    if output_uri and (verdict is None or verdict.should_land):
+    if output_uri:
         landed = runner.land(batch_ids, output_uri=output_uri, manifest_uri=manifest_uri, batches=batches,
                              delete_files=delete_files)
         summary = landed.to_xcom(output_uri, batch_ids=batch_ids, manifest_uri=manifest_uri, deprecated=old)

@@ -111,3 +111,19 @@ def test_hook_recognize_takes_the_request_or_its_arguments(images):
         hook.recognize(path, request=request, prompt="other")
     with pytest.raises(ValueError, match="needs a prompt"):
         hook.recognize(path, "custom")
+
+
+def test_sensor_lands_error_rows_of_a_failed_batch_as_the_operator_does(images, tmp_path):
+    from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
+    from airflow_provider_qwenocr.io.results_store import read_results
+
+    output = str(tmp_path / "s.jsonl")
+    submitted = QwenOcrBatchOperator(task_id="submit", images=images, output_uri=output, use_cache=False,
+                                     model="qwen-vl-ocr-2099-01-01",  # the service's validation refuses it
+                                     wait_for_completion=False).execute({"ti": FakeTI()})
+    sensor = QwenOcrBatchSensor(task_id="sense", batch_ids=submitted["batch_ids"], output_uri=output,
+                                poke_interval=0.1, timeout=60, deferrable=False)
+    with pytest.raises(QwenOcrBatchError, match="batch failed"):
+        sensor.execute({})
+    rows = list(read_results(output))
+    assert len(rows) == 3 and all(r["status"] == "error" for r in rows)  # 2 never processed + 1 rejected
