@@ -24,16 +24,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.batch import BATCH_ENDPOINT
-from airflow_provider_qwenocr.dashscope.realtime import request_key
-from airflow_provider_qwenocr.ocr.images import (
-    ImageValidationError,
-    PreparedImage,
-    prepare_image,
-    reference_sha,
-    sha256_hex,
-)
-from airflow_provider_qwenocr.ocr.models import get_model
-from airflow_provider_qwenocr.ocr.tasks import OcrTask, prompt_for, validate_schema
+from airflow_provider_qwenocr.ocr.images import ImageValidationError, PreparedImage, sha256_hex
+from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request
 
 log = logging.getLogger(__name__)
 
@@ -166,26 +158,22 @@ class BatchBuilder:
     :meth:`add_prepared` must be called from one thread, in the order rows should appear.
     """
 
-    def __init__(self, *, task: str | OcrTask = OcrTask.TEXT_RECOGNITION, model: str | None = None,
-                 prompt: str | None = None, result_schema: dict | str | None = None,
-                 min_pixels: int | None = None, max_pixels: int | None = None,
-                 limits: BatchLimits | None = None, spool_dir: str | None = None) -> None:
-        self.task = OcrTask.parse(task)
-        prompt = prompt or None
-        # Same reading of prompt + task as the realtime operator (so keys and answers agree): a prompt with
-        # the default task means "my own prompt"; with another built-in task the task's prompt wins.
-        if prompt and self.task is OcrTask.TEXT_RECOGNITION:
-            self.task = OcrTask.CUSTOM
-        elif prompt and self.task is not OcrTask.CUSTOM:
-            log.warning("prompt ignored: task %r uses its built-in prompt (use task='custom')", self.task.value)
-            prompt = None
-        self.spec = get_model(model)
-        self.model = self.spec.name
-        self.result_schema = validate_schema(result_schema)
-        self.text = prompt_for(self.task, prompt=prompt, result_schema=self.result_schema)
-        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+    def __init__(self, *, request: OcrRequest | None = None, limits: BatchLimits | None = None,
+                 spool_dir: str | None = None, **arguments: Any) -> None:
+        """``request`` is the run's spec; without it ``arguments`` (``task``, ``model``, ``prompt``,
+        ``result_schema``, ``min_pixels``, ``max_pixels``) build one (``ocr.request.build_ocr_request``)."""
+        if request is None:
+            request = build_ocr_request(**arguments)
+        elif arguments:
+            raise TypeError(f"BatchBuilder takes a request or its arguments, not both: {sorted(arguments)}")
+        if request.enable_rotate:
+            raise ValueError("the Batch API (compatible mode) cannot rotate: enable_rotate must be False")
+        self.request = request
+        self.task, self.spec, self.model = request.task, request.spec, request.model
+        self.prompt, self.result_schema = request.prompt, request.result_schema
+        self.min_pixels, self.max_pixels = request.min_pixels, request.max_pixels
+        self.text = request.text
         self.limits = limits or BatchLimits()
-        self.prompt = prompt
         self._entries: dict[str, ManifestEntry] = {}
         self._spool_dir = spool_dir
         self._parts: list[PartFile] = []
@@ -193,11 +181,9 @@ class BatchBuilder:
         self.image_tokens = 0
 
     def key(self, sha256: str) -> str:
-        """The realtime client's key (``realtime.request_key``): one image + task + model + knobs has one key
-        whichever API answered it, so the result cache serves both. The Batch (compatible) endpoint cannot
-        rotate, hence ``enable_rotate=False``."""
-        return request_key(sha256, self.task, self.model, prompt=self.prompt, result_schema=self.result_schema,
-                           min_pixels=self.min_pixels, max_pixels=self.max_pixels, enable_rotate=False)
+        """The request's key (:meth:`OcrRequest.key`): one image + task + model + knobs has one key whichever
+        API answered it, so the result cache serves both."""
+        return self.request.key(sha256)
 
     def _entry(self, key: str, source: str, sha: str | None, page: int | None) -> ManifestEntry | None:
         existing = self._entries.get(key)
@@ -225,8 +211,7 @@ class BatchBuilder:
         if hit and hit.get("status") == "ok":
             return Prepared(sha, key, cached=hit)
         try:
-            image = prepare_image(data, self.spec, min_pixels=self.min_pixels, max_pixels=self.max_pixels,
-                                  sha256=sha)
+            image = self.request.prepare(data, sha256=sha)
         except ImageValidationError as exc:
             return Prepared(sha, key, error={"code": exc.code, "message": str(exc)})
         except ValueError as exc:
@@ -254,7 +239,7 @@ class BatchBuilder:
 
     def url_key(self, uri: str) -> str:
         """The key of an image sent by reference: its URI stands in for its unread bytes."""
-        return self.key(reference_sha(uri))
+        return self.request.url_key(uri)
 
     def add_url(self, url: str, *, page: int | None = None, source: str | None = None,
                 key_uri: str | None = None) -> ManifestEntry:

@@ -34,11 +34,12 @@ from airflow_provider_qwenocr.dashscope.errors import (
 )
 from airflow_provider_qwenocr.dashscope.limits import RateLimiter
 from airflow_provider_qwenocr.dashscope.retry import retrying
-from airflow_provider_qwenocr.ocr.images import PreparedImage, decode_data_url, prepare_image, sha256_hex
-from airflow_provider_qwenocr.ocr.models import ModelSpec, get_model
+from airflow_provider_qwenocr.ocr.images import PreparedImage
+from airflow_provider_qwenocr.ocr.models import ModelSpec
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
-from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
-from airflow_provider_qwenocr.ocr.tasks import OcrTask, ocr_options, prompt_for, validate_schema
+from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request, image_sha, request_key
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
+from airflow_provider_qwenocr.ocr.tasks import OcrTask, ocr_options, prompt_for
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +48,6 @@ DEFAULT_OUTPUT_ALLOWANCE = 512
 #: Token estimate for an image sent by URL (we never see its pixels): about a 1.5-MP page at 32-px patches.
 URL_IMAGE_TOKENS = 1500
 DEFAULT_POOL_SIZE = 64
-
-
-def request_key(
-    sha256: str,
-    task: str | OcrTask,
-    model: str,
-    *,
-    prompt: str | None = None,
-    result_schema: dict | None = None,
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
-    enable_rotate: bool = False,
-) -> str:
-    """The idempotency key of one request: callers compute it BEFORE calling to skip cached results."""
-    task = OcrTask.parse(task).value
-    params = {
-        "prompt": prompt if task == OcrTask.CUSTOM.value else None,
-        "result_schema": result_schema,
-        "min_pixels": min_pixels,
-        "max_pixels": max_pixels,
-        "enable_rotate": bool(enable_rotate),
-    }
-    return idempotency_key(sha256, task, model, params)
 
 
 def _text_tokens(text: str | None) -> int:
@@ -304,72 +282,42 @@ class RealtimeClient:
 
     # -- public API ----------------------------------------------------------------------------------
 
-    def recognize(
-        self,
-        image: PreparedImage | str,
-        *,
-        task: str | OcrTask = OcrTask.TEXT_RECOGNITION,
-        prompt: str | None = None,
-        result_schema: dict | str | None = None,
-        model: str | None = None,
-        enable_rotate: bool = False,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        source: str | None = None,
-    ) -> OcrResult:
+    def recognize(self, image: PreparedImage | str, *, request: OcrRequest | None = None, source: str | None = None,
+                  **arguments: Any) -> OcrResult:
         """OCR one image: a :class:`PreparedImage` (preferred: resized to the grid, boxes mapped back), a local
         path (prepared here), or a URL string (``https://``, ``oss://`` or ``data:``) passed untouched.
 
-        Returns an ``ok`` result; raises :class:`PermanentError` (incl. ``InvalidApiKeyError``) at once and
-        :class:`RetryableError` when retries are exhausted.
+        ``request`` is the run's :class:`~airflow_provider_qwenocr.ocr.request.OcrRequest`; without it,
+        ``arguments`` (``task``, ``prompt``, ``result_schema``, ``model``, ``min_pixels``, ``max_pixels``,
+        ``enable_rotate``) build one by the same rules (``ocr.request.build_ocr_request``). Returns an ``ok``
+        result; raises :class:`PermanentError` (incl. ``InvalidApiKeyError``, and ``InvalidParameter`` for a
+        bad argument) at once and :class:`RetryableError` when retries are exhausted.
         """
-        task = OcrTask.parse(task)
-        if task is OcrTask.CUSTOM and not prompt:
-            raise PermanentError("task 'custom' needs a prompt", code="InvalidParameter")
-        if prompt and task is OcrTask.TEXT_RECOGNITION:
-            task = OcrTask.CUSTOM  # a prompt with the default task means "my own prompt"
-        elif prompt and task is not OcrTask.CUSTOM:
-            log.warning("prompt ignored: task %r uses its built-in prompt (use task='custom')", task.value)
-            prompt = None
-        try:
-            schema = validate_schema(result_schema)
-        except ValueError as exc:
-            raise PermanentError(str(exc), code="InvalidParameter") from None
-        model = model or self.config.default_model
-        spec = get_model(model)
-
+        if request is None:
+            try:
+                request = build_ocr_request(default_model=self.config.default_model, **arguments)
+            except ValueError as exc:
+                raise PermanentError(str(exc), code="InvalidParameter") from None
+        elif arguments:
+            raise TypeError(f"recognize() takes a request or its arguments, not both: {sorted(arguments)}")
         if isinstance(image, str) and not image.startswith(("http://", "https://", "oss://", "data:")):
-            # A local path: prepare it here. Handing it to the SDK would take its file:// upload path, which
-            # reads the process-global base URL (the very interference we avoid) and uploads full size.
-            path = image[len("file://"):] if image.startswith("file://") else image
-            with open(path, "rb") as fh:
-                image = prepare_image(fh.read(), spec, min_pixels=min_pixels, max_pixels=max_pixels)
-            source = source or path
+            image, source = request.payload(image)[0], source or image.removeprefix("file://")
         if isinstance(image, PreparedImage):
-            url, sha, img_tokens = image.data_url, image.sha256, image.tokens
-            scale_x, scale_y = image.scale_x, image.scale_y
-            width, height = image.width, image.height
+            url, img_tokens = image.data_url, image.tokens
+            scale, size = (image.scale_x, image.scale_y), (image.width, image.height)
         else:
-            url = str(image)
-            if url.startswith("data:"):
-                sha = sha256_hex(decode_data_url(url)[1])
-            else:
-                sha = sha256_hex(url.encode())  # a remote URL: the key follows the URL, not the bytes
-            img_tokens, scale_x, scale_y, width, height = URL_IMAGE_TOKENS, 1.0, 1.0, None, None
-
+            url, img_tokens, scale, size = str(image), URL_IMAGE_TOKENS, (1.0, 1.0), (None, None)
+        sha = image_sha(image)
         messages, options = self.build_request(
-            url, spec, task=task, prompt=prompt, result_schema=schema, enable_rotate=enable_rotate,
-            min_pixels=min_pixels, max_pixels=max_pixels,
+            url, request.spec, task=request.task, prompt=request.prompt, result_schema=request.result_schema,
+            enable_rotate=request.enable_rotate, min_pixels=request.min_pixels, max_pixels=request.max_pixels,
         )
-        text_in = prompt_for(task, prompt=prompt, result_schema=schema)
-        tokens = img_tokens + _text_tokens(text_in) + self.output_allowance
-
-        response = self.call(model, messages, options, tokens=tokens)
+        tokens = img_tokens + _text_tokens(request.text) + self.output_allowance
+        response = self.call(request.model, messages, options, tokens=tokens)
         return self._to_result(
             response, source=source or (url if not url.startswith("data:") else f"sha256:{sha}"),
-            task=task, model=model, spec=spec, sha=sha, scale=(scale_x, scale_y), size=(width, height),
-            key=request_key(sha, task, model, prompt=prompt, result_schema=schema, min_pixels=min_pixels,
-                            max_pixels=max_pixels, enable_rotate=enable_rotate),
+            task=request.task, model=request.model, spec=request.spec, sha=sha, scale=scale, size=size,
+            key=request.key(sha),
         )
 
     def _to_result(self, response, *, source, task, model, spec, sha, scale, size, key) -> OcrResult:

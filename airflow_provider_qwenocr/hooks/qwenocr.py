@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 from functools import cached_property
 from typing import Any
@@ -100,8 +99,6 @@ def protect_secret(secret: str | None) -> None:
     if sdk.level < logging.CRITICAL:
         sdk.setLevel(logging.CRITICAL)
 
-#: Image references passed to the service untouched (the service, not the worker, fetches them).
-REMOTE_PREFIXES = ("http://", "https://", "oss://", "data:")
 
 
 _LOOPBACK = ("localhost", "127.", "[::1]", "::1")
@@ -297,50 +294,35 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
 
     # -- OCR ----------------------------------------------------------------------------------------
 
-    def prepare(self, image: bytes | str, *, model: str | None = None, min_pixels: int | None = None,
-                max_pixels: int | None = None):
-        """(payload, source): a PreparedImage for bytes or a local path, the string itself for a URL."""
-        from airflow_provider_qwenocr.ocr.images import prepare_image
+    def ocr_request(self, **arguments: Any):
+        """The :class:`~airflow_provider_qwenocr.ocr.request.OcrRequest` of ``arguments`` (task, prompt,
+        result_schema, model, min_pixels, max_pixels, enable_rotate, fetch) with the connection's
+        ``default_model``; a bad argument raises ``ValueError``."""
+        from airflow_provider_qwenocr.ocr.request import build_ocr_request
 
-        spec = self.model_spec(model)
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            return prepare_image(bytes(image), spec, min_pixels=min_pixels, max_pixels=max_pixels), None
-        if isinstance(image, os.PathLike):
-            image = os.fspath(image)
-        if isinstance(image, str) and image.startswith(REMOTE_PREFIXES):
-            return image, (image if not image.startswith("data:") else None)
-        path = str(image)
-        if path.startswith("file://"):
-            path = path[len("file://"):]
-        with open(path, "rb") as fh:
-            data = fh.read()
-        return prepare_image(data, spec, min_pixels=min_pixels, max_pixels=max_pixels), path
+        return build_ocr_request(default_model=self.config.default_model, **arguments)
 
-    def recognize(
-        self,
-        image: bytes | str,
-        task: str = "text_recognition",
-        *,
-        prompt: str | None = None,
-        result_schema: dict | str | None = None,
-        model: str | None = None,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        enable_rotate: bool = False,
-        source: str | None = None,
-    ):
+    def prepare(self, image: bytes | str, **arguments: Any):
+        """(payload, source): a PreparedImage for bytes or a local path, the string itself for a URL
+        (``OcrRequest.payload``; ``arguments`` as :meth:`ocr_request`: model, min_pixels, max_pixels)."""
+        return self.ocr_request(**arguments).payload(image)
+
+    def recognize(self, image: bytes | str, task: str = "text_recognition", *, request: Any = None,
+                  source: str | None = None, **arguments: Any):
         """OCR one image (bytes, a local path, or an http(s)/oss/data URL passed through untouched).
 
-        Returns an ``ok`` :class:`OcrResult`; raises ``ImageValidationError`` for an image the service would
+        Give the run's ``request`` (:meth:`ocr_request`), or its ``arguments`` (``prompt``, ``result_schema``,
+        ``model``, ``min_pixels``, ``max_pixels``, ``enable_rotate``). Returns an ``ok`` :class:`OcrResult`;
+        raises ``ValueError`` for a bad argument, ``ImageValidationError`` for an image the service would
         refuse, ``PermanentError`` (``InvalidApiKeyError`` = stop the task) or, once retries are spent,
         ``RetryableError``.
         """
-        model = model or self.config.default_model
-        payload, src = self.prepare(image, model=model, min_pixels=min_pixels, max_pixels=max_pixels)
-        return self.get_client().recognize(
-            payload, task=task, prompt=prompt, result_schema=result_schema, model=model,
-            enable_rotate=enable_rotate, min_pixels=min_pixels, max_pixels=max_pixels, source=source or src,
-        )
+        if request is None:
+            request = self.ocr_request(task=task, **arguments)
+        elif arguments:
+            raise TypeError(f"recognize() takes a request or its arguments, not both: {sorted(arguments)}")
+        payload, src = request.payload(image)
+        return self.get_client().recognize(payload, request=request, source=source or src)
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap real call (a tiny generated image at the smallest grid); never raises."""
@@ -353,13 +335,10 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
             ImageDraw.Draw(img).text((4, 10), "OK", fill="black")
             buf = io.BytesIO()
             img.save(buf, "PNG")
-            spec = self.model_spec()
+            request = self.ocr_request(max_pixels=self.model_spec().default_min_pixels * 2)
             config = self.config.with_(max_retries=1, max_retry_seconds=30.0, timeout=min(self.config.timeout, 30.0))
             with RealtimeClient(config, pool_size=1) as client:
-                from airflow_provider_qwenocr.ocr.images import prepare_image
-
-                prep = prepare_image(buf.getvalue(), spec, max_pixels=spec.default_min_pixels * 2)
-                result = client.recognize(prep, task="text_recognition", max_pixels=spec.default_min_pixels * 2)
+                result = client.recognize(request.prepare(buf.getvalue()), request=request)
             return True, (f"Connection OK: {config.default_model} at {config.root} answered "
                           f"({result.usage.total_tokens} tokens, request_id {result.request_id})")
         except Exception as exc:  # report, never raise: the UI shows the message

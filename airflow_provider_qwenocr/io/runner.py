@@ -20,7 +20,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -35,98 +34,65 @@ from airflow_provider_qwenocr.dashscope.errors import (
     ServiceUnavailableError,
     redact,
 )
-from airflow_provider_qwenocr.dashscope.realtime import request_key
 from airflow_provider_qwenocr.io.messages import describe
 from airflow_provider_qwenocr.io.progress import Progress
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.io.sources import Source
-from airflow_provider_qwenocr.ocr.images import (
-    ImageValidationError,
-    estimate_tokens,
-    prepare_image,
-    reference_sha,
-    sha256_hex,
-)
+from airflow_provider_qwenocr.io.summary import MAX_FAILED_IN_SUMMARY, MAX_FAILED_KEPT, OcrSummary
+from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens, reference_sha, sha256_hex
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec
-from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, add_cost, new_cost_total
+from airflow_provider_qwenocr.ocr.request import OcrRequest, image_sha
+from airflow_provider_qwenocr.ocr.results import OcrResult
+from airflow_provider_qwenocr.ocr.tasks import OcrTask
 
 log = logging.getLogger(__name__)
 
-MAX_FAILED_IN_SUMMARY = 20  # failures named in XCom
-MAX_FAILED_KEPT = 50  # failures named in the log (memory stays flat however many images fail)
+#: The realtime summary is the one XCom contract (:class:`~airflow_provider_qwenocr.io.summary.OcrSummary`).
+RunSummary = OcrSummary
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class OcrJob:
-    """What to do with every image of one task: the task, the model and the request knobs."""
+    """One task's :class:`OcrRequest` plus what only the run knows: region (prices), the key to scrub from
+    messages, and the presigner of ``image_transport="url"``.
 
-    task: str
-    spec: ModelSpec
-    prompt: str | None = None
-    result_schema: dict | None = None
-    min_pixels: int | None = None
-    max_pixels: int | None = None
-    enable_rotate: bool = False
-    fetch: bool = False
+    ``OcrJob(request, region=…, secret=…, presigner=…)``; the older field form
+    (``OcrJob(task=…, spec=…, prompt=…, …)``, with the task already resolved) still builds its request.
+    """
+
+    request: OcrRequest
     region: str = DEFAULT_REGION
     secret: str | None = field(default=None, repr=False)  # only used to scrub messages
     # image_transport="url": an io.presign.Presigner; object-store sources go to the service as presigned
     # URLs (no local read, decode or resize), keyed on their object URI.
     presigner: Any = field(default=None, repr=False, compare=False)
 
-    @property
-    def model(self) -> str:
-        return self.spec.name
+    def __init__(self, request: OcrRequest | None = None, *, region: str = DEFAULT_REGION,
+                 secret: str | None = None, presigner: Any = None, task: str | None = None,
+                 spec: ModelSpec | None = None, **fields: Any) -> None:
+        if request is None:
+            if task is None or spec is None:
+                raise TypeError("OcrJob needs a request (or task= and spec=)")
+            request = OcrRequest(task=OcrTask.parse(task), spec=spec, **fields)
+        elif task is not None or spec is not None or fields:
+            raise TypeError("OcrJob takes a request or its fields, not both")
+        for name, value in (("request", request), ("region", region), ("secret", secret),
+                            ("presigner", presigner)):
+            object.__setattr__(self, name, value)
+
+    spec = property(lambda self: self.request.spec)
+    model = property(lambda self: self.request.model)
+    task = property(lambda self: self.request.task.value)
+    prompt = property(lambda self: self.request.prompt)
+    result_schema = property(lambda self: self.request.result_schema)
+    min_pixels = property(lambda self: self.request.min_pixels)
+    max_pixels = property(lambda self: self.request.max_pixels)
+    enable_rotate = property(lambda self: self.request.enable_rotate)
+    fetch = property(lambda self: self.request.fetch)
 
     def key(self, sha256: str) -> str:
-        """The idempotency key, computed exactly as the client computes it for the row it returns
-        (same bytes + task + model + request knobs), so a cache lookup before the call finds the row."""
-        return request_key(sha256, self.task, self.model, prompt=self.prompt, result_schema=self.result_schema,
-                           min_pixels=self.min_pixels, max_pixels=self.max_pixels, enable_rotate=self.enable_rotate)
-
-
-@dataclass
-class RunSummary:
-    n_images: int = 0
-    n_ok: int = 0
-    n_failed: int = 0
-    n_cached: int = 0
-    usage: Usage = field(default_factory=Usage)
-    cost: dict[str, Any] = field(default_factory=new_cost_total)  # usd/cny None = unknown (see add_cost)
-    failed: list[dict[str, str]] = field(default_factory=list)  # first failures: {source, code, error}
-
-    def add(self, result: OcrResult, *, cached: bool) -> None:
-        self.n_images += 1
-        if result.ok:
-            self.n_ok += 1
-        else:
-            self.n_failed += 1
-            err = result.error
-            if len(self.failed) < MAX_FAILED_KEPT:  # the rest are error rows in the results file
-                self.failed.append({"source": result.source, "code": err.code if err else "Unknown",
-                                    "error": err.message if err else ""})
-        if cached:
-            self.n_cached += 1
-            return  # a cached row was paid for by an earlier run: this run's usage and cost exclude it
-        self.usage = self.usage + result.usage
-        add_cost(self.cost, result.cost)
-
-    @property
-    def failed_ratio(self) -> float:
-        return self.n_failed / self.n_images if self.n_images else 0.0
-
-    def to_xcom(self, results_uri: str) -> dict[str, Any]:
-        return {
-            "results_uri": results_uri,
-            "n_images": self.n_images,
-            "n_ok": self.n_ok,
-            "n_failed": self.n_failed,
-            "n_cached": self.n_cached,
-            "usage": self.usage.to_dict(),
-            "cost": dict(self.cost),
-            "failed": [{"source": f["source"], "error": f"{f['code']}: {f['error']}"}
-                       for f in self.failed[:MAX_FAILED_IN_SUMMARY]],
-        }
+        """The request's idempotency key (:meth:`OcrRequest.key`), the one the client gives the row it returns."""
+        return self.request.key(sha256)
 
 
 Drawer = Callable[[bytes, OcrResult, Source], None]
@@ -147,8 +113,7 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
         msg = redact(f"cannot presign source: {describe(exc)}", job.secret)
         return OcrResult.failure(**base, code="SourceReadError", message=msg, page=src.page), False
     if src.is_remote_url and not job.fetch:
-        sha = hashlib.sha256(src.uri.encode("utf-8")).hexdigest()  # the service fetches it: key on the URL
-        image = src.uri
+        sha, image = image_sha(src.uri), src.uri  # the service fetches it: key on the URL
     elif signed is not None:  # the service fetches the object itself: key on the object URI, not the signature
         sha, image = reference_sha(src.uri), signed
     else:
@@ -170,12 +135,8 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
             return cached, True
     try:
         if data is not None:
-            image = prepare_image(data, job.spec, min_pixels=job.min_pixels, max_pixels=job.max_pixels, sha256=sha)
-        result = client.recognize(
-            image, task=job.task, prompt=job.prompt, result_schema=job.result_schema, model=job.model,
-            enable_rotate=job.enable_rotate, min_pixels=job.min_pixels, max_pixels=job.max_pixels,
-            source=src.name,
-        )
+            image = job.request.prepare(data, sha256=sha)
+        result = client.recognize(image, request=job.request, source=src.name)
     except (AccountError, ServiceUnavailableError):
         raise
     except ImageValidationError as exc:
@@ -222,9 +183,9 @@ def run(
     max_concurrency: int = 8,
     progress: Progress | None = None,
     drawer: Drawer | None = None,
-) -> RunSummary:
+) -> OcrSummary:
     """Recognise ``sources`` with at most ``max_concurrency`` calls in flight, writing rows as they finish."""
-    summary = RunSummary()
+    summary = OcrSummary()
     workers = max(1, int(max_concurrency))
     window = 2 * workers
     stop = threading.Event()
@@ -300,7 +261,7 @@ def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCac
         if src.error:
             return 0, 0, 0
         if src.is_remote_url and not job.fetch:
-            sha = hashlib.sha256(src.uri.encode("utf-8")).hexdigest()
+            sha = image_sha(src.uri)
             if cache is not None and cache.get(job.key(sha)) is not None:
                 return 0, 0, 1
             return job.spec.max_image_tokens, 1, 0
@@ -340,3 +301,6 @@ def _estimate_by_reference(src: Source, job: OcrJob, cache: ResultCache | None) 
     except Exception:  # header not in the range, or unreadable (that becomes an error row later)
         log.debug("no header for %s", src.uri, exc_info=True)
     return job.spec.max_image_tokens, 1, 0
+
+
+__all__ = ["MAX_FAILED_IN_SUMMARY", "MAX_FAILED_KEPT", "OcrJob", "OcrSummary", "RunSummary", "estimate_job_tokens", "process_one", "run"]

@@ -18,10 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import Any
 
-from airflow_provider_qwenocr._compat import BaseOperator, Context, default_deferrable
+from airflow_provider_qwenocr._compat import Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import (
     COMPLETION_WINDOW,
     BatchStatus,
@@ -29,20 +28,12 @@ from airflow_provider_qwenocr.dashscope.batch import (
     window_hours,
 )
 from airflow_provider_qwenocr.deprecation import warn_deprecated
-from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError, QwenOcrFailedImagesError
-from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_qwenocr.hooks.batch import (
-    compact_batch,
-    default_manifest_uri,
-    evaluate_batch_counts,
-    failed_ratio_exceeded,
-    resolve_max_failed_ratio,
-    skip_exception,
-    validate_execute_complete_event,
-)
-from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-from airflow_provider_qwenocr.io.presign import check_transport
-from airflow_provider_qwenocr.lineage import OcrLineageMixin, declare_results_asset, publish_results_event
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError
+from airflow_provider_qwenocr.hooks import batch as batch_hook
+from airflow_provider_qwenocr.hooks.batch import compact_batch
+from airflow_provider_qwenocr.lineage import publish_results_event
+from airflow_provider_qwenocr.operators.base import QwenOcrBaseOperator
+from airflow_provider_qwenocr.operators.landing import land_batches
 from airflow_provider_qwenocr.operators.locations import default_cache_uri
 from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
 
@@ -50,18 +41,18 @@ DEFAULT_TIMEOUT = 24 * 3600 + 3600  # the default 24 h window plus an hour of sl
 TIMEOUT_SLACK = 3600  # default timeout = the completion window plus this
 
 
-class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
+class QwenOcrBatchOperator(QwenOcrBaseOperator):
     """Submit images as DashScope batch job(s) (one model per file, split at the service limits) and wait.
 
-    :param images: what to recognise — local file/dir/glob, http(s) URL, ``s3://``, any object-storage URI,
-        or a list of those (see ``io.sources.expand_sources``).
-    :param task: built-in OCR task or ``custom`` (with ``prompt``); sent as the task's fixed prompt text.
+    The arguments both OCR operators share (``images``, ``task``, ``prompt``, ``result_schema``, ``model``,
+    ``min_pixels``, ``max_pixels``, ``fetch``, ``cache_uri``, ``use_cache``, ``conn_id``, ``aws_conn_id``,
+    ``token_budget``, ``image_transport``) are documented on
+    :class:`~airflow_provider_qwenocr.operators.base.QwenOcrBaseOperator`; tasks go as their fixed prompt
+    text. Here:
+
     :param output_uri: where the JSONL result rows land (local path or object-storage URI). Default:
         ``$AIRFLOW_HOME/qwenocr/batch/<dag>/<task>/<run>/results.jsonl``.
     :param manifest_uri: where the manifest (custom_id → source, scale …) goes; default next to the output.
-    :param cache_uri: result cache shared with the realtime operator (same keys and the same default
-        location, see ``operators.locations``): cached images are not sent again, new ``ok`` rows are added.
-    :param use_cache: False: no cache (until this release the batch operator had none unless ``cache_uri`` was set).
     :param wait_for_completion: False → return right after submission (use the sensor to wait).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param poll_interval: seconds between status polls (the docs suggest 1–2 minutes for real batches).
@@ -76,20 +67,15 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
     :param prepare_workers: threads preparing images (decode, resize, encode) while the input file is built.
         (``max_concurrency``, its old name, is deprecated: in ``QwenOcrOperator`` that name means calls in
         flight, and the Batch API has no calls in flight to bound.)
-    :param token_budget: refuse to submit when the estimated image tokens exceed this (nothing is billed).
-    :param fetch: download http(s) images and send them prepared, instead of passing the URL to the service.
     :param enable_rotate: must stay False: the Batch API cannot rotate, so True is refused
         (``QwenOcrConfigError``) rather than silently ignored — use ``QwenOcrOperator`` for rotated scans.
     :param delete_files: delete the batch's input/output/error files from the account after landing the rows.
-    :param image_transport: ``"inline"`` (default: base64 images resized to the model grid) or ``"url"``:
-        ``s3://`` (and other signable object-store) sources go as presigned URLs valid past the completion
-        window, so one input file holds up to 50,000 lines and no image is read here; the service fetches
-        the originals from your bucket (see ``io/presign.py``). Local files and PDF pages still go inline.
     :param batch_limits: ``BatchLimits`` (lines / file bytes / line bytes per input file); the service's by default.
     :param emit_asset: with ``wait_for_completion=True``, declare the outlet asset ``qwenocr://<dag_id>/<task_id>``
         (as ``QwenOcrOperator``); without waiting there are no rows yet — the sensor that lands them declares it.
-    :return: ``{"results_uri", "manifest_uri", "batch_ids", "n_images", "n_ok", "n_failed", "n_cached",
-        "usage", "cost", "failed"}`` — never the rows themselves.
+    :return: the XCom summary of :class:`~airflow_provider_qwenocr.io.summary.OcrSummary` (``state`` "done",
+        or "submitted" without waiting) — never the rows themselves. With ``image_transport="url"`` the
+        presigned URLs are valid past the completion window (one input file holds up to 50,000 lines).
     """
 
     template_fields: Sequence[str] = (
@@ -101,18 +87,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
     def __init__(
         self,
         *,
-        images: Any,
-        task: str = "text_recognition",
-        prompt: str | None = None,
-        result_schema: dict | str | None = None,
-        model: str | None = None,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        output_uri: str | None = None,
         manifest_uri: str | None = None,
-        cache_uri: str | None = None,
-        conn_id: str = DEFAULT_CONN_ID,
-        aws_conn_id: str | None = "aws_default",
         metadata: dict[str, str] | None = None,
         wait_for_completion: bool = True,
         deferrable: bool | None = None,
@@ -124,39 +99,23 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
         max_poll_failures: int = 5,
         batch_limits: Any = None,
         prepare_workers: int = 4,
-        token_budget: int | None = None,
-        fetch: bool = False,
-        enable_rotate: bool = False,
         delete_files: bool = False,
-        image_transport: str = "inline",
-        use_cache: bool = True,
         emit_asset: bool = True,
         max_concurrency: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
-        super().__init__(**kwargs)
-        if enable_rotate:
+        if kwargs.get("enable_rotate"):
             raise QwenOcrConfigError("enable_rotate=True is not available through the Batch API (compatible mode "
                                      "cannot rotate); use QwenOcrOperator for rotated scans")
+        super().__init__(emit_asset=emit_asset and wait_for_completion, **kwargs)
         if max_concurrency is not None:
             warn_deprecated("QwenOcrBatchOperator(max_concurrency=...) is deprecated: use prepare_workers (threads "
                           "preparing images); max_concurrency means calls in flight in QwenOcrOperator", stacklevel=2)
             prepare_workers = max_concurrency
         if int(prepare_workers) < 1:
             raise QwenOcrConfigError(f"prepare_workers must be at least 1, not {prepare_workers!r}")
-        self.images = images
-        self.task = task
-        self.prompt = prompt
-        self.result_schema = result_schema
-        self.model = model
-        self.min_pixels = min_pixels
-        self.max_pixels = max_pixels
-        self.output_uri = output_uri
         self.manifest_uri = manifest_uri
-        self.cache_uri = cache_uri
-        self.conn_id = conn_id
-        self.aws_conn_id = aws_conn_id
         self.metadata = metadata
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
@@ -166,23 +125,13 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             normalize_completion_window(completion_window)  # a clear error at parse time, not at run time
         self._timeout_given = timeout is not None
         self.timeout = _seconds(timeout) if timeout is not None else _window_timeout(completion_window)
-        self.max_failed_ratio = resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
-                                                         owner="QwenOcrBatchOperator")
+        self.max_failed_ratio = batch_hook.resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
+                                                                            owner="QwenOcrBatchOperator")
         self.max_poll_failures = max_poll_failures
         self.batch_limits = batch_limits
         self.prepare_workers = int(prepare_workers)
-        self.use_cache = use_cache
-        self.token_budget = token_budget
-        self.fetch = fetch
-        self.enable_rotate = enable_rotate
         self.delete_files = delete_files
-        self.image_transport = check_transport(image_transport)
         self.batch_ids: list[str] = []
-        self.results_asset = declare_results_asset(self) if emit_asset and wait_for_completion else None
-
-    @cached_property
-    def hook(self) -> QwenOcrHook:
-        return QwenOcrHook(conn_id=self.conn_id)
 
     # -- submit ---------------------------------------------------------------------------------------------
     def _resolve_uris(self, context: Context) -> tuple[str, str]:
@@ -196,8 +145,12 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             map_index = getattr(ti, "map_index", -1)
             name = "results.jsonl" if map_index is None or map_index < 0 else f"results-{map_index}.jsonl"
             output = str(default_base_dir() / "batch" / self.dag_id / self.task_id / safe / name)
-        manifest = self.manifest_uri or default_manifest_uri(output)
+        manifest = self.manifest_uri or batch_hook.default_manifest_uri(output)
         return output, manifest
+
+    def _runner(self) -> Any:
+        return self.hook.batch_runner(aws_conn_id=self.aws_conn_id, cache_uri=self.cache_uri,
+                                      prepare_workers=self.prepare_workers)
 
     def execute(self, context: Context) -> Any:
         from airflow_provider_qwenocr.io.sources import expand_sources
@@ -210,14 +163,9 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             self.cache_uri = default_cache_uri(self.dag_id or "adhoc")
         elif not self.use_cache:
             self.cache_uri = None
-        from airflow_provider_qwenocr.ocr.images import pixel_bounds
-
-        try:  # before anything is prepared or uploaded: bounds that no image can satisfy
-            _, hi = pixel_bounds(self.hook.model_spec(self.model or None), _opt_int(self.min_pixels),
-                                 _opt_int(self.max_pixels))
-        except ValueError as exc:
-            raise QwenOcrConfigError(f"{exc}: no image could be sent; fix the pixel bounds") from None
-        sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch, max_pixels=hi)
+        request = self.ocr_request()  # before anything is prepared or uploaded
+        sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
+                                 max_pixels=request.bounds[1])
         ti = context.get("ti") or context.get("task_instance")
 
         def pushed(ids: list[str]) -> None:
@@ -225,28 +173,23 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
             if ti is not None:
                 ti.xcom_push(key="batch_ids", value=ids)
 
-        submitted = self.hook.submit_ocr_batch(
-            sources, task=self.task, prompt=self.prompt, result_schema=self.result_schema, model=self.model or None,
-            min_pixels=_opt_int(self.min_pixels), max_pixels=_opt_int(self.max_pixels), manifest_uri=self.manifest_uri,
-            metadata=self.metadata, limits=self.batch_limits, aws_conn_id=self.aws_conn_id,
-            on_batch_created=pushed, cache_uri=self.cache_uri, prepare_workers=self.prepare_workers,
-            fetch=self.fetch, token_budget=self.token_budget, completion_window=self.completion_window,
+        submitted = self._runner().submit(
+            sources, request, manifest_uri=self.manifest_uri, metadata=self.metadata, limits=self.batch_limits,
+            on_batch_created=pushed, token_budget=self.token_budget, completion_window=self.completion_window,
             image_transport=self.image_transport,
         )
-        self.batch_ids = submitted["batch_ids"]
+        self.batch_ids = submitted.batch_ids
         if ti is not None:
             ti.xcom_push(key="batch_ids", value=self.batch_ids)  # also when empty (everything cached/rejected)
             ti.xcom_push(key="manifest_uri", value=self.manifest_uri)
             ti.xcom_push(key="output_uri", value=self.output_uri)
         self.log.info("submitted %d image(s) as %d request(s) in batch(es) %s; %d cached, %d rejected before "
-                      "submission", submitted["n_images"], submitted["n_requests"], self.batch_ids,
-                      submitted["n_cached"], submitted["n_rejected"])
+                      "submission", submitted.n_images, submitted.n_requests, self.batch_ids,
+                      submitted.n_cached, submitted.n_rejected)
         if not self.batch_ids:  # nothing sendable: land the error rows and stop
             return self._published(context, self._land([], evaluate=False))
         if not self.wait_for_completion:
-            return {"batch_ids": self.batch_ids, "manifest_uri": self.manifest_uri, "output_uri": self.output_uri,
-                    "n_images": submitted["n_images"], "n_requests": submitted["n_requests"],
-                    "n_rejected": submitted["n_rejected"], "n_cached": submitted["n_cached"]}
+            return submitted.summary(self.output_uri)
         if self.deferrable:
             end_time = time.time() + self.timeout
             self.defer(
@@ -297,7 +240,7 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
                          output_uri: str | None = None, manifest_uri: str | None = None,
                          cache_uri: str | None = None) -> Any:
         """Resume after the trigger: the instance is fresh, so ids and URIs come from the event and kwargs."""
-        event = validate_execute_complete_event(event)
+        event = batch_hook.validate_execute_complete_event(event)
         self.batch_ids = event["batch_ids"]
         self.output_uri = output_uri or self.output_uri
         self.manifest_uri = manifest_uri or self.manifest_uri
@@ -310,27 +253,11 @@ class QwenOcrBatchOperator(OcrLineageMixin, BaseOperator):
 
     def _land(self, batches: list[dict] | None, *, evaluate: bool = True) -> dict[str, Any]:
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
-        verdict = evaluate_batch_counts(batches, max_failed_ratio=self.max_failed_ratio) if evaluate else None
-        if verdict is not None and verdict.action == "skip":  # cancelled elsewhere before anything completed
-            raise skip_exception(verdict.message)
-        summary = self.hook.download_batch_results(
-            self.batch_ids, output_uri=self.output_uri, manifest_uri=self.manifest_uri, batches=batches,
-            aws_conn_id=self.aws_conn_id, cache_uri=self.cache_uri, delete_files=self.delete_files,
-        )
-        self.results_uri = summary["results_uri"]  # for lineage
-        too_many = failed_ratio_exceeded(summary["n_failed"], summary["n_images"], self.max_failed_ratio)
-        if verdict is not None:
-            summary["verdict"] = verdict.action
-            if verdict.action == "fail":
-                raise QwenOcrBatchError(f"{verdict.message}; rows landed at {summary['results_uri']}")
-            if verdict.action == "partial":
-                self.log.warning("%s; rows (incl. errors) at %s", verdict.message, summary["results_uri"])
-        if too_many:  # counts the images rejected before submission too, like the realtime operator
-            summary["verdict"] = "fail"
-            raise QwenOcrFailedImagesError(f"{too_many}; rows (incl. error rows) landed at {summary['results_uri']}")
-        self.log.info("landed %d row(s) (%d ok, %d failed) at %s; usage %s; cost %s", summary["n_images"],
-                      summary["n_ok"], summary["n_failed"], summary["results_uri"], summary["usage"], summary["cost"])
-        return summary
+        self.results_uri = self.output_uri  # for lineage
+        return land_batches(self._runner(), self.batch_ids, batches, output_uri=self.output_uri,
+                            manifest_uri=self.manifest_uri, max_failed_ratio=self.max_failed_ratio,
+                            delete_files=self.delete_files, log=self.log, evaluate=evaluate,
+                            legacy_keys=("verdict",))
 
     def on_kill(self) -> None:
         if self.batch_ids:
@@ -350,6 +277,3 @@ def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def _opt_int(value: Any) -> int | None:
-    """Templated numbers arrive as strings ("3072"); empty means "not set"."""
-    return None if value in (None, "") else int(value)

@@ -10,7 +10,6 @@ dict (URI, counts, usage, cost, the first failures).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -23,64 +22,45 @@ from airflow_provider_qwenocr.exceptions import (
     QwenOcrNoSourcesError,
     QwenOcrServiceUnavailableError,
 )
-from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_qwenocr.lineage import OcrLineageMixin, declare_results_asset, publish_results_event
+from airflow_provider_qwenocr.lineage import publish_results_event
+from airflow_provider_qwenocr.operators.base import QwenOcrBaseOperator
 from airflow_provider_qwenocr.operators.locations import default_cache_uri
 from airflow_provider_qwenocr.operators.locations import safe_part as _safe
 
 if TYPE_CHECKING:
     from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-    from airflow_provider_qwenocr.io.runner import OcrJob, RunSummary
+    from airflow_provider_qwenocr.io.runner import OcrJob
     from airflow_provider_qwenocr.io.sources import Source
+    from airflow_provider_qwenocr.io.summary import OcrSummary
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-
-class QwenOcrOperator(OcrLineageMixin, BaseOperator):
+class QwenOcrOperator(QwenOcrBaseOperator):
     """Recognise every image of ``images`` with Qwen-VL-OCR; write one JSON line per image to ``output_uri``.
 
-    :param images: a local file, directory (recursive), glob, http(s) URL, ``s3://bucket/key-or-prefix``,
-        any ObjectStoragePath URI, or a list of these. PDFs become one image per page (``pdf`` extra).
-    :param task: one of the seven built-in tasks (``text_recognition``, ``multi_lan``, ``table_parsing``,
-        ``document_parsing``, ``formula_recognition``, ``key_information_extraction``,
-        ``advanced_recognition``) or ``custom`` with ``prompt``.
-    :param prompt: the prompt of a ``custom`` task.
-    :param result_schema: fields to extract for ``key_information_extraction`` (dict or JSON, ≤ 3 levels).
-    :param model: model name; default is the connection's ``default_model`` (``qwen-vl-ocr``).
-    :param min_pixels: lower pixel bound of the model's resize (default: the model's).
-    :param max_pixels: upper pixel bound of the model's resize (default: the model's).
-    :param enable_rotate: let the service correct rotated images.
+    The arguments both OCR operators share (``images``, ``task``, ``prompt``, ``result_schema``, ``model``,
+    ``min_pixels``, ``max_pixels``, ``enable_rotate``, ``fetch``, ``cache_uri``, ``use_cache``, ``conn_id``,
+    ``aws_conn_id``, ``token_budget``, ``image_transport``, ``emit_asset``) are documented on
+    :class:`~airflow_provider_qwenocr.operators.base.QwenOcrBaseOperator`. Here:
+
     :param output_uri: where the JSONL goes (local path or any object-storage URI). Ending in ``/``, it is a
         folder and the file is ``<task_id>[_<map_index>].jsonl`` in it. Default:
         ``$AIRFLOW_HOME/qwenocr/<dag_id>/<run_id>/<task_id>[_<map_index>].jsonl``. Either way each mapped
         instance writes its own file (a fixed file name shared by mapped instances would be overwritten:
         template it with ``{{ ti.map_index }}`` or give a folder).
-    :param cache_uri: the per-image result cache (a directory or prefix). Default: ``[qwenocr] cache_uri``
-        (``AIRFLOW__QWENOCR__CACHE_URI``), else ``$AIRFLOW_HOME/qwenocr/<dag_id>/_cache`` — never beside a
-        templated ``output_uri``. Shared across runs on purpose: a re-run, a retry or a new run over the
-        same documents pays nothing for images already done (the batch operator uses the same cache and
-        keys). ``use_cache=False`` disables it.
-    :param conn_id: the ``dashscope`` connection.
-    :param aws_conn_id: AWS connection for ``s3://`` sources and outputs.
     :param max_concurrency: calls in flight at once (the connection's RPM/TPM limiter still applies).
     :param max_failed_ratio: the task fails when failed images / all images exceeds this (0 = any failure).
-    :param token_budget: refuse to start (before any call) when the estimated image tokens of the images
-        not yet cached exceed this.
     :param draw_boxes_uri: for ``advanced_recognition``, write ``<name>.boxes.png`` per image there.
-    :param fetch: download http(s) URLs ourselves (and resize them) instead of letting the service fetch them.
-    :param image_transport: ``"inline"`` (default: read, resized to the model grid, sent as base64) or
-        ``"url"``: ``s3://`` (and other signable object-store) sources go as presigned URLs valid for an hour;
-        the service downloads the originals from your bucket, nothing is read or resized locally, boxes stay
-        in the service's grid (see ``io/presign.py``). PDF pages, TIFF frames and local files still go inline.
-    :param use_cache: look up and store results in the cache (default True).
     :param progress_interval: seconds between progress lines in the task log.
-    :param emit_asset: declare the outlet asset ``qwenocr://<dag_id>/<task_id>`` (Dataset on 2.x), whose
-        events carry ``results_uri`` and the counts in their extra (see :mod:`airflow_provider_qwenocr.lineage`).
     :param circuit_breaker_failures: stop the task after this many consecutive calls got no answer
         (connection refused/reset, timeout, deadline) or a 5xx/408, across all images. Default: the
         connection extra of the same name, else 8; 0 disables the breaker.
     :param circuit_breaker_seconds: stop the task when calls keep failing and no call was answered for
         this long. Default: the connection extra of the same name, else 120 s.
+    :return: the XCom summary of :class:`~airflow_provider_qwenocr.io.summary.OcrSummary` (README "What the
+        tasks return") — never the rows.
+
+    With ``image_transport="url"`` the presigned URLs are valid for an hour and signed just before each
+    call; PDF pages, TIFF frames and local files still go inline.
 
     Before the first call the operator validates everything that would fail for every image: the pixel
     bounds, the task and schema, the model name, that ``output_uri`` is a file (not an existing folder)
@@ -101,29 +81,12 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
     def __init__(
         self,
         *,
-        images: Any,
-        task: str = "text_recognition",
-        prompt: str | None = None,
-        result_schema: dict | str | None = None,
-        model: str | None = None,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        enable_rotate: bool = False,
-        output_uri: str | None = None,
-        cache_uri: str | None = None,
-        conn_id: str = DEFAULT_CONN_ID,
-        aws_conn_id: str | None = "aws_default",
         max_concurrency: int = 8,
         max_failed_ratio: float = 0.0,
-        token_budget: int | None = None,
         draw_boxes_uri: str | None = None,
-        fetch: bool = False,
-        image_transport: str = "inline",
-        use_cache: bool = True,
         progress_interval: float = 10.0,
         circuit_breaker_failures: int | None = None,
         circuit_breaker_seconds: float | None = None,
-        emit_asset: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -131,32 +94,12 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             raise ValueError(f"max_failed_ratio must be between 0 and 1, not {max_failed_ratio!r}")
         if int(max_concurrency) < 1:
             raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
-        self.images = images
-        self.task = task
-        self.prompt = prompt
-        self.result_schema = result_schema
-        self.model = model
-        self.min_pixels = min_pixels
-        self.max_pixels = max_pixels
-        self.enable_rotate = enable_rotate
-        self.output_uri = output_uri
-        self.cache_uri = cache_uri
-        self.conn_id = conn_id
-        self.aws_conn_id = aws_conn_id
         self.max_concurrency = max_concurrency
         self.max_failed_ratio = max_failed_ratio
-        self.token_budget = token_budget
         self.draw_boxes_uri = draw_boxes_uri
-        self.fetch = fetch
-        from airflow_provider_qwenocr.io.presign import check_transport
-
-        self.image_transport = check_transport(image_transport)
-        self.use_cache = use_cache
         self.progress_interval = progress_interval
         self.circuit_breaker_failures = circuit_breaker_failures
         self.circuit_breaker_seconds = circuit_breaker_seconds
-        self.results_uri: str | None = None
-        self.results_asset = declare_results_asset(self) if emit_asset else None
 
     @cached_property
     def hook(self) -> QwenOcrHook:
@@ -174,14 +117,12 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         from airflow_provider_qwenocr.io.progress import Progress
         from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
         from airflow_provider_qwenocr.io.sources import NoSourcesError, expand_sources
-        from airflow_provider_qwenocr.ocr.images import pixel_bounds
-
         job = self._job()
         output_uri, cache_uri = self._locations(context)
         self._check_writable(output_uri, cache_uri if self.use_cache else None)
         try:
             sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
-                                     max_pixels=pixel_bounds(job.spec, job.min_pixels, job.max_pixels)[1])
+                                     max_pixels=job.request.bounds[1])
         except NoSourcesError as exc:
             raise QwenOcrNoSourcesError(str(exc)) from exc
         self.results_uri = output_uri
@@ -215,7 +156,7 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
                 f"DashScope ({self.hook.config.root}) answers again."
             ) from None
         self._log_summary(summary, progress, output_uri)
-        result = summary.to_xcom(output_uri)
+        result = summary.to_xcom(output_uri, state="done")
         publish_results_event(self, context, result)
         from airflow_provider_qwenocr.io.policy import failed_ratio_exceeded
 
@@ -225,44 +166,10 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
         return result
 
     def _job(self) -> OcrJob:
-        import json
-
         from airflow_provider_qwenocr.io.runner import OcrJob
-        from airflow_provider_qwenocr.ocr.models import get_model
-        from airflow_provider_qwenocr.ocr.tasks import OcrTask, validate_schema
 
-        try:
-            task = OcrTask.parse(self.task)
-            schema = validate_schema(json.loads(self.result_schema) if isinstance(self.result_schema, str)
-                                     else self.result_schema)
-        except ValueError as exc:
-            raise QwenOcrConfigError(str(exc)) from exc
-        prompt = self.prompt or None
-        if task is OcrTask.CUSTOM and not prompt:
-            raise QwenOcrConfigError("task 'custom' needs a prompt")
-        if prompt and task is OcrTask.TEXT_RECOGNITION:
-            task = OcrTask.CUSTOM  # as the client does: a prompt with the default task means "my own prompt"
-        elif prompt and task is not OcrTask.CUSTOM:
-            self.log.warning("prompt ignored: task %r uses its built-in prompt (use task='custom')", task.value)
-            prompt = None
         config = self.hook.config
-        model_name = self.model or config.default_model
-        if not isinstance(model_name, str) or not _MODEL_NAME.match(model_name):
-            raise QwenOcrConfigError(f"model {model_name!r} is not a model name (e.g. 'qwen-vl-ocr')")
-        spec = self.hook.model_spec(model_name) if hasattr(self.hook, "model_spec") else get_model(model_name)
-        from airflow_provider_qwenocr.ocr.images import pixel_bounds
-
-        # (a model the catalogue does not know is warned about once, by the catalogue: ocr/models.unknown_model)
-        try:
-            pixel_bounds(spec, _opt_int(self.min_pixels), _opt_int(self.max_pixels))
-        except ValueError as exc:
-            raise QwenOcrConfigError(f"{exc}: no image could be sent; fix the pixel bounds") from None
-        return OcrJob(
-            task=task.value, spec=spec, prompt=prompt, result_schema=schema,
-            min_pixels=_opt_int(self.min_pixels), max_pixels=_opt_int(self.max_pixels),
-            enable_rotate=bool(self.enable_rotate), fetch=bool(self.fetch), region=config.region,
-            secret=config.api_key, presigner=self._presigner(),
-        )
+        return OcrJob(self.ocr_request(), region=config.region, secret=config.api_key, presigner=self._presigner())
 
     def _presigner(self) -> Any:
         """None inline; in URL mode a signer of short-lived URLs (realtime signs just before each call)."""
@@ -350,7 +257,7 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
 
         return drawer
 
-    def _log_summary(self, summary: RunSummary, progress: Any, output_uri: str) -> None:
+    def _log_summary(self, summary: OcrSummary, progress: Any, output_uri: str) -> None:
         usage = summary.usage
         self.log.info(
             "OCR done: %d image(s), %d ok, %d failed, %d from cache (not billed again) in %.1fs -> %s",
@@ -369,10 +276,6 @@ class QwenOcrOperator(OcrLineageMixin, BaseOperator):
             if summary.n_failed > len(summary.failed):
                 self.log.warning("  ... and %d more (see error rows in %s)", summary.n_failed - len(summary.failed),
                                  output_uri)
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value in (None, "") else int(value)
 
 
 def _ids(op: BaseOperator, context: Any) -> tuple[str, str, str, int | None]:

@@ -23,17 +23,10 @@ from typing import Any
 from airflow_provider_qwenocr._compat import BaseSensorOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
 from airflow_provider_qwenocr.deprecation import warn_deprecated
-from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrFailedImagesError
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_qwenocr.hooks.batch import (
-    compact_batch,
-    default_manifest_uri,
-    evaluate_batch_counts,
-    failed_ratio_exceeded,
-    resolve_max_failed_ratio,
-    skip_exception,
-    validate_execute_complete_event,
-)
+from airflow_provider_qwenocr.hooks import batch as batch_hook
+from airflow_provider_qwenocr.hooks.batch import compact_batch
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 from airflow_provider_qwenocr.lineage import declare_results_asset, publish_results_event
 from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
@@ -62,7 +55,10 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         ``cancel_on_timeout`` as before, with a DeprecationWarning when that is True (pass it explicitly).
     :param emit_asset: with ``output_uri``, declare the outlet asset ``qwenocr://<dag_id>/<task_id>``
         (see :mod:`airflow_provider_qwenocr.lineage`).
-    :return: the landing summary (URI, counts, usage, cost) or, without ``output_uri``, the verdict.
+    :return: the XCom summary of :class:`~airflow_provider_qwenocr.io.summary.OcrSummary`, as both operators:
+        with ``output_uri`` the landed rows' counts, usage and cost (``state="done"``); without, the batches'
+        request counts, ``results_uri`` None and ``state="ended"``. ``verdict``, ``counts`` and ``statuses``
+        are still in it for one release (deprecated).
     """
 
     template_fields: Sequence[str] = ("batch_ids", "conn_id", "output_uri", "manifest_uri", "cache_uri")
@@ -90,8 +86,8 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.batch_ids = batch_ids
         self.conn_id = conn_id
-        self.max_failed_ratio = resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
-                                                         owner="QwenOcrBatchSensor")
+        self.max_failed_ratio = batch_hook.resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
+                                                                            owner="QwenOcrBatchSensor")
         self.output_uri = output_uri
         self.manifest_uri = manifest_uri
         self.cache_uri = cache_uri
@@ -130,7 +126,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
     def _manifest(self) -> str | None:
         if self.manifest_uri or not self.output_uri:
             return self.manifest_uri
-        return default_manifest_uri(self.output_uri)
+        return batch_hook.default_manifest_uri(self.output_uri)
 
     def execute(self, context: Context) -> Any:
         if self.deferrable:
@@ -162,39 +158,26 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         return True
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        event = validate_execute_complete_event(event)
+        event = batch_hook.validate_execute_complete_event(event)
         if event["reason"] in ("timeout", "polling_error"):
             raise QwenOcrBatchError(f"batch wait ended with {event['reason']}: {event.get('message')} "
                                    f"(cancelled: {event.get('cancelled')})")
         return self._published(context, self._finish(event["batch_ids"], event.get("batches") or None))
 
-    def _published(self, context: Context, result: Any) -> Any:
-        if isinstance(result, dict):
+    def _published(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:
+        if result.get("results_uri"):
             publish_results_event(self, context, result)
         return result
 
-    def _finish(self, ids: list[str], batches: list[dict] | None) -> Any:
+    def _finish(self, ids: list[str], batches: list[dict] | None) -> dict[str, Any]:
+        """Judge the terminal batches and land the rows when there is an ``output_uri`` (as the operator)."""
+        from airflow_provider_qwenocr.operators.landing import land_batches
+
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(ids)]
-        verdict = evaluate_batch_counts(batches, max_failed_ratio=self.max_failed_ratio)
-        if verdict.action == "skip":
-            raise skip_exception(verdict.message)
-        result: dict[str, Any] = {"batch_ids": ids, "verdict": verdict.action, "counts": verdict.counts,
-                                  "statuses": verdict.statuses}
-        if self.output_uri and verdict.should_land:
-            result.update(self.hook.download_batch_results(ids, output_uri=self.output_uri,
-                                                           manifest_uri=self._manifest(), batches=batches,
-                                                           aws_conn_id=self.aws_conn_id,
-                                                           cache_uri=self._cache(),
-                                                           delete_files=self.delete_files))
-        if verdict.action == "fail":
-            raise QwenOcrBatchError(verdict.message)
-        too_many = failed_ratio_exceeded(result["n_failed"], result["n_images"], self.max_failed_ratio) \
-            if "n_images" in result else None
-        if too_many:
-            raise QwenOcrFailedImagesError(f"{too_many}; rows (incl. error rows) landed at {result['results_uri']}")
-        if verdict.action == "partial":
-            self.log.warning(verdict.message)
-        return result
+        runner = self.hook.batch_runner(aws_conn_id=self.aws_conn_id, cache_uri=self._cache()) \
+            if self.output_uri else None
+        return land_batches(runner, ids, batches, output_uri=self.output_uri, manifest_uri=self._manifest(),
+                            max_failed_ratio=self.max_failed_ratio, delete_files=self.delete_files, log=self.log)
 
     def on_kill(self) -> None:
         if self.cancel_on_kill:

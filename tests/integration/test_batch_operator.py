@@ -208,11 +208,14 @@ def test_region_without_ocr_batch_refused_before_upload(monkeypatch, images, tmp
     assert server.file_uploads() == uploads
 
 
-def test_no_wait_returns_ids_only(conn, images, tmp_path):
+def test_no_wait_returns_the_submitted_summary(conn, images, tmp_path):
     ti = FakeTI()
     out = make_op(images, tmp_path, wait_for_completion=False).execute({"ti": ti})
-    assert out["batch_ids"] == ti.xcom["batch_ids"] and out["n_requests"] == 3
-    assert "n_ok" not in out
+    assert out["batch_ids"] == ti.xcom["batch_ids"] and out["state"] == "submitted"
+    assert (out["n_images"], out["n_ok"], out["n_failed"], out["n_cached"]) == (3, 0, 0, 0)  # nothing landed yet
+    assert out["cost"] == {"usd": None, "cny": None, "unknown_rows": 3}  # 3 requests, bill not known yet
+    assert out["results_uri"] == str(tmp_path / "out" / "r.jsonl") == out["output_uri"]  # old key, deprecated
+    assert (out["n_requests"], out["n_rejected"]) == (3, 0) and "output_uri" in out["deprecated_keys"]
     assert QwenOcrBatchOperator(task_id="t", images="x").retries == 0  # documented safe default
 
 
@@ -298,9 +301,9 @@ def test_half_submitted_run_cancels_what_it_created(conn, tmp_path, monkeypatch)
     seen: list[list[str]] = []
     spools_before = set(glob.glob(f"{tempfile.gettempdir()}/qwenocr-batch-*"))
     with pytest.raises(RuntimeError, match="part 2"):
-        hook.submit_ocr_batch([("a.png", png("a")), ("b.png", png("b", size=(240, 70)))],
-                              manifest_uri=str(tmp_path / "m.jsonl"), limits=BatchLimits(max_lines=1),
-                              on_batch_created=seen.append)
+        hook.batch_runner().submit([("a.png", png("a")), ("b.png", png("b", size=(240, 70)))], hook.ocr_request(),
+                                   manifest_uri=str(tmp_path / "m.jsonl"), limits=BatchLimits(max_lines=1),
+                                   on_batch_created=seen.append)
     assert len(seen) == 1 and len(seen[0]) == 1  # the first id was reported before the failure
     assert wait_status(hook, seen[0][0], {"cancelled"})
     assert set(glob.glob(f"{tempfile.gettempdir()}/qwenocr-batch-*")) == spools_before  # spool removed

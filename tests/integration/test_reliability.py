@@ -398,9 +398,11 @@ def test_sensor_fails_on_rejected_images_like_realtime(emulator, emulator_conn, 
     (d / "bad2.jpg").write_bytes(b"\xff\xd8\xff nope")
     output = str(tmp_path / "out" / "r.jsonl")
     manifest = str(tmp_path / "out" / "r.manifest.jsonl")
-    submitted = QwenOcrHook().submit_ocr_batch(expand_sources(str(d)), task="text_recognition", manifest_uri=manifest)
-    assert submitted["n_rejected"] == 2
-    sensor = QwenOcrBatchSensor(task_id="wait", batch_ids=submitted["batch_ids"], output_uri=output,
+    hook = QwenOcrHook()
+    submitted = hook.batch_runner().submit(expand_sources(str(d)), hook.ocr_request(task="text_recognition"),
+                                           manifest_uri=manifest)
+    assert submitted.n_rejected == 2
+    sensor = QwenOcrBatchSensor(task_id="wait", batch_ids=submitted.batch_ids, output_uri=output,
                                 manifest_uri=manifest, poke_interval=0.2, timeout=120, deferrable=False)
     with pytest.raises(QwenOcrFailedImagesError, match="2 of 3 images failed"):
         sensor.execute({})

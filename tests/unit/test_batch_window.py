@@ -82,15 +82,19 @@ def test_operator_checks_the_rendered_window_before_any_upload(monkeypatch):
 def test_operator_passes_the_window_through(monkeypatch, tmp_path):
     seen = {}
 
-    class _Hook:
-        def model_spec(self, name):
-            from airflow_provider_qwenocr.ocr.models import get_model
+    from airflow_provider_qwenocr.dashscope.config import ClientConfig
+    from airflow_provider_qwenocr.io.batch_runner import Submission
 
-            return get_model(name or "qwen-vl-ocr")
-
-        def submit_ocr_batch(self, sources, **kw):
+    class _Runner:
+        def submit(self, sources, request, **kw):
             seen.update(kw)
-            return {"batch_ids": [], "n_images": 0, "n_requests": 0, "n_cached": 0, "n_rejected": 0}
+            return Submission([], [], kw["manifest_uri"], request.model, request.task.value, 0, 0, 0, 0, 0)
+
+    class _Hook:
+        config = ClientConfig(api_key="k")
+
+        def batch_runner(self, **kw):
+            return _Runner()
 
     monkeypatch.setattr(QwenOcrBatchOperator, "hook", property(lambda self: _Hook()))
     monkeypatch.setattr(QwenOcrBatchOperator, "_land", lambda self, batches, evaluate=True: {"landed": True})

@@ -131,20 +131,17 @@ def test_client_config_endpoints_and_secrecy():
         ClientConfig(api_key="k", region="mars-1")
 
 
-def test_run_and_batch_summaries_share_the_unknown_cost_rule():
-    from airflow_provider_qwenocr.hooks.batch import _Summary
-    from airflow_provider_qwenocr.io.runner import RunSummary
+def test_the_one_summary_keeps_the_unknown_cost_rule():
+    from airflow_provider_qwenocr.io.summary import OcrSummary
 
     known = OcrResult(source="a", task="text_recognition", model="qwen-vl-ocr", usage=Usage(1000, 100, 900, 1100),
                       cost=get_model("qwen-vl-ocr").price().cost(1000, 100))
     unknown = OcrResult(source="b", task="text_recognition", model="qwen3.5-ocr", usage=Usage(1000, 100, 900, 1100),
                         cost=get_model("qwen3.5-ocr").price().cost(1000, 100))
-    run, batch = RunSummary(), _Summary()
+    both = OcrSummary()
     for result in (known, unknown):
-        run.add(result, cached=False)
-        batch.add(result)
-    assert run.to_xcom("x")["cost"] == {"usd": None, "cny": None, "unknown_rows": 1}
-    assert batch.to_xcom("x", [], None)["cost"] == {"usd": None, "cny": None, "unknown_rows": 1}
-    only_known = RunSummary()
+        both.add(result, cached=False)
+    assert both.to_xcom("x")["cost"] == {"usd": None, "cny": None, "unknown_rows": 1}
+    only_known = OcrSummary()
     only_known.add(known, cached=False)
     assert only_known.to_xcom("x")["cost"] == {**known.cost, "unknown_rows": 0}

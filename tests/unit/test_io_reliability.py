@@ -74,10 +74,10 @@ class _Client:
     def __init__(self):
         self.calls = 0
 
-    def recognize(self, image, **kw):
+    def recognize(self, image, *, request, source):
         self.calls += 1
-        return OcrResult(source=kw["source"], task=kw["task"], model=kw["model"], text="ok",
-                         kv={"bad": object()} if "unserialisable" in kw["source"] else None)
+        return OcrResult(source=source, task=request.task.value, model=request.model, text="ok",
+                         kv={"bad": object()} if "unserialisable" in source else None)
 
 
 def _png() -> bytes:

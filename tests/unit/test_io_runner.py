@@ -33,9 +33,9 @@ class Counting:
 
 
 class SlowClient:
-    def recognize(self, image, *, task, source=None, model=None, **kw):
+    def recognize(self, image, *, request, source=None):
         time.sleep(0.002)
-        return OcrResult(source=source, task=task, model=model, text="t", usage=Usage(10, 1, 8, 11))
+        return OcrResult(source=source, task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
 
 
 class CountingWriter(ResultsWriter):
@@ -69,7 +69,8 @@ def test_summary_keeps_a_bounded_list_of_failures(tmp_path):
         summary = run(sources, job, SlowClient(), w, max_concurrency=2)
     assert summary.n_failed == MAX_FAILED_KEPT + 30 and len(summary.failed) == MAX_FAILED_KEPT
     xcom = summary.to_xcom("x")
-    assert len(xcom["failed"]) == 20 and xcom["failed"][0]["error"].startswith("InvalidImage: cannot decode")
+    assert len(xcom["failed"]) == 20 and xcom["failed"][0]["code"] == "InvalidImage" \
+        and xcom["failed"][0]["error"].startswith("cannot decode")
 
 
 class RefusingClient:
@@ -80,7 +81,7 @@ class RefusingClient:
         self.calls = 0
         self.lock = threading.Lock()
 
-    def recognize(self, image, *, task, source=None, model=None, **kw):
+    def recognize(self, image, *, request, source=None):
         from airflow_provider_qwenocr.dashscope.errors import AccountError
 
         with self.lock:
@@ -89,7 +90,7 @@ class RefusingClient:
         time.sleep(0.01)
         if n > self.ok_first:
             raise AccountError("Prepaid bill overdue", code="PrepaidBillOverdue", status_code=429)
-        return OcrResult(source=source, task=task, model=model, text="t", usage=Usage(10, 1, 8, 11))
+        return OcrResult(source=source, task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
 
 
 def test_an_account_error_stops_queued_images_before_they_start(tmp_path):

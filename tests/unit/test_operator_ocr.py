@@ -37,8 +37,8 @@ class FakeClient:
         self.lock = threading.Lock()
         self.in_flight = self.max_in_flight = 0
 
-    def recognize(self, image, *, task, prompt=None, result_schema=None, model=None, enable_rotate=False,
-                  min_pixels=None, max_pixels=None, source=None):
+    def recognize(self, image, *, request, source=None):
+        task, model, result_schema = request.task.value, request.model, request.result_schema
         with self.lock:
             self.calls.append(source)
             self.in_flight += 1

@@ -1,0 +1,279 @@
+"""The batch OCR run, beside the realtime runner: prepare → manifest → upload + create → … → land rows.
+
+Why not in the hook: preparing images in a thread pool, cache lookups, writing the manifest and the rows
+and deleting files are the *run*, not the connection. Here they are plain Python over an ``api`` object
+with the Batch API's calls (``upload_file``, ``create_batch``, ``get_batch``, ``cancel_batch``,
+``file_content``, ``delete_file`` — a :class:`~airflow_provider_qwenocr.dashscope.batch.BatchClient`, or
+the hook, which has the same methods), so they are tested without Airflow; the operator, the sensor and
+the hook's deprecated ``submit_ocr_batch``/``download_batch_results`` all call this one implementation.
+
+Cost safety: the manifest is written *before* anything billable starts (results can always be rebuilt),
+and if creating a later part fails, the batches already created are cancelled before the error
+propagates — a half-submitted run must not keep billing behind a failed task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_provider_qwenocr.dashscope.batch import BatchStatus, normalize_completion_window
+from airflow_provider_qwenocr.dashscope.batch_jsonl import (
+    BatchBuilder,
+    BatchLimits,
+    ManifestEntry,
+    Prepared,
+    dump_manifest,
+    load_manifest,
+)
+from airflow_provider_qwenocr.dashscope.batch_results import index_lines, results_for
+from airflow_provider_qwenocr.io import storage
+from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
+from airflow_provider_qwenocr.io.summary import OcrSummary
+from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION
+from airflow_provider_qwenocr.ocr.request import OcrRequest
+
+log = logging.getLogger(__name__)
+
+
+def cancel_batches(api: Any, batch_ids: Iterable[str]) -> list[str]:
+    """Best-effort cancel of every non-terminal batch; returns the ids a cancel was sent for.
+
+    Never raises: it runs on timeout, error and kill paths where the original problem must surface.
+    """
+    sent = []
+    for bid in batch_ids:
+        try:
+            if BatchStatus.of(api.get_batch(bid)).is_terminal:
+                continue
+            api.cancel_batch(bid)
+            sent.append(bid)
+        except Exception as exc:  # keep cancelling the others
+            log.warning("could not cancel batch %s: %s", bid, exc)
+    if sent:
+        log.warning("cancelled batch(es) %s (requests that already completed are still billed)", sent)
+    return sent
+
+
+def delete_batch_files(api: Any, batches: Iterable[dict[str, Any]]) -> list[str]:
+    """Best-effort delete of every file a batch used or produced; returns the ids deleted."""
+    deleted = []
+    for b in batches:
+        for fid in (b.get("input_file_id"), b.get("output_file_id"), b.get("error_file_id")):
+            if not fid:
+                continue
+            try:
+                api.delete_file(fid)
+                deleted.append(fid)
+            except Exception as exc:  # rows are landed; a leftover file is not fatal
+                log.warning("could not delete file %s: %s", fid, exc)
+    return deleted
+
+
+@dataclass
+class Submission:
+    """What a submit created: the batches and files, and the manifest's counts (nothing landed yet)."""
+
+    batch_ids: list[str]
+    input_file_ids: list[str]
+    manifest_uri: str
+    model: str
+    task: str
+    n_images: int
+    n_requests: int
+    n_rejected: int
+    n_cached: int
+    image_tokens: int
+    manifest: list[ManifestEntry] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict ``QwenOcrHook.submit_ocr_batch`` returned (kept for its deprecation period)."""
+        return {k: v for k, v in asdict(self).items() if k != "manifest"}
+
+    def summary(self, results_uri: str) -> dict[str, Any]:
+        """The XCom summary of ``wait_for_completion=False`` (``state="submitted"``): cache hits are ok,
+        images rejected before submission failed, and the bill of the requests sent is not known yet."""
+        s = OcrSummary()
+        for entry in self.manifest:
+            for source in (entry.source, *entry.duplicates):
+                s.n_images += 1
+                if entry.error is not None:
+                    s.add_failure(source, entry.error.get("code", "?"), entry.error.get("message", ""))
+                elif entry.cached is not None:
+                    s.n_ok, s.n_cached = s.n_ok + 1, s.n_cached + 1
+        s.cost_pending(self.n_requests)
+        return s.to_xcom(results_uri, batch_ids=self.batch_ids, manifest_uri=self.manifest_uri, state="submitted",
+                         deprecated={"output_uri": results_uri, "n_requests": self.n_requests,
+                                     "n_rejected": self.n_rejected})
+
+
+def presigner_for(image_transport: str, token_budget: int | None, aws_conn_id: str | None,
+                  completion_window: str = "24h") -> Any:
+    """None for inline; for "url" a Presigner whose URLs outlive ``completion_window`` (refused, before
+    anything is read or uploaded, when S3 cannot sign that long)."""
+    from airflow_provider_qwenocr.io.presign import Presigner, check_transport, expiry_seconds
+
+    if check_transport(image_transport) == "inline":
+        return None
+    if token_budget is not None:
+        raise ValueError("token_budget cannot be checked with image_transport='url': the images are not read")
+    return Presigner(aws_conn_id=aws_conn_id, expires_in=expiry_seconds(completion_window))
+
+
+def prepared_steps(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int, *,
+                   fetch: bool = False, presigner: Any = None) -> Iterator[Callable[[], Any]]:
+    """Read + hash + cache-check + resize/encode sources in a small thread pool; yield in-order "add" steps.
+
+    Pillow and hashlib release the GIL, so a few threads prepare several images at once; a bounded window
+    of futures keeps memory flat however many sources there are. Adding to the builder stays on this thread.
+    """
+    def work(src: Any) -> Callable[[], Any]:
+        if isinstance(src, tuple):
+            name, data = src
+            item = builder.prepare(data, cache=cache)
+            return lambda: builder.add_prepared(str(name), item)
+        name = getattr(src, "name", None) or src.uri
+        page = getattr(src, "page", None)
+        if getattr(src, "error", None):
+            return lambda: builder.reject(name, "InvalidSource", str(src.error), page=page)
+        if getattr(src, "is_remote_url", False) and not fetch:
+            return lambda: builder.add_url(src.uri, page=page)
+        if presigner is not None and page is None and presigner.supports(src.uri):  # a PDF page goes inline
+            key = builder.url_key(src.uri)
+            hit = cache.get(key) if cache is not None else None
+            if hit and hit.get("status") == "ok":
+                return lambda: builder.add_prepared(name, Prepared(None, key, cached=hit))
+            url = presigner.url(src.uri)
+            if url is not None:
+                return lambda: builder.add_url(url, source=name, key_uri=src.uri)
+        try:
+            data = src.read()
+        except Exception as exc:  # an unreadable source is an error row, not a crash
+            message = f"{type(exc).__name__}: {exc}"
+            return lambda: builder.reject(name, "SourceReadError", message, page=page)
+        item = builder.prepare(data, cache=cache)
+        return lambda: builder.add_prepared(name, item, page=page)
+
+    window = max(1, workers) * 4
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="qwenocr-batch-prep") as pool:
+        pending: list = []
+        for src in sources:
+            pending.append(pool.submit(work, src))
+            if len(pending) >= window:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def _entry_from_line(custom_id: str, line: dict[str, Any]) -> ManifestEntry:
+    body = ((line.get("response") or {}).get("body") or {})
+    return ManifestEntry(custom_id=custom_id, source=custom_id, task="custom", model=body.get("model") or "unknown")
+
+
+class BatchRunner:
+    """Submit and land batch OCR runs through ``api`` (see the module docstring).
+
+    :param region: prices of landed rows are the batch prices of this region.
+    :param aws_conn_id: for ``s3://`` manifests, results, caches and presigning.
+    :param cache_uri: the result cache shared with realtime (same keys); None = no cache.
+    :param prepare_workers: threads preparing images (decode, resize, encode) while the input file is built.
+    """
+
+    def __init__(self, api: Any, *, region: str = DEFAULT_REGION, aws_conn_id: str | None = None,
+                 cache_uri: str | None = None, prepare_workers: int = 4) -> None:
+        self.api = api
+        self.region = region
+        self.aws_conn_id = aws_conn_id
+        self.cache = ResultCache(cache_uri, aws_conn_id=aws_conn_id) if cache_uri else None
+        self.prepare_workers = max(1, int(prepare_workers))
+
+    def submit(self, sources: Iterable[Any], request: OcrRequest, *, manifest_uri: str,
+               metadata: dict[str, str] | None = None, limits: BatchLimits | None = None,
+               on_batch_created: Callable[[list[str]], None] | None = None, token_budget: int | None = None,
+               completion_window: Any = "24h", image_transport: str = "inline") -> Submission:
+        """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
+
+        ``sources`` are ``io.sources.Source`` objects or ``(name, bytes)`` pairs. ``on_batch_created``
+        receives the ids so far after every creation (the operator pushes them to XCom at once). Cached
+        images are not sent. http(s) sources go to the service as URLs unless ``request.fetch``.
+        ``token_budget`` refuses (``ValueError``, nothing uploaded) when the estimated image tokens exceed it;
+        ``completion_window`` ("24h"–"336h") is checked before anything is prepared;
+        ``image_transport="url"`` sends object-store sources as presigned URLs valid past the window.
+        """
+        completion_window = normalize_completion_window(completion_window)  # refuse before any upload
+        presigner = presigner_for(image_transport, token_budget, self.aws_conn_id, completion_window)
+        builder = BatchBuilder(request=request, limits=limits)
+        batch_ids: list[str] = []
+        file_ids: list[str] = []
+        try:
+            for add in prepared_steps(builder, sources, self.cache, self.prepare_workers, fetch=request.fetch,
+                                      presigner=presigner):
+                add()
+            plan = builder.build()
+            if token_budget is not None and plan.image_tokens > token_budget:
+                raise ValueError(f"estimated {plan.image_tokens:,} image tokens for {plan.n_requests} request(s) "
+                                 f"exceed token_budget={token_budget:,}; nothing was submitted")
+            storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"),
+                                aws_conn_id=self.aws_conn_id)
+            n = len(plan.parts)
+            try:
+                for i, part in enumerate(plan.parts, start=1):
+                    with part.open() as fh:
+                        f = self.api.upload_file(fh, filename=f"qwenocr-{plan.task}-{i}of{n}.jsonl")
+                    file_ids.append(f["id"])
+                    meta = {"ds_name": f"qwenocr {plan.task}",
+                            "ds_description": f"part {i}/{n}, model {plan.model}", **(metadata or {})}
+                    batch = self.api.create_batch(f["id"], metadata=meta, completion_window=completion_window)
+                    batch_ids.append(batch["id"])
+                    log.info("created batch %s (part %d/%d, input file %s)", batch["id"], i, n, f["id"])
+                    if on_batch_created:
+                        on_batch_created(list(batch_ids))
+            except BaseException:
+                cancel_batches(self.api, batch_ids)
+                raise
+        finally:
+            builder.cleanup()  # the spooled parts (base64 images) never outlive the submit
+        return Submission(batch_ids=batch_ids, input_file_ids=file_ids, manifest_uri=manifest_uri, model=plan.model,
+                          task=plan.task, n_images=plan.n_images, n_requests=plan.n_requests,
+                          n_rejected=len(plan.rejected), n_cached=plan.n_cached, image_tokens=plan.image_tokens,
+                          manifest=plan.manifest)
+
+    def land(self, batch_ids: list[str], *, output_uri: str, manifest_uri: str | None = None,
+             batches: list[dict] | None = None, delete_files: bool = False) -> OcrSummary:
+        """Download output + error files of terminal batches and write one result row per image at ``output_uri``.
+
+        Rows are the realtime rows with batch prices in ``cost``. Without a manifest, rows are keyed by
+        ``custom_id`` only (no source name, no box rescaling). Rows served from the cache count in
+        ``n_cached`` and add no usage/cost (they were paid before); new ``ok`` rows are cached for the next
+        run. ``delete_files`` removes the input, output and error files from the account once the rows are
+        safely written (the input files hold the base64 images; account file storage is limited).
+        """
+        batches = batches if batches is not None else [self.api.get_batch(b) for b in batch_ids]
+        contents = [self.api.file_content(fid) for b in batches
+                    for fid in (b.get("output_file_id"), b.get("error_file_id")) if fid]
+        lines = index_lines(*contents)
+        manifest: list[ManifestEntry] | None = None
+        if manifest_uri:
+            raw = storage.read_bytes(manifest_uri, aws_conn_id=self.aws_conn_id)
+            manifest = load_manifest(raw.decode("utf-8")) if raw is not None else None
+            if manifest is None:
+                log.warning("manifest %s not found: rows will be keyed by custom_id only", manifest_uri)
+        if manifest is None:
+            manifest = [_entry_from_line(cid, line) for cid, line in lines.items()]
+        ended = ", ".join(f"{b.get('id')}={b.get('status')}" for b in batches)
+        summary = OcrSummary()
+        cached = {e.custom_id for e in manifest if e.cached is not None}
+        with ResultsWriter(output_uri, aws_conn_id=self.aws_conn_id) as writer:
+            for result in results_for(manifest, lines, region=self.region,
+                                      missing_reason=f"no output for this request (batches: {ended})"):
+                writer.write(result)
+                from_cache = result.key in cached
+                summary.add(result, cached=from_cache)
+                if self.cache is not None and result.ok and not from_cache:
+                    self.cache.put(result)
+        if delete_files:  # only after the writer published the rows
+            delete_batch_files(self.api, batches)
+        return summary

@@ -1,0 +1,114 @@
+"""The one XCom summary every OCR task returns: realtime, batch (waiting or not) and the batch sensor.
+
+Why one class: the realtime runner and the batch landing each had a summary (``RunSummary``, ``_Summary``)
+that disagreed on the shape of ``failed`` and the no-wait operator and the sensor returned shapes of
+their own, so a downstream task had to know which producer ran. :class:`OcrSummary` is the contract:
+
+``results_uri``
+    where the rows are (or, for ``state="submitted"``, will be) — one JSON line per image; None only for a
+    sensor without ``output_uri`` (nothing landed).
+``n_images``, ``n_ok``, ``n_failed``, ``n_cached``
+    images in the run; ok rows (cache hits included); error rows; rows served from the result cache
+    (not billed again). Submitted: ``n_ok`` counts the cache hits, ``n_failed`` the images rejected
+    before submission. A sensor without ``output_uri``: the batches' request counts.
+``usage``
+    tokens this run was billed for (cached and duplicate rows add nothing).
+``cost``
+    ``{"usd", "cny", "unknown_rows"}``: a currency is None as soon as one billed row's price is unknown
+    (``unknown_rows`` says how many rows; never a wrong 0). Submitted, or landed by nobody yet: None, with
+    ``unknown_rows`` = the requests whose bill is not known yet.
+``failed``
+    the first :data:`MAX_FAILED_IN_SUMMARY` failures, each ``{"source", "code", "error"}`` (the message);
+    the rest are error rows in the results file.
+``batch_ids``, ``manifest_uri``
+    the batches and manifest (``[]`` / None for realtime).
+``state``
+    ``"done"`` (rows landed), ``"submitted"`` (``wait_for_completion=False``: batches created, nothing
+    landed yet) or ``"ended"`` (a sensor without ``output_uri``: batches terminal, no rows written).
+
+Deprecated keys, still in the dict for one release (:data:`DEPRECATED_KEYS`): the no-wait operator's
+``output_uri`` (= ``results_uri``), ``n_requests`` and ``n_rejected``; the waiting batch operator's
+``verdict``; the sensor's ``verdict``, ``counts`` and ``statuses``. Their names are listed under the key
+``deprecated_keys``. (``QwenOcrOperator``'s ``failed`` entries were ``{source, error: "<code>: <message>"}``;
+the code is its own key now.)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, add_cost, new_cost_total
+
+MAX_FAILED_IN_SUMMARY = 20  # failures named in XCom
+MAX_FAILED_KEPT = 50  # failures kept for the task log (memory stays flat however many images fail)
+SUMMARY_KEYS = ("results_uri", "n_images", "n_ok", "n_failed", "n_cached", "usage", "cost", "failed",
+                "batch_ids", "manifest_uri", "state")
+#: key → what replaces it; removed in the release after 1.0.
+DEPRECATED_KEYS = {
+    "output_uri": "results_uri",
+    "n_requests": "n_images - n_cached - n_failed (images sent)",
+    "n_rejected": "n_failed (before landing) / the error rows",
+    "verdict": "state and the task's success or failure",
+    "counts": "n_images / n_ok / n_failed",
+    "statuses": "the batches themselves (QwenOcrHook.get_batches(batch_ids))",
+}
+
+
+@dataclass
+class OcrSummary:
+    """Counts, usage, cost and the first failures of one task's images; :meth:`to_xcom` is the contract."""
+
+    n_images: int = 0
+    usage: Usage = field(default_factory=Usage)  # billed this run (cached rows add nothing)
+    cost: dict[str, Any] = field(default_factory=new_cost_total)  # usd/cny None = unknown (see add_cost)
+    failed: list[dict[str, str]] = field(default_factory=list)  # first failures: {source, code, error}
+    n_ok: int = 0
+    n_failed: int = 0
+    n_cached: int = 0
+
+    def add(self, result: OcrResult, *, cached: bool = False) -> None:
+        """Count one row; a cached row was paid for by an earlier run, so it adds no usage or cost."""
+        self.n_images += 1
+        if result.ok:
+            self.n_ok += 1
+        else:
+            err = result.error
+            self.add_failure(result.source, err.code if err else "Unknown", err.message if err else "")
+        if cached:
+            self.n_cached += 1
+            return
+        self.usage = self.usage + result.usage
+        add_cost(self.cost, result.cost)
+
+    def add_failure(self, source: str, code: str, message: str) -> None:
+        self.n_failed += 1
+        if len(self.failed) < MAX_FAILED_KEPT:
+            self.failed.append({"source": source, "code": code, "error": message})
+
+    def cost_pending(self, rows: int) -> None:
+        """``rows`` will be billed at a price not known yet (submitted, not landed): the totals are unknown."""
+        self.cost = {"usd": None, "cny": None, "unknown_rows": int(self.cost.get("unknown_rows") or 0) + rows}
+
+    @property
+    def failed_ratio(self) -> float:
+        return self.n_failed / self.n_images if self.n_images else 0.0
+
+    def to_xcom(self, results_uri: str | None, *, batch_ids: list[str] | None = None,
+                manifest_uri: str | None = None, state: str = "done",
+                deprecated: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The summary dict (JSON-safe). ``deprecated`` = old keys kept for one release (see DEPRECATED_KEYS)."""
+        out: dict[str, Any] = {
+            "results_uri": results_uri, "n_images": self.n_images, "n_ok": self.n_ok, "n_failed": self.n_failed,
+            "n_cached": self.n_cached, "usage": self.usage.to_dict(), "cost": dict(self.cost),
+            "failed": [dict(f) for f in self.failed[:MAX_FAILED_IN_SUMMARY]],
+            "batch_ids": list(batch_ids or []), "manifest_uri": manifest_uri, "state": state,
+        }
+        if deprecated:
+            unknown = set(deprecated) - set(DEPRECATED_KEYS)
+            if unknown:
+                raise ValueError(f"not a deprecated summary key: {sorted(unknown)}")
+            out.update(deprecated)
+            out["deprecated_keys"] = sorted(deprecated)
+        return json.loads(json.dumps(out))

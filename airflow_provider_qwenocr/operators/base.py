@@ -1,0 +1,115 @@
+"""The arguments both OCR operators share, stored once, and the one place they become an ``OcrRequest``.
+
+Why a base operator (not a plain mixin): Airflow reads an operator's parameters from the ``__init__``
+signatures of the BaseOperator classes in its MRO — ``default_args``, ``partial()``/``expand()``
+validation — so the shared list must sit on a BaseOperator subclass to stay first-class. Each operator
+keeps its own ``template_fields``; the request checks are ``ocr.request.build_ocr_request`` (no Airflow)
+and :meth:`QwenOcrBaseOperator.ocr_request` is where their ``ValueError`` becomes ``QwenOcrConfigError``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_qwenocr._compat import BaseOperator
+from airflow_provider_qwenocr.exceptions import QwenOcrConfigError
+from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_qwenocr.lineage import OcrLineageMixin, declare_results_asset
+
+if TYPE_CHECKING:
+    from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+    from airflow_provider_qwenocr.ocr.request import OcrRequest
+
+
+class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
+    """What ``QwenOcrOperator`` and ``QwenOcrBatchOperator`` both take (documented here once).
+
+    :param images: a local file, directory (recursive), glob, http(s) URL, ``s3://bucket/key-or-prefix``,
+        any ObjectStoragePath URI, or a list of these. PDFs become one image per page (``pdf`` extra).
+    :param task: one of the seven built-in tasks (``text_recognition``, ``multi_lan``, ``table_parsing``,
+        ``document_parsing``, ``formula_recognition``, ``key_information_extraction``,
+        ``advanced_recognition``) or ``custom`` with ``prompt``. A prompt with the default task means
+        ``custom``; with another built-in task the prompt is ignored (logged).
+    :param prompt: the prompt of a ``custom`` task.
+    :param result_schema: fields to extract for ``key_information_extraction`` (dict or JSON, ≤ 3 levels).
+    :param model: model name; default is the connection's ``default_model`` (``qwen-vl-ocr``).
+    :param min_pixels: lower pixel bound of the model's resize (default: the model's).
+    :param max_pixels: upper pixel bound of the model's resize (default: the model's).
+    :param enable_rotate: let the service correct rotated images (realtime only; the batch operator refuses it).
+    :param fetch: download http(s) URLs ourselves (and resize them) instead of letting the service fetch them.
+    :param output_uri: where the result rows (JSONL) go; each operator documents its default.
+    :param cache_uri: the per-image result cache, shared by both operators (same keys). Default:
+        ``[qwenocr] cache_uri`` (``AIRFLOW__QWENOCR__CACHE_URI``), else ``$AIRFLOW_HOME/qwenocr/<dag_id>/_cache``
+        — never beside a templated ``output_uri`` (see ``operators/locations.py``).
+    :param use_cache: look up and store results in the cache (default True).
+    :param conn_id: the ``dashscope`` connection.
+    :param aws_conn_id: AWS connection for ``s3://`` sources, outputs and caches.
+    :param token_budget: refuse to start (before anything is billed) when the estimated image tokens of the
+        images not yet cached exceed this.
+    :param image_transport: ``"inline"`` (default: read, resized to the model grid, sent as base64) or
+        ``"url"``: object-store sources go as presigned URLs (``io/presign.py`` says what that trades).
+    :param emit_asset: declare the outlet asset ``qwenocr://<dag_id>/<task_id>`` (Dataset on 2.x), whose
+        events carry ``results_uri`` and the counts (see :mod:`airflow_provider_qwenocr.lineage`).
+    """
+
+    def __init__(
+        self,
+        *,
+        images: Any,
+        task: str = "text_recognition",
+        prompt: str | None = None,
+        result_schema: dict | str | None = None,
+        model: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        enable_rotate: bool = False,
+        fetch: bool = False,
+        output_uri: str | None = None,
+        cache_uri: str | None = None,
+        use_cache: bool = True,
+        conn_id: str = DEFAULT_CONN_ID,
+        aws_conn_id: str | None = "aws_default",
+        token_budget: int | None = None,
+        image_transport: str = "inline",
+        emit_asset: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        from airflow_provider_qwenocr.io.presign import check_transport
+
+        self.images = images
+        self.task = task
+        self.prompt = prompt
+        self.result_schema = result_schema
+        self.model = model
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.enable_rotate = enable_rotate
+        self.fetch = fetch
+        self.output_uri = output_uri
+        self.cache_uri = cache_uri
+        self.use_cache = use_cache
+        self.conn_id = conn_id
+        self.aws_conn_id = aws_conn_id
+        self.token_budget = token_budget
+        self.image_transport = check_transport(image_transport)
+        self.results_uri: str | None = None
+        self.results_asset = declare_results_asset(self) if emit_asset else None
+
+    @cached_property
+    def hook(self) -> QwenOcrHook:
+        from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
+
+        return QwenOcrHook(conn_id=self.conn_id)
+
+    def ocr_request(self) -> OcrRequest:
+        """The rendered request arguments as one checked spec; any argument error is a QwenOcrConfigError here."""
+        from airflow_provider_qwenocr.ocr.request import build_ocr_request
+
+        try:
+            return build_ocr_request(self.task, self.prompt, self.result_schema, self.model, self.min_pixels,
+                                     self.max_pixels, self.enable_rotate, self.fetch,
+                                     default_model=self.hook.config.default_model)
+        except ValueError as exc:
+            raise QwenOcrConfigError(str(exc)) from None
