@@ -258,6 +258,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=240, help="images for the realtime DAG")
     ap.add_argument("--chunk", type=int, default=20, help="images per mapped task")
     ap.add_argument("--no-kill", action="store_true", help="skip the worker-kill repeat")
+    ap.add_argument("--min-throughput", type=float, default=None,
+                    help="a check: images ÷ the OCR tasks' span (first start → last end) ÷ quota at least this")
     ap.add_argument("--readme", action="store_true",
                     help="smoke: also run scripts/readme_proof.py's checks (the README's first DAG) on the cluster")
     ap.add_argument("--keep", action="store_true", help="down: keep the directory (logs)")

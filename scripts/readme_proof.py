@@ -97,8 +97,8 @@ def _xcom(state: dict, dag_id: str, run_id: str, task_id: str):
               "AND key = 'return_value' AND map_index = -1", (dag_id, run_id, task_id))
     if not rows:
         return None
-    value = rows[0][0]
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
+    value = rows[0][0]  # a JSON column on Airflow 3: psycopg2 hands back the decoded value
+    return json.loads(bytes(value)) if isinstance(value, (bytes, memoryview)) else value
 
 
 def _downstream_runs(state: dict, dag_id: str) -> list[tuple]:
