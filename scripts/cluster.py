@@ -51,10 +51,10 @@ def _need() -> None:
     from tests.fixtures.redis import INSTALL_HINT as REDIS_HINT
     from tests.fixtures.redis import redis_binary
 
-    if not redis_binary():
-        sys.exit(f"cluster.py needs a redis-server binary: {REDIS_HINT}")
-    if not pg_binaries():
-        sys.exit(f"cluster.py needs the PostgreSQL server binaries: {PG_HINT}")
+    servers = ([f"a redis-server binary: {REDIS_HINT}"] if not redis_binary() else []) + (
+        [f"the PostgreSQL server binaries (initdb, pg_ctl): {PG_HINT}"] if not pg_binaries() else [])
+    if servers:
+        sys.exit("cluster.py needs " + "; and ".join(servers))
 
 
 def _free_port() -> int:
