@@ -82,7 +82,7 @@ CLUSTER_ARGS ?=
 # The full figure (bench/RESULTS.md): 600 images at 120/min (5 minutes of quota, so the mapped tasks' fixed
 # start-up does not dominate), 12 chunks of 50 = one per worker slot (3 workers x 4), then the batch DAG,
 # then the same run with a worker SIGKILLed.
-cluster: $(VENV)/.cluster-installed  ## full run (~25 min): 600 images at 120/min, batch DAG, a worker killed
+cluster: $(VENV)/.cluster-installed  ## full run (~20 min): 600 images at 120/min, batch DAG, a worker killed
 	$(VENV)/bin/python scripts/cluster.py smoke --n 600 --chunk 50 --rpm 120 --min-throughput 0.9 $(CLUSTER_ARGS)
 
 # CI (.ci/run): a small run with the worker kill, then the README's first DAG on the same services.
