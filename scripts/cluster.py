@@ -51,10 +51,10 @@ def _need() -> None:
     from tests.fixtures.redis import INSTALL_HINT as REDIS_HINT
     from tests.fixtures.redis import redis_binary
 
-    if not redis_binary():
-        sys.exit(f"cluster.py needs a redis-server binary: {REDIS_HINT}")
-    if not pg_binaries():
-        sys.exit(f"cluster.py needs the PostgreSQL server binaries: {PG_HINT}")
+    servers = ([f"a redis-server binary: {REDIS_HINT}"] if not redis_binary() else []) + (
+        [f"the PostgreSQL server binaries (initdb, pg_ctl): {PG_HINT}"] if not pg_binaries() else [])
+    if servers:
+        sys.exit("cluster.py needs " + "; and ".join(servers))
 
 
 def _free_port() -> int:
@@ -113,11 +113,12 @@ def airflow_env(state: dict) -> dict:
     for name in ("warehouse", "warehouse_single", "warehouse_kill", "warehouse_batch"):
         conns[f"PG_{name.upper()}"] = {"conn_type": "postgres", "host": "127.0.0.1", "port": pg, "login": "postgres",
                                        "schema": name}
+    conns["QWENOCR_WAREHOUSE"] = conns["PG_WAREHOUSE_BATCH"]  # the batch DAGs' default warehouse_conn_id
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update({
         "AIRFLOW_HOME": os.path.join(d, "airflow"),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(REPO, "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": state.get("dags_folder") or os.path.join(REPO, "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__FERNET_KEY": state["fernet_key"],
@@ -162,6 +163,7 @@ def up(args) -> dict:
     state: dict = {"dir": d, "pids": {}, "rpm": args.rpm, "tpm": args.tpm, "headroom": args.headroom,
                    "workers": args.workers,
                    "concurrency": args.concurrency, "latency_ms": args.latency_ms,
+                   "dags_folder": getattr(args, "dags_folder", None),
                    "fernet_key": Fernet.generate_key().decode(), "jwt_secret": secrets.token_urlsafe(64)}
     _save(d, state)
     os.makedirs(os.path.join(d, "pg"))
@@ -229,6 +231,19 @@ def down(args) -> None:
     print(f"[down] stopped {len(state['pids'])} processes and PostgreSQL" + ("" if args.keep else f"; removed {d}"))
 
 
+def _readme_dags(args) -> dict:
+    """``smoke --readme``: a DAGs folder with the repo's example DAGs (linked) and the README's first DAG."""
+    from readme_proof import prepare
+
+    d = os.path.abspath(args.dir)
+    args.dags_folder = os.path.join(d, "dags")
+    os.makedirs(args.dags_folder, exist_ok=True)
+    for name in os.listdir(os.path.join(REPO, "dags")):
+        if name.endswith(".py"):
+            os.symlink(os.path.join(REPO, "dags", name), os.path.join(args.dags_folder, name))
+    return prepare(d, 6, args.dags_folder)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=["up", "run", "down", "smoke"])
@@ -243,6 +258,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=240, help="images for the realtime DAG")
     ap.add_argument("--chunk", type=int, default=20, help="images per mapped task")
     ap.add_argument("--no-kill", action="store_true", help="skip the worker-kill repeat")
+    ap.add_argument("--min-throughput", type=float, default=None,
+                    help="a check: images ÷ the OCR tasks' span (first start → last end) ÷ quota at least this")
+    ap.add_argument("--readme", action="store_true",
+                    help="smoke: also run scripts/readme_proof.py's checks (the README's first DAG) on the cluster")
     ap.add_argument("--keep", action="store_true", help="down: keep the directory (logs)")
     args = ap.parse_args()
     if args.command == "up":
@@ -254,10 +273,17 @@ def main() -> None:
         from cluster_run import run
 
         t0 = time.monotonic()
+        plan = None
         if args.command == "smoke":
+            if args.readme:
+                plan = _readme_dags(args)
             up(args)
         try:
             ok = run(load_state(os.path.abspath(args.dir)), args)
+            if plan:
+                from readme_proof import prove, report
+
+                ok = report(prove(load_state(os.path.abspath(args.dir)), plan)) and ok
         finally:
             if args.command == "smoke":
                 down(args)
