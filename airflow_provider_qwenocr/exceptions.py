@@ -21,6 +21,12 @@ class QwenOcrConfigError(QwenOcrException):
     Raised before any call is made, so nothing is billed."""
 
 
+class QwenOcrSubmitRefusedError(QwenOcrConfigError, ValueError):
+    """The batch operator refused to submit (``token_budget`` exceeded, or given with ``image_transport="url"``).
+
+    Nothing was uploaded. Also a ``ValueError``, which is what it was before 1.0 (kept for one release)."""
+
+
 class QwenOcrNoSourcesError(QwenOcrConfigError):
     """``images`` matched no document."""
 

@@ -110,6 +110,12 @@ class Submission:
                                      "n_rejected": self.n_rejected})
 
 
+class SubmitRefused(ValueError):
+    """The submit was refused before anything was uploaded (token budget, budget with URL transport).
+
+    A ``ValueError`` in the core; the batch operator raises it as ``QwenOcrConfigError``."""
+
+
 def presigner_for(image_transport: str, token_budget: int | None, aws_conn_id: str | None,
                   completion_window: str = "24h") -> Any:
     """None for inline; for "url" a Presigner whose URLs outlive ``completion_window`` (refused, before
@@ -119,7 +125,7 @@ def presigner_for(image_transport: str, token_budget: int | None, aws_conn_id: s
     if check_transport(image_transport) == "inline":
         return None
     if token_budget is not None:
-        raise ValueError("token_budget cannot be checked with image_transport='url': the images are not read")
+        raise SubmitRefused("token_budget cannot be checked with image_transport='url': the images are not read")
     return Presigner(aws_conn_id=aws_conn_id, expires_in=expiry_seconds(completion_window))
 
 
@@ -199,7 +205,7 @@ class BatchRunner:
         ``sources`` are ``io.sources.Source`` objects or ``(name, bytes)`` pairs. ``on_batch_created``
         receives the ids so far after every creation (the operator pushes them to XCom at once). Cached
         images are not sent. http(s) sources go to the service as URLs unless ``request.fetch``.
-        ``token_budget`` refuses (``ValueError``, nothing uploaded) when the estimated image tokens exceed it;
+        ``token_budget`` refuses (``SubmitRefused``, a ValueError; nothing uploaded) when the estimated image tokens exceed it;
         ``completion_window`` ("24h"–"336h") is checked before anything is prepared;
         ``image_transport="url"`` sends object-store sources as presigned URLs valid past the window.
         """
@@ -214,7 +220,7 @@ class BatchRunner:
                 add()
             plan = builder.build()
             if token_budget is not None and plan.image_tokens > token_budget:
-                raise ValueError(f"estimated {plan.image_tokens:,} image tokens for {plan.n_requests} request(s) "
+                raise SubmitRefused(f"estimated {plan.image_tokens:,} image tokens for {plan.n_requests} request(s) "
                                  f"exceed token_budget={token_budget:,}; nothing was submitted")
             storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"),
                                 aws_conn_id=self.aws_conn_id)

@@ -28,7 +28,7 @@ from airflow_provider_qwenocr.dashscope.batch import (
     window_hours,
 )
 from airflow_provider_qwenocr.deprecation import warn_deprecated
-from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError, QwenOcrSubmitRefusedError
 from airflow_provider_qwenocr.hooks import batch as batch_hook
 from airflow_provider_qwenocr.hooks.batch import compact_batch
 from airflow_provider_qwenocr.lineage import publish_results_event
@@ -173,11 +173,16 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
             if ti is not None:
                 ti.xcom_push(key="batch_ids", value=ids)
 
-        submitted = self._runner().submit(
-            sources, request, manifest_uri=self.manifest_uri, metadata=self.metadata, limits=self.batch_limits,
-            on_batch_created=pushed, token_budget=self.token_budget, completion_window=self.completion_window,
-            image_transport=self.image_transport,
-        )
+        from airflow_provider_qwenocr.io.batch_runner import SubmitRefused
+
+        try:
+            submitted = self._runner().submit(
+                sources, request, manifest_uri=self.manifest_uri, metadata=self.metadata, limits=self.batch_limits,
+                on_batch_created=pushed, token_budget=self.token_budget, completion_window=self.completion_window,
+                image_transport=self.image_transport,
+            )
+        except SubmitRefused as exc:
+            raise QwenOcrSubmitRefusedError(str(exc)) from None
         self.batch_ids = submitted.batch_ids
         if ti is not None:
             ti.xcom_push(key="batch_ids", value=self.batch_ids)  # also when empty (everything cached/rejected)

@@ -13,6 +13,7 @@ from airflow.exceptions import AirflowSkipException, TaskDeferred
 from airflow_provider_qwenocr._compat import AirflowException
 from airflow_provider_qwenocr.dashscope.batch import BatchRegionError
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchLimits
+from airflow_provider_qwenocr.exceptions import QwenOcrSubmitRefusedError
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.ocr.models import get_model
@@ -332,7 +333,7 @@ def test_http_sources_sent_as_url_or_fetched(conn, server, static_http, tmp_path
 
 def test_token_budget_refuses_before_anything_is_billed(conn, images, tmp_path, server):
     batches, uploads = server.batch_creations(), server.file_uploads()
-    with pytest.raises(ValueError, match="exceed token_budget=10"):
+    with pytest.raises(QwenOcrSubmitRefusedError, match="exceed token_budget=10"):
         make_op(images, tmp_path, token_budget=10).execute({"ti": FakeTI()})
     assert (server.batch_creations(), server.file_uploads()) == (batches, uploads)
     ok = make_op(images, tmp_path / "ok", token_budget=100_000, wait_for_completion=False).execute({"ti": FakeTI()})

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import boto3
 import pytest
 
+from airflow_provider_qwenocr.exceptions import QwenOcrSubmitRefusedError
 from airflow_provider_qwenocr.io.presign import MAX_S3_EXPIRY_SECONDS, Presigner, expiry_seconds
 from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
@@ -88,7 +89,7 @@ def test_url_transport_refuses_a_token_budget_and_unknown_modes(conn, tmp_path):
     op = QwenOcrBatchOperator(task_id="t", images=str(tmp_path), image_transport="url", token_budget=10,
                               output_uri=str(tmp_path / "r.jsonl"), deferrable=False)
     (tmp_path / "x.png").write_bytes(png("x"))
-    with pytest.raises(ValueError, match="token_budget cannot be checked"):
+    with pytest.raises(QwenOcrSubmitRefusedError, match="token_budget cannot be checked"):
         op.execute({"ti": FakeTI()})
 
 
