@@ -25,11 +25,13 @@ Usage: python bench/fullres.py [--n 200] [--concurrency 32] [--peer-n 8] [--imag
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -77,17 +79,82 @@ def proc_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+class GcTimer:
+    """Wall time spent in the cyclic garbage collector (``gc.callbacks``), per generation, while active."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self._t0 = 0.0
+
+    def _cb(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._t0
+            self.count[info["generation"]] += 1
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._cb)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._cb)
+
+
+class CallClock:
+    """Start and end (perf_counter) of every HTTP attempt the client makes (wraps ``RealtimeClient._http``),
+    to split the task's wall time into start-up (execute → first call sent), the paced middle and the tail
+    (last call sent → last answer)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> CallClock:
+        from airflow_provider_qwenocr.dashscope.realtime import RealtimeClient
+
+        self._cls, self._orig = RealtimeClient, RealtimeClient._http
+        orig, spans, lock = self._orig, self.spans, self._lock
+
+        def timed(client, *a, **k):
+            t0 = time.perf_counter()
+            try:
+                return orig(client, *a, **k)
+            finally:
+                with lock:
+                    spans.append((t0, time.perf_counter()))
+
+        RealtimeClient._http = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cls._http = self._orig
+
+    def split(self, t0: float, t_end: float) -> dict[str, float]:
+        starts = sorted(s for s, _ in self.spans)
+        if not starts:
+            return {}
+        mid = starts[-1] - starts[0]
+        return {"startup": starts[0] - t0, "paced": mid, "tail": t_end - starts[-1],
+                "pace": (len(starts) - 1) / mid if mid > 0 else 0.0}
+
+
 def run_operator(folder: str, work: str, concurrency: int) -> dict:
     from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
 
     out_uri = os.path.join(work, "results.jsonl")
     op = QwenOcrOperator(task_id="ocr_fullres", images=folder, output_uri=out_uri,
                          cache_uri=os.path.join(work, "cache"), max_concurrency=concurrency, progress_interval=1000)
-    w0, c0 = time.perf_counter(), time.process_time()
-    summary = op.execute({})
-    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    w0, c0, t0 = time.perf_counter(), time.process_time(), os.times()
+    with GcTimer() as gct, CallClock() as calls:
+        summary = op.execute({})
+    w1, cpu, t1 = time.perf_counter(), time.process_time() - c0, os.times()
+    wall = w1 - w0
     rows = [json.loads(line) for line in open(out_uri, encoding="utf-8")]
-    return {"wall": wall, "cpu": cpu, "summary": summary, "rows": rows}
+    return {"wall": wall, "cpu": cpu, "user": t1.user - t0.user, "sys": t1.system - t0.system,
+            "summary": summary, "rows": rows, "gc": gct,
+            "split": calls.split(w0, w1), "attempts": len(calls.spans)}
 
 
 def run_peer(base_url: str, files: list[str]) -> tuple[float, int, int]:
@@ -199,8 +266,17 @@ def main() -> None:
           f"concurrency {args.concurrency}; "
           f"emulator {' '.join(EMULATOR_ARGS)}")
     print(f"ours: {n_ok}/{len(files)} ok, {len(rows) - n_ok} failed rows, in {res['wall']:.1f} s, "
-          f"{tokens} tokens ({tokens / max(1, n_ok):.0f}/page), worker CPU {res['cpu']:.1f} s, "
+          f"{tokens} tokens ({tokens / max(1, n_ok):.0f}/page), worker CPU {res['cpu']:.1f} s "
+          f"(user {res['user']:.1f}, system {res['sys']:.1f}), "
           f"emulator CPU {e1 - e0:.1f} s, emulator statuses {stats.get('by_status')}")
+    gct = res["gc"]
+    print(f"garbage collector during the run: {sum(gct.seconds) / max(1, n_ok) * 1000:.1f} ms/page "
+          f"(collections by generation {gct.count}, seconds {[round(x, 2) for x in gct.seconds]})")
+    sp = res["split"]
+    if sp:
+        print(f"wall split: start-up {sp['startup']:.2f} s (execute → first call sent), paced {sp['paced']:.2f} s "
+              f"({res['attempts']} attempts sent at {sp['pace']:.2f}/s; the quota allows "
+              f"{TPM / 60 / (tokens / max(1, n_ok)):.2f} pages/s), tail {sp['tail']:.2f} s (last call sent → done)")
     print(f"peer (sequential SDK loop, file://): {ok_peer}/{args.peer_n} ok in {t_peer:.1f} s")
     print("stages (CPU ms/page, sequential): " + " ".join(f"{k}={v:.1f}" for k, v in stages.items())
           + f" rest={cpu_page - staged:.1f}")

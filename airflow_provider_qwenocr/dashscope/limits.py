@@ -197,6 +197,7 @@ class RateLimiter:
         self._stats_lock = threading.Lock()
         self.acquired = 0
         self.tokens_acquired = 0
+        self.tokens_refunded = 0
         self.waited_seconds = 0.0
 
     @classmethod
@@ -250,6 +251,32 @@ class RateLimiter:
             if decision.retry_after_ms is None:  # pragma: no cover - weights are clamped to the burst
                 raise RuntimeError(f"limiter refused weight {weight} (larger than its burst)")
             self._sleep(max(1, decision.retry_after_ms) / 1000)
+
+    def refund(self, tokens: int) -> None:
+        """Give back ``tokens`` of an earlier :meth:`acquire` that the call turned out not to use.
+
+        Why: a call is charged before it is sent, at an estimate that must not undercount (image tokens +
+        prompt + an output allowance of 512); the service's quota counts what the call really used, known
+        from the answer's ``usage``. An OCR page answered with a few dozen output tokens left ~500 tokens
+        of every charge unused — 6 % of a 12-MP page, so a task paced by this limiter could not pass
+        ~0.93 of the TPM quota however fast it was (bench/fullres.py). Refunding moves the GCRA's
+        theoretical arrival time back by the unused tokens, as if the call had been charged its actual
+        use. It cannot open a burst: GCRA clamps an arrival time in the past to now, so an idle bucket
+        banks nothing, and a grant still needs the time of its weight beyond ``burst`` — the same
+        one-second-worth cap as before. Only the token budget is refunded (a request is a request), and
+        only state buckets (the library's own loop has no negative weights); a refund that fails is
+        dropped, erring on the safe side of the quota.
+        """
+        weight = max(0, int(tokens))
+        bucket = self._token_bucket
+        if not weight or not isinstance(bucket, StateBucket):
+            return
+        try:
+            bucket.store.check(bucket.algorithm, bucket.rates, bucket.now(), -weight)
+        except Exception:  # a shared store that is down: keep the charge (slower, never over the quota)
+            return
+        with self._stats_lock:
+            self.tokens_refunded += weight
 
     def try_acquire(self, tokens: int = 0) -> bool:
         """Non-blocking: take one request and ``tokens`` tokens if both fit now, else take nothing."""

@@ -295,12 +295,30 @@ class RealtimeClient:
         for attempt in retrying(self.config.max_retries, self.config.max_retry_seconds, sleep=self._sleep):
             with attempt:
                 try:
-                    return self._call_once(model, messages, options, tokens, charge=charge)
+                    response = self._call_once(model, messages, options, tokens, charge=charge)
                 except QwenOcrError as exc:
                     refusals += exc.status_code == 429
                     charge = charges_retry(exc, refusals)
                     raise
+                self._settle(tokens, response)
+                return response
         raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
+
+    def _settle(self, tokens: int, response: Any) -> None:
+        """Refund the part of the last charge (``tokens``, clamped as the limiter clamped it) that the
+        answer's ``usage`` (input + output tokens) shows the call did not use (:meth:`RateLimiter.refund`)."""
+        refund = getattr(self.limiter, "refund", None)
+        if refund is None or tokens <= 0:
+            return
+        usage = getattr(response, "usage", None) or {}
+        try:
+            used = int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
+        except (AttributeError, TypeError, ValueError):
+            return
+        cap = getattr(self.limiter, "max_token_weight", None)
+        charged = min(tokens, cap) if cap else tokens
+        if 0 < used < charged:
+            refund(charged - used)
 
     # -- public API ----------------------------------------------------------------------------------
 
