@@ -202,6 +202,22 @@ def stage_profile(files: list[str]) -> dict[str, float]:
     return {k: statistics.median(v) * 1000 for k, v in times.items()}
 
 
+def preload(files: list[str]) -> None:
+    """``--prepared``: every file prepared now; the runner's ``prepare_image`` then returns the prepared image."""
+    from airflow_provider_qwenocr.io import runner
+    from airflow_provider_qwenocr.ocr.images import prepare_image, sha256_hex
+    from airflow_provider_qwenocr.ocr.models import get_model
+
+    spec = get_model("qwen-vl-ocr")
+    done = {}
+    for path in files:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        sha = sha256_hex(data)
+        done[sha] = prepare_image(data, spec, sha256=sha)
+    runner.prepare_image = lambda data, spec, *, sha256, **kw: done[sha256]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
@@ -210,6 +226,11 @@ def main() -> None:
     ap.add_argument("--stage-n", type=int, default=10)
     ap.add_argument("--images-dir", default=None, help="keep the generated scans here (reused when present)")
     ap.add_argument("--pillow", action="store_true", help="switch the fast path off: the Pillow path, for comparison")
+    ap.add_argument("--prepared", action="store_true",
+                    help="diagnostic: prepare every image before the clock, so the run measures the operator path "
+                         "without prepare_image (what bounds tpm_ratio when the CPU is not the bottleneck)")
+    ap.add_argument("--no-refund", action="store_true",
+                    help="diagnostic: the limiter keeps each call's full charge (RateLimiter.refund off), for comparison")
     args = ap.parse_args()
     if args.pillow:
         from airflow_provider_qwenocr.ocr import jpeg_fast
@@ -235,6 +256,12 @@ def main() -> None:
         from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator  # noqa: F401
 
         stages = stage_profile(files[: args.stage_n])
+        if args.prepared:
+            preload(files)
+        if args.no_refund:
+            from airflow_provider_qwenocr.dashscope.limits import RateLimiter
+
+            RateLimiter.refund = lambda self, tokens: None
         with EmulatorProcess(*EMULATOR_ARGS) as emu:
             os.environ["AIRFLOW_CONN_DASHSCOPE_DEFAULT"] = json.dumps({
                 "conn_type": "dashscope", "password": KEY, "host": emu.base_url,
@@ -264,6 +291,8 @@ def main() -> None:
     print(f"machine: {machine()}; load {load0:.1f} at start, {load1:.1f} at end; fast path "
           f"{'on' if jpeg_fast.available() else 'off (--pillow)' if args.pillow else 'OFF (install the fast extra)'}; "
           f"concurrency {args.concurrency}; "
+          f"{'PREPARED BEFORE THE CLOCK (diagnostic); ' if args.prepared else ''}"
+          f"{'limiter refunds OFF (diagnostic); ' if args.no_refund else ''}"
           f"emulator {' '.join(EMULATOR_ARGS)}")
     print(f"ours: {n_ok}/{len(files)} ok, {len(rows) - n_ok} failed rows, in {res['wall']:.1f} s, "
           f"{tokens} tokens ({tokens / max(1, n_ok):.0f}/page), worker CPU {res['cpu']:.1f} s "

@@ -65,7 +65,7 @@ def stub():
 def test_the_client_settles_each_answer(stub, usage, refunded):
     body = ok_body(usage=usage) if usage else ok_body().replace(b'"usage"', b'"usage_"')
     stub.respond((200, None, body))
-    lim = RateLimiter(rpm=None, tpm=6_000_000)
+    lim = RateLimiter(rpm=None, tpm=60_000)  # one token per unit (see the pacing test below)
     prep = prepare_image(png(), get_model(None))
     make_client(stub.base_url, limiter=lim).recognize(prep)
     charged = lim.tokens_acquired
@@ -86,3 +86,29 @@ def test_a_limiter_without_refund_still_works(stub):
     lim = Plain()
     row = make_client(stub.base_url, limiter=lim).recognize(prepare_image(png(), get_model(None)))
     assert row.ok and len(lim.tokens) == 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.ms = 1_000_000
+
+    def now(self) -> int:
+        return self.ms
+
+
+@pytest.mark.parametrize("tpm", [6_000_000, 1_000_000, 100_000, 6_000])
+def test_the_token_bucket_paces_at_its_configured_rate(tpm):
+    """One minute of back-to-back calls (8,158 tokens at 6M TPM) on a fake clock: the tokens granted are the sustained
+    quota (TPM − one second's burst) + that burst, within 1 % — not 7.5 % below it, as one-token units
+    gave at 6M TPM (GCRA's whole-microsecond emission interval, 10.17 µs rounded up to 11)."""
+    clock = _Clock()
+    lim = RateLimiter(None, tpm, sleep=lambda s: setattr(clock, "ms", clock.ms + max(1, round(s * 1000))))
+    lim._token_bucket._clock = clock  # the limiter's own bucket, on the fake clock
+    page = min(8_158, tpm // 600)  # a 12-MP page, or smaller calls under small quotas
+    start = clock.ms
+    while clock.ms - start < 60_000:
+        lim.acquire(page)
+    granted = lim.tokens_acquired - page  # the last grant came at or after the minute
+    burst = max(tpm // 60, min(32_768, tpm))
+    expected = tpm - tpm // 60 + burst
+    assert 0.99 * expected <= granted <= expected * 1.001 + page, (granted, expected)
