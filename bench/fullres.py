@@ -231,6 +231,8 @@ def main() -> None:
                          "without prepare_image (what bounds tpm_ratio when the CPU is not the bottleneck)")
     ap.add_argument("--no-refund", action="store_true",
                     help="diagnostic: the limiter keeps each call's full charge (RateLimiter.refund off), for comparison")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="diagnostic: gc.freeze() before execute (the imported heap leaves the collector's full passes)")
     args = ap.parse_args()
     if args.pillow:
         from airflow_provider_qwenocr.ocr import jpeg_fast
@@ -266,6 +268,8 @@ def main() -> None:
                 "conn_type": "dashscope", "password": KEY, "host": emu.base_url,
                 "extra": {"rpm": RPM, "tpm": TPM}})
             load0 = os.getloadavg()[0]
+            if args.gc_freeze:
+                gc.freeze()
             e0 = proc_cpu_seconds(emu.proc.pid)
             res = run_operator(folder, os.path.join(tmp, "run"), args.concurrency)
             e1 = proc_cpu_seconds(emu.proc.pid)
@@ -292,6 +296,7 @@ def main() -> None:
           f"concurrency {args.concurrency}; "
           f"{'PREPARED BEFORE THE CLOCK (diagnostic); ' if args.prepared else ''}"
           f"{'limiter refunds OFF (diagnostic); ' if args.no_refund else ''}"
+          f"{'gc.freeze() before execute (diagnostic); ' if args.gc_freeze else ''}"
           f"emulator {' '.join(EMULATOR_ARGS)}")
     print(f"ours: {n_ok}/{len(files)} ok, {len(rows) - n_ok} failed rows, in {res['wall']:.1f} s, "
           f"{tokens} tokens ({tokens / max(1, n_ok):.0f}/page), worker CPU {res['cpu']:.1f} s "
