@@ -17,8 +17,6 @@ the transient ones (tenacity) → typed :class:`~airflow_provider_qwenocr.ocr.re
 from __future__ import annotations
 
 import logging
-import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -121,20 +119,6 @@ def _sdk():
     return MultiModalConversation
 
 
-def _warm_sdk() -> None:
-    """Start importing the SDK in the background, so the first call does not wait for it.
-
-    Why: the import costs ~0.6 s of CPU, and a task's first call used to start it only once its first
-    image was prepared — then on a CPU shared with the preparing threads: the task's first call went
-    3.9 s after ``execute`` started (bench/fullres.py, load 6.5), 20 % of the time its 200 pages need at
-    the token quota. Begun when the client is built, it runs while the sources are listed and the first
-    images read and prepared. Python's import lock makes a caller of :func:`_sdk` wait for this import
-    rather than start a second one.
-    """
-    if "dashscope.aigc.multimodal_conversation" not in sys.modules:
-        threading.Thread(target=_sdk, name="qwenocr-sdk-import", daemon=True).start()
-
-
 #: 429 codes that mean the account's own quota window is full (reference §3/§9).
 QUOTA_THROTTLING_CODES = frozenset({"Throttling.RateQuota", "Throttling.AllocationQuota", "Throttling.BurstRate"})
 
@@ -188,7 +172,11 @@ class RealtimeClient:
         self._sleep = self.breaker.sleep if sleep is time.sleep else sleep
         self._session = self._make_session(pool_size)
         self.calls = 0  # HTTP attempts, for progress and tests (approximate under threads)
-        _warm_sdk()
+        # The SDK now, on the caller's thread, before any image is prepared. Started by the first call (after
+        # the first prepare) or in a thread beside the preparing threads, its ~0.6 s of CPU took 1.5–4.7 s
+        # of wall on a busy host, and a task's first call waited for it; imported here it took 0.5–0.6 s and
+        # the first call went at 0.7–1.9 s instead of 1.5–4.7 s (bench/fullres.py, load 4–12: RESULTS.md).
+        _sdk()
 
     def __repr__(self) -> str:  # never the key
         return f"RealtimeClient(base={self.config.native_base!r}, limiter={self.limiter!r})"
