@@ -18,7 +18,14 @@ Measured:
 - ``stages``: the worker's per-page CPU split, measured sequentially on ``--stage-n`` files in this process
   (read, sha256, prepare_image, request JSON); ``rest`` is what the run cost beyond them (HTTP, SDK,
   threads, limiter, rows and cache).
+- ``startup_s`` / ``pace`` / ``tail_s``: the task's wall split at the HTTP attempts (``CallClock``): ``execute``
+  → first call sent (it includes the dashscope SDK import, ~0.6 s of CPU without bytecode caches: a task
+  pays it, so it is not imported before the clock), attempts sent per second between the first and the last
+  (the limiter's pace when the CPU keeps up), last call sent → done (one latency).
+- ``gc_ms_per_page``: wall time in the cyclic garbage collector during ``execute`` (``gc.callbacks``).
 The machine's load (``os.getloadavg``) is printed with every figure: on a shared machine they are depressed.
+Diagnostics (not the headline): ``--prepared`` (every image prepared before the clock: the path without
+``prepare_image``), ``--no-refund`` (the limiter keeps each call's full charge), ``--gc-freeze``.
 Usage: python bench/fullres.py [--n 200] [--concurrency 32] [--peer-n 8] [--images-dir DIR] [--pillow]
 """
 
@@ -314,7 +321,9 @@ def main() -> None:
     print("stages (CPU ms/page, sequential): " + " ".join(f"{k}={v:.1f}" for k, v in stages.items())
           + f" rest={cpu_page - staged:.1f}")
     print(f"tpm_ratio={tpm_ratio:.3f} pages_per_s={n_ok / res['wall']:.2f} cpu_ms_per_page={cpu_page:.0f} "
-          f"emulator_cpu_ms_per_page={emu_page:.0f} peer_ratio={peer_ratio:.3f} lost={lost}")
+          f"emulator_cpu_ms_per_page={emu_page:.0f} peer_ratio={peer_ratio:.3f} lost={lost} "
+          f"startup_s={sp.get('startup', 0):.2f} pace={sp.get('pace', 0):.2f} tail_s={sp.get('tail', 0):.2f} "
+          f"gc_ms_per_page={sum(gct.seconds) / max(1, n_ok) * 1000:.1f} load={load0:.1f}-{load1:.1f}")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,8 @@ def main() -> None:
     print(f"prep_speedup={naive_ms / ours_ms:.1f} pillow_speedup={pil_ms / ours_ms:.1f} "
           f"bytes_ratio={statistics.median(ratios):.2f} tokens_equal={'true' if equal else 'false'} "
           f"naive_ms={naive_ms:.0f} pillow_ms={pil_ms:.0f} ours_ms={ours_ms:.0f} "
-          f"fast={'true' if jpeg_fast.available() else 'false'} wall_speedup={wall_naive / wall_ours:.1f}")
+          f"fast={'true' if jpeg_fast.available() else 'false'} wall_speedup={wall_naive / wall_ours:.1f} "
+          f"load={os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
