@@ -2,7 +2,9 @@
 
 naive:  open → convert("RGB") → resize(LANCZOS) to the service's grid → PNG → base64
 pillow: prepare_image with the fast path switched off (JPEG draft decode, EXIF, BOX resize, Pillow JPEG)
-ours:   airflow_provider_qwenocr.ocr.images.prepare_image as installed (with the ``fast`` extra: ocr/jpeg_fast.py,
+ours:   airflow_provider_qwenocr.ocr.images.prepare_image as installed, called as the runner calls it: with the
+        source's sha256 (which the runner computes before any preparation, for the cache key, whatever the
+        path — the naive path hashes nothing, so neither timed path does) (with the ``fast`` extra: ocr/jpeg_fast.py,
         libjpeg-turbo decode at a power-of-two DCT scale, OpenCV resize, libjpeg-turbo encode)
 
 All land on the same smart_resize grid, so the tokens billed are identical (``tokens_equal``). Prints
@@ -28,17 +30,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from PIL import Image
 
 from airflow_provider_qwenocr.ocr import jpeg_fast
-from airflow_provider_qwenocr.ocr.images import image_tokens, pixel_bounds, prepare_image, smart_resize
+from airflow_provider_qwenocr.ocr.images import image_tokens, pixel_bounds, prepare_image, sha256_hex, smart_resize
 from airflow_provider_qwenocr.ocr.models import get_model
 from bench._candidates import print_candidates
 from bench._common import machine, scan_jpeg
 
 
-def pillow_path(data: bytes, spec, max_pixels):
+def pillow_path(data: bytes, spec, max_pixels, sha: str):
     """prepare_image with the libjpeg-turbo path switched off: the reference (and the fallback)."""
     saved, jpeg_fast.simplejpeg = jpeg_fast.simplejpeg, None
     try:
-        return prepare_image(data, spec, max_pixels=max_pixels)
+        return prepare_image(data, spec, max_pixels=max_pixels, sha256=sha)
     finally:
         jpeg_fast.simplejpeg = saved
 
@@ -73,17 +75,18 @@ def main() -> None:
     for data in scans:
         w, h = Image.open(io.BytesIO(data)).size
         billed = image_tokens(h, w, spec.patch, lo, hi)  # what the service bills for the original
+        sha = sha256_hex(data)  # the runner's, before preparation (the cache key)
         for _ in range(args.repeat):
             w0, t0 = time.perf_counter(), time.process_time()
             _, naive_tokens, _ = naive(data, spec, lo, hi)
             t_naive.append(time.process_time() - t0)
             w_naive.append(time.perf_counter() - w0)
             w0, t0 = time.perf_counter(), time.process_time()
-            prep = prepare_image(data, spec, max_pixels=args.max_pixels)
+            prep = prepare_image(data, spec, max_pixels=args.max_pixels, sha256=sha)
             t_ours.append(time.process_time() - t0)
             w_ours.append(time.perf_counter() - w0)
             t0 = time.process_time()
-            ref = pillow_path(data, spec, args.max_pixels)
+            ref = pillow_path(data, spec, args.max_pixels, sha)
             t_pil.append(time.process_time() - t0)
             equal &= prep.tokens == naive_tokens == billed == ref.tokens
             equal &= (prep.sent_width, prep.sent_height) == (ref.sent_width, ref.sent_height)
@@ -104,7 +107,8 @@ def main() -> None:
     print(f"prep_speedup={naive_ms / ours_ms:.1f} pillow_speedup={pil_ms / ours_ms:.1f} "
           f"bytes_ratio={statistics.median(ratios):.2f} tokens_equal={'true' if equal else 'false'} "
           f"naive_ms={naive_ms:.0f} pillow_ms={pil_ms:.0f} ours_ms={ours_ms:.0f} "
-          f"fast={'true' if jpeg_fast.available() else 'false'} wall_speedup={wall_naive / wall_ours:.1f}")
+          f"fast={'true' if jpeg_fast.available() else 'false'} wall_speedup={wall_naive / wall_ours:.1f} "
+          f"load={os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

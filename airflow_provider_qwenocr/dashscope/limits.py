@@ -51,8 +51,30 @@ DEFAULT_BURST_SECONDS = 1.0
 MIN_TOKEN_BURST = 32_768
 
 
+#: The GCRA's emission interval (time per unit) is kept at least this many microseconds (see :func:`token_unit`).
+MIN_EMISSION_US = 250
+
+
+def token_unit(per_minute: int, burst_seconds: float = DEFAULT_BURST_SECONDS) -> int:
+    """Tokens per unit of the token bucket: the smallest power of two whose emission interval is ≥ 250 µs.
+
+    Why not one token per unit: pyrate-limiter's GCRA keeps time in whole microseconds and rounds the time
+    per unit *up*. At 6M tokens/min (5.9M sustained) a token is 10.17 µs, rounded to 11 µs: the bucket
+    paced 8 % below its configured rate (measured with bench/fullres.py: 11.06 calls/s granted where the
+    arithmetic gives 12). Counting in units of 32 tokens makes the interval 325.4 → 326 µs (0.2 % slow);
+    a charge is rounded up to whole units (≤ 31 tokens more per call, 0.4 % of a 12-MP page) and a
+    refund down, so the bucket still never undercounts. Small quotas keep one token per unit.
+    """
+    nominal = math.ceil(per_minute * burst_seconds / 60)
+    sustained = max(1, per_minute - nominal)
+    unit = 1
+    while 60_000_000 * unit / sustained < MIN_EMISSION_US:
+        unit *= 2
+    return unit
+
+
 def gcra_bucket(per_minute: int, burst_seconds: float = DEFAULT_BURST_SECONDS, *, store: StateStore | None = None,
-                min_burst: int = 1) -> StateBucket:
+                min_burst: int = 1, unit: int = 1) -> StateBucket:
     """A GCRA bucket for a quota of ``per_minute`` units/min, with a burst of ``burst_seconds`` worth of units.
 
     The sustained rate is the quota less one nominal burst (``per_minute × burst_seconds / 60``): GCRA
@@ -61,13 +83,15 @@ def gcra_bucket(per_minute: int, burst_seconds: float = DEFAULT_BURST_SECONDS, *
     retries of those refusals would keep the window over-full for the rest of the run (measured: 2–3 % of
     calls throttled with four processes at 600/min, bench/RESULTS.md). Paced at quota − burst, no 60-s
     window holds more than the quota; the cost is 1/60 of the throughput at the default one-second burst.
+    ``unit`` > 1 counts in units of that many (:func:`token_unit`): rate and burst are divided by it
+    (rounded down, so never faster than asked).
     """
     if per_minute <= 0:
         raise ValueError("a rate limit must be positive")
     nominal = math.ceil(per_minute * burst_seconds / 60)
     burst = max(min_burst, nominal)
     sustained = max(1, per_minute - nominal)
-    rate = Rate(sustained, Duration.MINUTE, burst=min(burst, per_minute))
+    rate = Rate(max(1, sustained // unit), Duration.MINUTE, burst=max(1, min(burst, per_minute) // unit))
     # The bucket takes its clock from the store: monotonic in-process, wall clock for shared stores.
     return StateBucket([rate], algorithm=GCRA(), store=store)
 
@@ -165,6 +189,8 @@ class RateLimiter:
         self.tpm = tpm
         self.burst_seconds = burst_seconds
         self.stores: dict[str, Any] = {}
+        # tokens per unit of our own token bucket (a caller's bucket counts single tokens)
+        unit = self._token_unit = token_unit(tpm, burst_seconds) if tpm and token_bucket is None else 1
         if shared_url:
             from airflow_provider_qwenocr.dashscope import limit_stores
 
@@ -178,25 +204,30 @@ class RateLimiter:
             if request_bucket is None and rpm:
                 request_bucket = gcra_bucket(rpm, burst_seconds, store=stores["requests"])
             if token_bucket is None and tpm:
-                token_bucket = gcra_bucket(tpm, burst_seconds, store=stores["tokens"], min_burst=min_token_burst)
+                token_bucket = gcra_bucket(tpm, burst_seconds, store=stores["tokens"], min_burst=min_token_burst,
+                                           unit=unit)
         elif shared_path:
             if request_bucket is None and rpm:
                 request_bucket = gcra_bucket(rpm, burst_seconds, store=SqliteStateStore(shared_path, "requests"))
             if token_bucket is None and tpm:
                 token_bucket = gcra_bucket(tpm, burst_seconds, store=SqliteStateStore(shared_path, "tokens"),
-                                           min_burst=min_token_burst)
+                                           min_burst=min_token_burst, unit=unit)
         if request_bucket is None and rpm:
             request_bucket = gcra_bucket(rpm, burst_seconds)
         if token_bucket is None and tpm:
-            token_bucket = gcra_bucket(tpm, burst_seconds, min_burst=min_token_burst)
+            token_bucket = gcra_bucket(tpm, burst_seconds, min_burst=min_token_burst, unit=unit)
         self._request_bucket, self._token_bucket = request_bucket, token_bucket
         self._sleep = sleep
         self._requests = Limiter(request_bucket, buffer_ms=0) if request_bucket is not None else None
         self._tokens = Limiter(token_bucket, buffer_ms=0) if token_bucket is not None else None
-        self._max_tokens = min((r.burst for r in token_bucket.rates), default=None) if token_bucket is not None else None
+        self._max_tokens = (min((r.burst for r in token_bucket.rates), default=None) if token_bucket is not None
+                            else None)
+        if self._max_tokens is not None:
+            self._max_tokens *= unit
         self._stats_lock = threading.Lock()
         self.acquired = 0
         self.tokens_acquired = 0
+        self.tokens_refunded = 0
         self.waited_seconds = 0.0
 
     @classmethod
@@ -217,7 +248,7 @@ class RateLimiter:
         if self._token_bucket is not None and weight:
             if self._max_tokens is not None:
                 weight = min(weight, self._max_tokens)
-            self._take(self._tokens, self._token_bucket, "tokens", weight)
+            self._take(self._tokens, self._token_bucket, "tokens", -(-weight // self._token_unit))
         waited = time.monotonic() - start
         with self._stats_lock:
             self.acquired += 1
@@ -251,6 +282,33 @@ class RateLimiter:
                 raise RuntimeError(f"limiter refused weight {weight} (larger than its burst)")
             self._sleep(max(1, decision.retry_after_ms) / 1000)
 
+    def refund(self, tokens: int) -> None:
+        """Give back ``tokens`` of an earlier :meth:`acquire` that the call turned out not to use.
+
+        Why: a call is charged before it is sent, at an estimate that must not undercount (image tokens +
+        prompt + an output allowance of 512); the service's quota counts what the call really used, known
+        from the answer's ``usage``. An OCR page answered with a few dozen output tokens left ~500 tokens
+        of every charge unused — 6 % of a 12-MP page, so a task paced by this limiter could not pass
+        ~0.93 of the TPM quota however fast it was (bench/fullres.py). Refunding moves the GCRA's
+        theoretical arrival time back by the unused tokens, as if the call had been charged its actual
+        use. It cannot open a burst: GCRA clamps an arrival time in the past to now, so an idle bucket
+        banks nothing, and a grant still needs the time of its weight beyond ``burst`` — the same
+        one-second-worth cap as before. Only the token budget is refunded (a request is a request), and
+        only state buckets (the library's own loop has no negative weights); a refund that fails is
+        dropped, erring on the safe side of the quota.
+        """
+        units = max(0, int(tokens)) // self._token_unit  # rounded down: a refund never gives back too much
+        bucket = self._token_bucket
+        if not units or not isinstance(bucket, StateBucket):
+            return
+        weight = units * self._token_unit
+        try:
+            bucket.store.check(bucket.algorithm, bucket.rates, bucket.now(), -units)
+        except Exception:  # a shared store that is down: keep the charge (slower, never over the quota)
+            return
+        with self._stats_lock:
+            self.tokens_refunded += weight
+
     def try_acquire(self, tokens: int = 0) -> bool:
         """Non-blocking: take one request and ``tokens`` tokens if both fit now, else take nothing."""
         weight = max(0, int(tokens))
@@ -258,7 +316,8 @@ class RateLimiter:
             weight = min(weight, self._max_tokens)
         if self._requests is not None and not self._requests.try_acquire("requests", 1, blocking=False):
             return False
-        if self._tokens is not None and weight and not self._tokens.try_acquire("tokens", weight, blocking=False):
+        units = -(-weight // self._token_unit)
+        if self._tokens is not None and weight and not self._tokens.try_acquire("tokens", units, blocking=False):
             return False  # the request unit is spent: a lost slot errs on the safe side of the quota
         with self._stats_lock:
             self.acquired += 1

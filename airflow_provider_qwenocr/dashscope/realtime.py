@@ -150,6 +150,11 @@ class RealtimeClient:
         self._sleep = self.breaker.sleep if sleep is time.sleep else sleep
         self._session = self._make_session(pool_size)
         self.calls = 0  # HTTP attempts, for progress and tests (approximate under threads)
+        # The SDK now, on the caller's thread, before any image is prepared. Started by the first call (after
+        # the first prepare) or in a thread beside the preparing threads, its ~0.6 s of CPU took 1.5–4.7 s
+        # of wall on a busy host, and a task's first call waited for it; imported here it took 0.5–0.6 s and
+        # the first call went at 0.7–1.9 s instead of 1.5–4.7 s (bench/fullres.py, load 4–12: RESULTS.md).
+        _sdk()
 
     def __repr__(self) -> str:  # never the key
         return f"RealtimeClient(base={self.config.native_base!r}, limiter={self.limiter!r})"
@@ -273,12 +278,30 @@ class RealtimeClient:
         for attempt in retrying(self.config.max_retries, self.config.max_retry_seconds, sleep=self._sleep):
             with attempt:
                 try:
-                    return self._call_once(model, messages, options, tokens, charge=charge)
+                    response = self._call_once(model, messages, options, tokens, charge=charge)
                 except QwenOcrError as exc:
                     refusals += exc.status_code == 429
                     charge = charges_retry(exc, refusals)
                     raise
+                self._settle(tokens, response)
+                return response
         raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
+
+    def _settle(self, tokens: int, response: Any) -> None:
+        """Refund the part of the last charge (``tokens``, clamped as the limiter clamped it) that the
+        answer's ``usage`` (input + output tokens) shows the call did not use (:meth:`RateLimiter.refund`)."""
+        refund = getattr(self.limiter, "refund", None)
+        if refund is None or tokens <= 0:
+            return
+        usage = getattr(response, "usage", None) or {}
+        try:
+            used = int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
+        except (AttributeError, TypeError, ValueError):
+            return
+        cap = getattr(self.limiter, "max_token_weight", None)
+        charged = min(tokens, cap) if cap else tokens
+        if 0 < used < charged:
+            refund(charged - used)
 
     # -- public API ----------------------------------------------------------------------------------
 

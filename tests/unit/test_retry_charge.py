@@ -81,7 +81,8 @@ def test_the_sdk_is_imported_before_the_limiter_is_waited_on(monkeypatch):
 
     client = RealtimeClient(ClientConfig(api_key="sk-test-0000", base_url="http://127.0.0.1:9"), limiter=Limiter(),
                             sleep=lambda s: None)
+    assert order == ["sdk"]  # imported when the client is built, before any image is prepared (issue 11)
     client._http = lambda model, messages, options: order.append("http") or "answer"
     assert client._call_once("qwen-vl-ocr", [], None, 100) == "answer"
     client.close()
-    assert order == ["sdk", "acquire", "http"]
+    assert order == ["sdk", "sdk", "acquire", "http"]  # and made sure of again before the limiter
