@@ -115,7 +115,7 @@ def test_advanced_recognition_draws_boxes(emulator, emulator_conn, invoice, tmp_
     drawn = Image.open(png).convert("RGB")
     with Image.open(DOCS / "invoice_zh_en.png") as orig:
         assert drawn.size == orig.size
-        assert list(drawn.getdata()) != list(orig.convert("RGB").getdata())
+        assert drawn.tobytes() != orig.convert("RGB").tobytes()
 
 
 # -- failures ----------------------------------------------------------------------------------------

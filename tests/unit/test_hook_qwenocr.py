@@ -205,7 +205,12 @@ def test_providers_manager_sees_hook_and_conn_type():
 
     pm = ProvidersManager()
     assert "airflow-provider-qwenocr" in pm.providers
-    hooks = pm.hooks
+    try:  # Airflow 3.3+: hooks are the task runtime's (ProvidersManager.hooks is deprecated there)
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+        hooks = ProvidersManagerTaskRuntime().hooks
+    except ImportError:
+        hooks = pm.hooks
     assert "dashscope" in hooks
     info = hooks["dashscope"]
     assert info is not None and info.hook_class_name.endswith("QwenOcrHook")
