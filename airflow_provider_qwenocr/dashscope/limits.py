@@ -96,6 +96,19 @@ def gcra_bucket(per_minute: int, burst_seconds: float = DEFAULT_BURST_SECONDS, *
     return StateBucket([rate], algorithm=GCRA(), store=store)
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock.
+
+    Why: the journal-mode switch needs an exclusive lock and SQLite may answer "database is locked" at once,
+    without waiting ``timeout`` (seen when two task processes open a fresh limiter file together)."""
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+
+    locked = retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e))
+    for attempt in Retrying(retry=locked, wait=wait_random(0.01, 0.1), stop=stop_after_delay(30), reraise=True):
+        with attempt:
+            conn.execute("PRAGMA journal_mode=WAL")
+
+
 class SqliteStateStore(StateStore):
     """GCRA state in one SQLite row, so several processes on one host share a budget.
 
@@ -117,7 +130,7 @@ class SqliteStateStore(StateStore):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")  # no fsync per acquire: a lost tick after a crash is harmless
             self._local.conn = conn
         return conn

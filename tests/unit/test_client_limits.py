@@ -102,3 +102,30 @@ def test_shared_budget_across_processes(tmp_path):
 def _take_all(path: str) -> int:
     lim = RateLimiter(rpm=6, tpm=None, burst_seconds=50, shared_path=path)  # burst 5, one refill per 10 s
     return sum(lim.try_acquire() for _ in range(5))
+
+
+def test_wal_switch_waits_out_a_lock_held_by_another_process():
+    """Two processes opening a fresh limiter file together: SQLite may refuse the journal-mode switch at once
+    ("database is locked", not waiting its timeout); the store retries it instead of failing the task."""
+    import sqlite3
+
+    from airflow_provider_qwenocr.dashscope.limits import _switch_to_wal
+
+    class Conn:
+        calls = 0
+
+        def execute(self, sql):
+            Conn.calls += 1
+            if Conn.calls <= 2:
+                raise sqlite3.OperationalError("database is locked")
+            assert sql == "PRAGMA journal_mode=WAL"
+
+    _switch_to_wal(Conn())
+    assert Conn.calls == 3
+
+    class Broken:
+        def execute(self, sql):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):  # anything but a lock is not retried
+        _switch_to_wal(Broken())
