@@ -78,7 +78,7 @@ def write_huge_page_pdf(path: str, inches: float = 200.0) -> None:
     import pypdfium2 as pdfium
 
     doc = pdfium.PdfDocument.new()
-    doc.new_page(inches * 72, inches * 72)
+    doc.new_page(inches * 72, inches * 72).close()  # the page before its document (pypdfium2 4.0)
     with open(path, "wb") as fh:
         doc.save(fh)
     doc.close()

@@ -118,8 +118,8 @@ def test_pdf_page_rendered_at_most_max_pixels_and_absurd_pages_refused(tmp_path)
 
     path = tmp_path / "big.pdf"
     doc = pdfium.PdfDocument.new()
-    doc.new_page(200 * 72, 200 * 72)
-    doc.new_page(100, 30000)  # taller than the PDF format allows
+    doc.new_page(200 * 72, 200 * 72).close()  # pages closed before their document (pypdfium2 4.0 crashes
+    doc.new_page(100, 30000).close()  # at exit otherwise); this one is taller than the PDF format allows
     with open(path, "wb") as fh:
         doc.save(fh)
     doc.close()

@@ -57,10 +57,11 @@ def test_pdf_pages_render_to_images():
     from airflow_provider_qwenocr.ocr.pdf import is_pdf, page_count, render_pages
 
     doc = pdfium.PdfDocument.new()
-    doc.new_page(144, 72)
-    doc.new_page(72, 144)
+    doc.new_page(144, 72).close()  # pages, then the document, closed: pypdfium2 4.0 crashes at exit otherwise
+    doc.new_page(72, 144).close()
     buf = io.BytesIO()
     doc.save(buf)
+    doc.close()
     data = buf.getvalue()
     assert is_pdf(data) and not is_pdf(_png())
     assert page_count(data) == 2

@@ -68,9 +68,10 @@ def test_pdf_becomes_one_source_per_page(tmp_path):
     pdfium = pytest.importorskip("pypdfium2")
     doc = pdfium.PdfDocument.new()
     for _ in range(3):
-        doc.new_page(200, 100)
+        doc.new_page(200, 100).close()  # pages, then the document, closed: pypdfium2 4.0 crashes at exit otherwise
     buf = io.BytesIO()
     doc.save(buf)
+    doc.close()
     (tmp_path / "doc.pdf").write_bytes(buf.getvalue())
     srcs = expand_sources(str(tmp_path))
     assert [s.page for s in srcs] == [1, 2, 3]
