@@ -1,4 +1,4 @@
-"""smart_resize exactly as the service computes it, and image preparation (validate, decode, resize, encode).
+"""Image preparation (validate, decode, resize to the service's grid, encode); the grid itself is :mod:`.grid`.
 
 Why resize locally: the service resizes every image to a grid of ``patch``-px tiles anyway (and bills
 tokens for that grid). Sending the image already at that size gives the same tokens and the same pixels
@@ -41,10 +41,12 @@ from dataclasses import dataclass
 from PIL import Image
 
 from . import jpeg_fast
+from .grid import MAX_ASPECT as MAX_ASPECT  # re-exported: the grid arithmetic lives in .grid
+from .grid import MIN_SIDE as MIN_SIDE
+from .grid import ImageValidationError, pixel_bounds, smart_resize, validate_size
+from .grid import image_tokens as image_tokens
 from .models import ModelSpec
 
-MIN_SIDE = 10  # both sides must be > 10 px
-MAX_ASPECT = 200  # long side / short side ≤ 200
 #: Refuse images with more pixels than this before decoding (default: Pillow's own decompression-bomb
 #: error threshold, 2 × ``Image.MAX_IMAGE_PIXELS`` ≈ 179 MP — about 716 MB decoded at 4 bytes/pixel).
 MAX_SOURCE_PIXELS = int(os.environ.get("QWENOCR_MAX_SOURCE_PIXELS") or 178_956_970)
@@ -55,65 +57,6 @@ DEFAULT_JPEG_QUALITY = 85  # text stays sharp; ~0.4x the bytes of a q92 phone/sc
 
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
          "TIFF": "image/tiff", "GIF": "image/gif", "MPO": "image/jpeg"}
-
-
-class ImageValidationError(ValueError):
-    """The image cannot be sent: undecodable, too small, too thin, too large. Becomes an error row."""
-
-    code = "InvalidImage"
-
-
-def _round(x: float, f: int) -> int:
-    return round(x / f) * f
-
-
-def _floor(x: float, f: int) -> int:
-    return math.floor(x / f) * f
-
-
-def _ceil(x: float, f: int) -> int:
-    return math.ceil(x / f) * f
-
-
-def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """(h_bar, w_bar): the size the service feeds the model, multiples of ``factor`` within the pixel bounds.
-
-    Same arithmetic as the service (and Qwen2-VL's reference): round each side to the grid; if the area
-    is above ``max_pixels`` scale down by sqrt(area/max) and floor; if below ``min_pixels`` scale up and ceil.
-    """
-    if height <= 0 or width <= 0:
-        raise ValueError("height and width must be positive")
-    if max(height, width) / min(height, width) > MAX_ASPECT:
-        raise ImageValidationError(
-            f"aspect ratio {max(height, width) / min(height, width):.0f}:1 exceeds {MAX_ASPECT}:1"
-        )
-    h_bar = max(factor, _round(height, factor))
-    w_bar = max(factor, _round(width, factor))
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, _floor(height / beta, factor))
-        w_bar = max(factor, _floor(width / beta, factor))
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = _ceil(height * beta, factor)
-        w_bar = _ceil(width * beta, factor)
-    return h_bar, w_bar
-
-
-def image_tokens(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> int:
-    """Tokens the service bills for one image: grid cells + 2 (vision begin/end markers)."""
-    h, w = smart_resize(height, width, factor, min_pixels, max_pixels)
-    return h * w // (factor * factor) + 2
-
-
-def pixel_bounds(spec: ModelSpec, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
-    lo = min_pixels if min_pixels is not None else spec.default_min_pixels
-    hi = max_pixels if max_pixels is not None else spec.default_max_pixels
-    cap = spec.max_image_tokens * spec.patch * spec.patch  # ≤ 30,000 tokens per image
-    hi = min(hi, cap)
-    if lo > hi:
-        raise ValueError(f"min_pixels ({lo}) is larger than max_pixels ({hi})")
-    return lo, hi
 
 
 @dataclass
@@ -332,13 +275,6 @@ def frame_png(data: bytes, index: int, max_pixels: int | None = None) -> bytes:
     buf = io.BytesIO()
     frame.save(buf, "PNG", compress_level=1)
     return buf.getvalue()
-
-
-def validate_size(width: int, height: int) -> None:
-    if width <= MIN_SIDE or height <= MIN_SIDE:
-        raise ImageValidationError(f"image is {width}x{height} px; both sides must be larger than {MIN_SIDE} px")
-    if max(width, height) / min(width, height) > MAX_ASPECT:
-        raise ImageValidationError(f"image is {width}x{height} px; aspect ratio must be at most {MAX_ASPECT}:1")
 
 
 def prepare_image(

@@ -19,7 +19,7 @@ import io
 import math
 from collections.abc import Iterator
 
-from .images import MAX_ASPECT, ImageValidationError
+from .grid import MAX_ASPECT, ImageValidationError
 
 PDF_MAGIC = b"%PDF-"
 #: Pixels of a rendered page at most (32-px patches × 8192 tokens: the models' default max_pixels).
