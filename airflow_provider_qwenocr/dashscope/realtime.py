@@ -323,8 +323,9 @@ class RealtimeClient:
                 raise PermanentError(str(exc), code="InvalidParameter") from None
         elif arguments:
             raise TypeError(f"recognize() takes a request or its arguments, not both: {sorted(arguments)}")
-        if isinstance(image, str) and not image.startswith(("http://", "https://", "oss://", "data:")):
-            image, source = request.payload(image)[0], source or image.removeprefix("file://")
+        if isinstance(image, str):  # a local path is read and prepared; a URL goes untouched (request.payload)
+            image, named = request.payload(image)
+            source = source or named
         if isinstance(image, PreparedImage):
             url, img_tokens = image.data_url, image.tokens
             scale, size = (image.scale_x, image.scale_y), (image.width, image.height)
