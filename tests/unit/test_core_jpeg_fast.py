@@ -157,3 +157,15 @@ def test_sampled_probe_gives_the_full_average_verdict(kind):
     full = images._looks_like_line_art(Image.fromarray(arr))
     assert full is (kind != "scan")  # the fixture is what it claims
     assert jpeg_fast.looks_like_line_art(arr, images._looks_like_line_art) is full
+
+
+def test_opencv_runs_on_the_calling_thread_once_a_page_is_prepared(monkeypatch):
+    """Pages are prepared one per CPU already; OpenCV's own threads on top only cost CPU (bench in the docstring)."""
+    import cv2
+
+    monkeypatch.setattr(jpeg_fast, "_cv2_threads_set", False)
+    cv2.setNumThreads(2)
+    ran = []
+    monkeypatch.setattr(jpeg_fast, "_resize", lambda *a: ran.append(1) or a[0])  # no resize: the grid is the size
+    prep = prepare_image(_scan(2048, 1536), SPEC)  # multiples of the 32-px patch: the fast path, no upscale
+    assert ran and prep.sent_width == 2048 and cv2.getNumThreads() == 1
