@@ -115,3 +115,36 @@ def test_s3_prefix_key_and_glob(s3_images):
     assert [s.uri for s in globbed] == [f"s3://{b}/in/one.png", f"s3://{b}/inbox/other.png"]
     with pytest.raises(NoSourcesError):
         expand_sources(f"s3://{b}/nothing-here/", aws_conn_id=conn)
+
+
+def test_many_s3_keys_are_checked_concurrently_in_the_given_order(s3_images, monkeypatch):
+    """One HeadObject per explicit key: 40 of them go 16 at a time, and the result keeps the entries' order."""
+    import threading
+    import time
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    conn, b = s3_images
+    real, active, peak, lock = S3Hook.check_for_key, [0], [0], threading.Lock()
+
+    def slow_check(self, *a, **k):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        try:
+            return real(self, *a, **k)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(S3Hook, "check_for_key", slow_check)
+    keys = [f"s3://{b}/in/one.png", f"s3://{b}/inbox/other.png", f"s3://{b}/in/sub/two.jpg"] * 13 + [f"s3://{b}/in/one.png"]
+    t0 = time.perf_counter()
+    srcs = expand_sources(keys, aws_conn_id=conn)
+    elapsed = time.perf_counter() - t0
+    assert peak[0] > 4, peak
+    assert elapsed < 40 * 0.05, elapsed  # one after another, the sleeps alone would take 2 s
+    assert [s.uri for s in srcs] == [f"s3://{b}/in/one.png", f"s3://{b}/inbox/other.png", f"s3://{b}/in/sub/two.jpg"]
+    with pytest.raises(NoSourcesError, match="gone.png"):
+        expand_sources([f"s3://{b}/in/one.png", f"s3://{b}/in/gone.png"], aws_conn_id=conn)
