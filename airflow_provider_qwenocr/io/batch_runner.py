@@ -129,6 +129,15 @@ def presigner_for(image_transport: str, token_budget: int | None, aws_conn_id: s
     return Presigner(aws_conn_id=aws_conn_id, expires_in=expiry_seconds(completion_window))
 
 
+def _cached(cache: Any, keys: Iterable[str]) -> tuple[str, dict] | None:
+    """(key, row) of the first ok row cached under one of ``keys`` (an image sent by reference), else None."""
+    for key in keys if cache is not None else ():
+        row = cache.get(key)
+        if row and row.get("status") == "ok":
+            return key, row
+    return None
+
+
 def prepared_steps(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int, *,
                    fetch: bool = False, presigner: Any = None) -> Iterator[Callable[[], Any]]:
     """Read + hash + cache-check + resize/encode sources in a small thread pool; yield in-order "add" steps.
@@ -146,12 +155,14 @@ def prepared_steps(builder: BatchBuilder, sources: Iterable[Any], cache: Any, wo
         if getattr(src, "error", None):
             return lambda: builder.reject(name, "InvalidSource", str(src.error), page=page)
         if getattr(src, "is_remote_url", False) and not fetch:
+            hit = _cached(cache, builder.request.fetched_url_keys(src.uri)[::-1])  # this path's key first
+            if hit is not None:
+                return lambda: builder.add_prepared(name, Prepared(None, hit[0], cached=hit[1]), page=page)
             return lambda: builder.add_url(src.uri, page=page)
         if presigner is not None and page is None and presigner.supports(src.uri):  # a PDF page goes inline
-            key = builder.url_key(src.uri)
-            hit = cache.get(key) if cache is not None else None
-            if hit and hit.get("status") == "ok":
-                return lambda: builder.add_prepared(name, Prepared(None, key, cached=hit))
+            hit = _cached(cache, (builder.url_key(src.uri),))
+            if hit is not None:
+                return lambda: builder.add_prepared(name, Prepared(None, hit[0], cached=hit[1]))
             url = presigner.url(src.uri)
             if url is not None:
                 return lambda: builder.add_url(url, source=name, key_uri=src.uri)

@@ -129,7 +129,10 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
     key = job.key(sha)
     ident = {"sha256": sha, "key": key, "page": src.page}
     if cache is not None:
-        row = cache.get(key)  # never raises: an unreadable cache or a row of another version is a miss
+        # never raises: an unreadable cache or a row of another version is a miss. A fetched URL's row may
+        # also be under the batch path's key for it (OcrRequest.fetched_url_keys).
+        keys = job.request.fetched_url_keys(src.uri) if src.is_remote_url and not job.fetch else (key,)
+        row = next((r for r in map(cache.get, keys) if r is not None), None)
         if row is not None:
             cached = OcrResult.from_row(row)
             cached.source, cached.page = src.name, src.page  # same bytes under another name: still free

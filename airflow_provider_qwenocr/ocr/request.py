@@ -103,6 +103,12 @@ class OcrRequest:
         """The key of an image sent by reference (batch URLs, presigned objects): its URI stands in for its bytes."""
         return self.key(reference_sha(uri))
 
+    def fetched_url_keys(self, url: str) -> tuple[str, str]:
+        """Both keys a row for a URL the service fetches may be cached under: the realtime path's
+        ``key(sha256(url))`` and the batch path's :meth:`url_key`. Each path writes its own (existing caches
+        keep hitting) and looks up both, so one URL is not paid for again when it moves between the two."""
+        return self.key(sha256_hex(url.encode("utf-8"))), self.url_key(url)
+
     def prepare(self, data: bytes, *, sha256: str | None = None) -> PreparedImage:
         """``data`` resized to the model's grid under this request's pixel bounds (raises ImageValidationError)."""
         return prepare_image(data, self.spec, min_pixels=self.min_pixels, max_pixels=self.max_pixels, sha256=sha256)
