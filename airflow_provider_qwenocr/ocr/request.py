@@ -55,7 +55,8 @@ def image_sha(image: PreparedImage | str) -> str:
     """What a payload is keyed on: a prepared image's bytes, a data URL's decoded bytes, else the URL text.
 
     (A URL the *realtime* service fetches is keyed on ``sha256(url)``; the batch builder and presigned
-    URLs use :meth:`OcrRequest.url_key`. Both formulas are kept as they were so existing caches hit.)
+    URLs use :meth:`OcrRequest.url_key`. Both formulas are kept as they were so existing caches hit, and both
+    paths look a fetched URL up under both: :meth:`OcrRequest.fetched_url_keys`.)
     """
     if isinstance(image, PreparedImage):
         return image.sha256
