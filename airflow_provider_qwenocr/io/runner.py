@@ -129,10 +129,7 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
     key = job.key(sha)
     ident = {"sha256": sha, "key": key, "page": src.page}
     if cache is not None:
-        # never raises: an unreadable cache or a row of another version is a miss. A fetched URL's row may
-        # also be under the batch path's key for it (OcrRequest.fetched_url_keys).
-        keys = job.request.fetched_url_keys(src.uri) if src.is_remote_url and not job.fetch else (key,)
-        row = next((r for r in map(cache.get, keys) if r is not None), None)
+        row = _cached_row(cache, src, job, key)
         if row is not None:
             cached = OcrResult.from_row(row)
             cached.source, cached.page = src.name, src.page  # same bytes under another name: still free
@@ -166,6 +163,14 @@ def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None
         except Exception:  # a picture is a by-product: never fail the image for it
             log.warning("could not draw boxes for %s", src.name, exc_info=True)
     return result, False
+
+
+def _cached_row(cache: ResultCache, src: Source, job: OcrJob, key: str) -> dict | None:
+    """The cached row of ``src`` (``key`` is its key), else None; never raises (an unreadable cache or a row of
+    another version is a miss). A URL the service fetches is also looked up under the batch path's key for it
+    (:meth:`OcrRequest.fetched_url_keys`)."""
+    keys = job.request.fetched_url_keys(src.uri) if src.is_remote_url and not job.fetch else (key,)
+    return next((row for row in map(cache.get, keys) if row is not None), None)
 
 
 def _presigned(src: Source, job: OcrJob) -> str | None:
@@ -270,8 +275,7 @@ def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCac
         if src.error:
             return 0, 0, 0
         if src.is_remote_url and not job.fetch:
-            sha = image_sha(src.uri)
-            if cache is not None and cache.get(job.key(sha)) is not None:
+            if cache is not None and _cached_row(cache, src, job, job.key(image_sha(src.uri))) is not None:
                 return 0, 0, 1
             return job.spec.max_image_tokens, 1, 0
         try:

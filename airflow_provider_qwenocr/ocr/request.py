@@ -108,7 +108,7 @@ class OcrRequest:
         """Both keys a row for a URL the service fetches may be cached under: the realtime path's
         ``key(sha256(url))`` and the batch path's :meth:`url_key`. Each path writes its own (existing caches
         keep hitting) and looks up both, so one URL is not paid for again when it moves between the two."""
-        return self.key(sha256_hex(url.encode("utf-8"))), self.url_key(url)
+        return self.key(image_sha(url)), self.url_key(url)
 
     def prepare(self, data: bytes, *, sha256: str | None = None) -> PreparedImage:
         """``data`` resized to the model's grid under this request's pixel bounds (raises ImageValidationError)."""

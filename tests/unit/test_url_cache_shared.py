@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow_provider_qwenocr.io.batch_runner import BatchRunner
 from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter, read_results
-from airflow_provider_qwenocr.io.runner import OcrJob, run
+from airflow_provider_qwenocr.io.runner import OcrJob, estimate_job_tokens, run
 from airflow_provider_qwenocr.io.sources import Source
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
@@ -49,6 +49,8 @@ def test_batch_first_then_realtime_calls_nothing(tmp_path):
     for b in api.batches.values():
         b["status"] = "completed"
     runner.land(sub.batch_ids, output_uri=str(tmp_path / "b.jsonl"), manifest_uri=str(tmp_path / "m.jsonl"))
+    job = OcrJob(build_ocr_request())
+    assert estimate_job_tokens([Source(URL, is_remote_url=True)], job, ResultCache(str(tmp_path / "cache"))) == (0, 0, 1)
     calls, summary, rows = _realtime(tmp_path, "rt")
     rows = list(rows)
     assert calls == 0 and summary.n_cached == 1
