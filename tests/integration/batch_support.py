@@ -60,6 +60,32 @@ def conn_env(base_url: str) -> str:
     return json.dumps({"conn_type": "dashscope", "password": API_KEY, "host": base_url})
 
 
+def server_fixture(**knobs: Any):
+    """A module-scoped ``server`` fixture: the emulator started once with ``knobs`` for the module's tests.
+    Use: ``server = server_fixture(batch_seconds=0.4)``."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def server():
+        srv = start_server(**knobs)
+        yield srv
+        srv.stop()
+
+    return server
+
+
+def conn_fixture():
+    """A ``conn`` fixture: the default dashscope connection pointed at the module's ``server``; its id."""
+    import pytest
+
+    @pytest.fixture
+    def conn(server, monkeypatch):
+        monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_DEFAULT", conn_env(server.base_url))
+        return "dashscope_default"
+
+    return conn
+
+
 class FakeTI:
     """Records xcom_push calls the way the operator makes them."""
 

@@ -10,16 +10,12 @@ import pytest
 
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchBuilder, encode_line, request_line
 from conftest import RECORDINGS
-from tests.integration.batch_support import API_KEY, png, red_png, start_server
+from tests.integration.batch_support import API_KEY, png, red_png, server_fixture, start_server
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = start_server(batch_seconds=0.6)
-    yield srv
-    srv.stop()
+server = server_fixture(batch_seconds=0.6)
 
 
 @pytest.fixture

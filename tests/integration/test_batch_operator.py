@@ -18,22 +18,24 @@ from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
-from tests.integration.batch_support import FakeTI, conn_env, png, red_png, start_server, wait_status
+from tests.integration.batch_support import (
+    FakeTI,
+    conn_env,
+    conn_fixture,
+    png,
+    red_png,
+    server_fixture,
+    start_server,
+    wait_status,
+)
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = start_server(batch_seconds=0.4)
-    yield srv
-    srv.stop()
+server = server_fixture(batch_seconds=0.4)
 
 
-@pytest.fixture
-def conn(server, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_DEFAULT", conn_env(server.base_url))
-    return "dashscope_default"
+conn = conn_fixture()
 
 
 @pytest.fixture

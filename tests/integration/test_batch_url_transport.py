@@ -17,22 +17,15 @@ from airflow_provider_qwenocr.exceptions import QwenOcrSubmitRefusedError
 from airflow_provider_qwenocr.io.presign import MAX_S3_EXPIRY_SECONDS, Presigner, expiry_seconds
 from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
-from tests.integration.batch_support import FakeTI, conn_env, png, start_server
+from tests.integration.batch_support import FakeTI, conn_fixture, png, server_fixture
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = start_server(batch_seconds=0.3)
-    yield srv
-    srv.stop()
+server = server_fixture(batch_seconds=0.3)
 
 
-@pytest.fixture
-def conn(server, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_DEFAULT", conn_env(server.base_url))
-    return "dashscope_default"
+conn = conn_fixture()
 
 
 def _s3(moto_server):

@@ -9,16 +9,12 @@ from airflow_provider_qwenocr.io.summary import DEPRECATED_KEYS, SUMMARY_KEYS
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
 from airflow_provider_qwenocr.sensors.batch import QwenOcrBatchSensor
-from tests.integration.batch_support import FakeTI, conn_env, png, start_server
+from tests.integration.batch_support import FakeTI, conn_env, png, server_fixture
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = start_server(batch_seconds=0.3)
-    yield srv
-    srv.stop()
+server = server_fixture(batch_seconds=0.3)
 
 
 @pytest.fixture
