@@ -55,6 +55,12 @@ MIN_TOKEN_BURST = 32_768
 MIN_EMISSION_US = 250
 
 
+def _nominal_and_sustained(per_minute: int, burst_seconds: float) -> tuple[int, int]:
+    """(one burst's worth of units, the sustained rate per minute = quota − that burst): see gcra_bucket."""
+    nominal = math.ceil(per_minute * burst_seconds / 60)
+    return nominal, max(1, per_minute - nominal)
+
+
 def token_unit(per_minute: int, burst_seconds: float = DEFAULT_BURST_SECONDS) -> int:
     """Tokens per unit of the token bucket: the smallest power of two whose emission interval is ≥ 250 µs.
 
@@ -65,8 +71,7 @@ def token_unit(per_minute: int, burst_seconds: float = DEFAULT_BURST_SECONDS) ->
     a charge is rounded up to whole units (≤ 31 tokens more per call, 0.4 % of a 12-MP page) and a
     refund down, so the bucket still never undercounts. Small quotas keep one token per unit.
     """
-    nominal = math.ceil(per_minute * burst_seconds / 60)
-    sustained = max(1, per_minute - nominal)
+    sustained = _nominal_and_sustained(per_minute, burst_seconds)[1]
     unit = 1
     while 60_000_000 * unit / sustained < MIN_EMISSION_US:
         unit *= 2
@@ -88,9 +93,8 @@ def gcra_bucket(per_minute: int, burst_seconds: float = DEFAULT_BURST_SECONDS, *
     """
     if per_minute <= 0:
         raise ValueError("a rate limit must be positive")
-    nominal = math.ceil(per_minute * burst_seconds / 60)
+    nominal, sustained = _nominal_and_sustained(per_minute, burst_seconds)
     burst = max(min_burst, nominal)
-    sustained = max(1, per_minute - nominal)
     rate = Rate(max(1, sustained // unit), Duration.MINUTE, burst=max(1, min(burst, per_minute) // unit))
     # The bucket takes its clock from the store: monotonic in-process, wall clock for shared stores.
     return StateBucket([rate], algorithm=GCRA(), store=store)
