@@ -2,7 +2,7 @@
 
 Every class is an ``AirflowException`` subclass, so Airflow's own handling (retries, failure callbacks) is
 unchanged; a DAG author who wants to react to one cause (say, top up the account when billing stops a run)
-catches the narrow class. The core (``ocr/``, ``dashscope/``, ``io/``) raises its own typed errors
+catches the narrow class. The core (``ocr/``, ``dashscope/``, ``runs/``) raises its own typed errors
 (``dashscope.errors``); the Airflow layer translates them into these, with a message that says what to do.
 """
 

@@ -35,8 +35,8 @@ import json, sys, time
 from bench.rss import peak_rss_kb
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchBuilder
 from airflow_provider_qwenocr.hooks import batch as hb
-from airflow_provider_qwenocr.io.presign import Presigner, expiry_seconds
-from airflow_provider_qwenocr.io.sources import expand_sources
+from airflow_provider_qwenocr.runs.presign import Presigner, expiry_seconds
+from airflow_provider_qwenocr.runs.sources import expand_sources
 import boto3, PIL.Image  # noqa: F401  (in the baseline)
 mode, uri, spool = sys.argv[1], sys.argv[2], sys.argv[3]
 import os; os.makedirs(spool, exist_ok=True)

@@ -1,7 +1,7 @@
 """Full-resolution scans to the token ceiling: the operator's own path, from files on disk, CPU per page.
 
 Setup (issue #11): ``--n`` (default 200) distinct 12-MP (4000×3000) colour JPEG scans are written to a temp
-dir first. Then ``QwenOcrOperator.execute`` — sources → ``io/runner.run`` → the hook's client → the results
+dir first. Then ``QwenOcrOperator.execute`` — sources → ``runs/realtime.run`` → the hook's client → the results
 writer and cache, the hook built from an ``AIRFLOW_CONN_DASHSCOPE_DEFAULT`` connection — OCRs the folder with
 ``--concurrency`` calls in flight against the emulator in **its own process** with
 ``--engine echo --latency-ms 1500 --rpm 1200 --tpm 6000000``.
@@ -219,7 +219,7 @@ def use_compiled_imports() -> None:
 
     prefix = os.path.join(tempfile.gettempdir(), "qwenocr-bench-pycache")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPYCACHEPREFIX": prefix}
-    modules = "dashscope, airflow_provider_qwenocr.io.runner, airflow_provider_qwenocr.operators.ocr"
+    modules = "dashscope, airflow_provider_qwenocr.runs.realtime, airflow_provider_qwenocr.operators.ocr"
     subprocess.run([sys.executable, "-c", f"import {modules}"], env=env, check=True, cwd=os.path.dirname(
         os.path.dirname(os.path.abspath(__file__))), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sys.pycache_prefix = prefix
@@ -228,9 +228,9 @@ def use_compiled_imports() -> None:
 
 def preload(files: list[str]) -> None:
     """``--prepared``: every file prepared now; the runner's ``prepare_image`` then returns the prepared image."""
-    from airflow_provider_qwenocr.io import runner
     from airflow_provider_qwenocr.ocr.images import prepare_image, sha256_hex
     from airflow_provider_qwenocr.ocr.models import get_model
+    from airflow_provider_qwenocr.runs import realtime as runner
 
     spec = get_model("qwen-vl-ocr")
     done = {}

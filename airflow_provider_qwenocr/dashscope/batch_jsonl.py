@@ -245,7 +245,7 @@ class BatchBuilder:
                 key_uri: str | None = None) -> ManifestEntry:
         """A public http(s) URL, passed to the service untouched (keyed by the URL: its bytes are unknown).
 
-        A presigned URL (``io/presign.py``) changes at every signing, so it is keyed by ``key_uri`` (the
+        A presigned URL (``runs/presign.py``) changes at every signing, so it is keyed by ``key_uri`` (the
         object's ``s3://`` URI) and the manifest names ``source``: the signature never lands in a row.
         """
         key = self.url_key(key_uri or url)

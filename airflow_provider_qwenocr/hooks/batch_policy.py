@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
-from airflow_provider_qwenocr.io.policy import (  # noqa: F401 - the one failure policy, importable from here
+from airflow_provider_qwenocr.runs.summary import (  # noqa: F401 - the one failure policy, importable from here
     DEFAULT_MAX_FAILED_RATIO,
     failed_ratio_exceeded,
     resolve_max_failed_ratio,

@@ -82,7 +82,7 @@ def protect_secret(secret: str | None) -> None:
         logger = logging.getLogger(name)
         if _SECRET_FILTER not in logger.filters:
             logger.addFilter(_SECRET_FILTER)
-    # records of child loggers (``airflow_provider_qwenocr.io.runner`` …) skip their ancestors' filters but
+    # records of child loggers (``airflow_provider_qwenocr.runs.realtime`` …) skip their ancestors' filters but
     # not the handlers': the task log's handlers get the filter too
     for name in ("", "airflow.task", "airflow"):
         for handler in logging.getLogger(name).handlers:

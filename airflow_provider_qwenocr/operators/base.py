@@ -48,7 +48,7 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
     :param token_budget: refuse to start (before anything is billed) when the estimated image tokens of the
         images not yet cached exceed this.
     :param image_transport: ``"inline"`` (default: read, resized to the model grid, sent as base64) or
-        ``"url"``: object-store sources go as presigned URLs (``io/presign.py`` says what that trades).
+        ``"url"``: object-store sources go as presigned URLs (``runs/presign.py`` says what that trades).
     :param emit_asset: declare the outlet asset ``qwenocr://<dag_id>/<task_id>`` (Dataset on 2.x), whose
         events carry ``results_uri`` and the counts (see :mod:`airflow_provider_qwenocr.lineage`).
     """
@@ -76,7 +76,7 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        from airflow_provider_qwenocr.io.presign import check_transport
+        from airflow_provider_qwenocr.runs.presign import check_transport
 
         self.images = images
         self.task = task

@@ -73,7 +73,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
     :param batch_limits: ``BatchLimits`` (lines / file bytes / line bytes per input file); the service's by default.
     :param emit_asset: with ``wait_for_completion=True``, declare the outlet asset ``qwenocr://<dag_id>/<task_id>``
         (as ``QwenOcrOperator``); without waiting there are no rows yet — the sensor that lands them declares it.
-    :return: the XCom summary of :class:`~airflow_provider_qwenocr.io.summary.OcrSummary` (``state`` "done",
+    :return: the XCom summary of :class:`~airflow_provider_qwenocr.runs.summary.OcrSummary` (``state`` "done",
         or "submitted" without waiting) — never the rows themselves. With ``image_transport="url"`` the
         presigned URLs are valid past the completion window (one input file holds up to 50,000 lines).
     """
@@ -137,7 +137,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
     def _resolve_uris(self, context: Context) -> tuple[str, str]:
         output = self.output_uri
         if not output:
-            from airflow_provider_qwenocr.io.results_store import default_base_dir
+            from airflow_provider_qwenocr.runs.results_store import default_base_dir
 
             ti = context.get("ti") or context.get("task_instance")
             run_id = str(getattr(ti, "run_id", None) or context.get("run_id") or int(time.time()))
@@ -153,7 +153,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
                                       prepare_workers=self.prepare_workers)
 
     def execute(self, context: Context) -> Any:
-        from airflow_provider_qwenocr.io.sources import expand_sources
+        from airflow_provider_qwenocr.runs.sources import expand_sources
 
         self.completion_window = normalize_completion_window(self.completion_window)  # rendered; before upload
         if not self._timeout_given:
@@ -173,7 +173,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
             if ti is not None:
                 ti.xcom_push(key="batch_ids", value=ids)
 
-        from airflow_provider_qwenocr.io.batch_runner import SubmitRefused
+        from airflow_provider_qwenocr.runs.batch import SubmitRefused
 
         try:
             submitted = self._runner().submit(

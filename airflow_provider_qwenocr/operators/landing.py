@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrFailedImagesError
 from airflow_provider_qwenocr.hooks.batch import evaluate_batch_counts, failed_ratio_exceeded, skip_exception
-from airflow_provider_qwenocr.io.summary import OcrSummary
+from airflow_provider_qwenocr.runs.summary import OcrSummary
 
 
 def land_batches(runner: Any, batch_ids: list[str], batches: list[dict], *, output_uri: str | None,

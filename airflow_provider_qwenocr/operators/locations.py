@@ -30,7 +30,7 @@ def safe_part(part: Any) -> str:
 def default_cache_uri(dag_id: str) -> str:
     """The cache location for ``dag_id`` when the operator names none (rules 2 and 3 above)."""
     from airflow_provider_qwenocr._compat import conf
-    from airflow_provider_qwenocr.io.results_store import default_base_dir
+    from airflow_provider_qwenocr.runs.results_store import default_base_dir
 
     configured = (conf.get("qwenocr", "cache_uri", fallback=None) or "").strip()
     if configured:

@@ -2,7 +2,7 @@
 
 Airflow glue only: templating, the task context, the output location, the XCom summary and the
 failure policy. The per-image loop (read → hash → cache → prepare → recognise → row) is
-:mod:`airflow_provider_qwenocr.io.runner`; HTTP and retries live in the client behind the hook.
+:mod:`airflow_provider_qwenocr.runs.realtime`; HTTP and retries live in the client behind the hook.
 
 Results never go through XCom: rows go to ``output_uri`` (one JSON line per image); XCom gets a small
 dict (URI, counts, usage, cost, the first failures).
@@ -29,9 +29,9 @@ from airflow_provider_qwenocr.operators.locations import safe_part as _safe
 
 if TYPE_CHECKING:
     from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-    from airflow_provider_qwenocr.io.runner import OcrJob
-    from airflow_provider_qwenocr.io.sources import Source
-    from airflow_provider_qwenocr.io.summary import OcrSummary
+    from airflow_provider_qwenocr.runs.realtime import OcrJob
+    from airflow_provider_qwenocr.runs.sources import Source
+    from airflow_provider_qwenocr.runs.summary import OcrSummary
 
 
 class QwenOcrOperator(QwenOcrBaseOperator):
@@ -56,7 +56,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         connection extra of the same name, else 8; 0 disables the breaker.
     :param circuit_breaker_seconds: stop the task when calls keep failing and no call was answered for
         this long. Default: the connection extra of the same name, else 120 s.
-    :return: the XCom summary of :class:`~airflow_provider_qwenocr.io.summary.OcrSummary` (README "What the
+    :return: the XCom summary of :class:`~airflow_provider_qwenocr.runs.summary.OcrSummary` (README "What the
         tasks return") — never the rows.
 
     With ``image_transport="url"`` the presigned URLs are valid for an hour and signed just before each
@@ -113,10 +113,10 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_qwenocr.dashscope.errors import AccountError, ServiceUnavailableError, redact
-        from airflow_provider_qwenocr.io import runner
-        from airflow_provider_qwenocr.io.progress import Progress
-        from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
-        from airflow_provider_qwenocr.io.sources import NoSourcesError, expand_sources
+        from airflow_provider_qwenocr.runs import realtime as runner
+        from airflow_provider_qwenocr.runs.realtime import Progress
+        from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
+        from airflow_provider_qwenocr.runs.sources import NoSourcesError, expand_sources
         job = self._job()
         output_uri, cache_uri = self._locations(context)
         self._check_writable(output_uri, cache_uri if self.use_cache else None)
@@ -158,7 +158,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         self._log_summary(summary, progress, output_uri)
         result = summary.to_xcom(output_uri, state="done")
         publish_results_event(self, context, result)
-        from airflow_provider_qwenocr.io.policy import failed_ratio_exceeded
+        from airflow_provider_qwenocr.runs.summary import failed_ratio_exceeded
 
         too_many = failed_ratio_exceeded(summary.n_failed, summary.n_images, float(self.max_failed_ratio))
         if too_many:
@@ -166,7 +166,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         return result
 
     def _job(self) -> OcrJob:
-        from airflow_provider_qwenocr.io.runner import OcrJob
+        from airflow_provider_qwenocr.runs.realtime import OcrJob
 
         config = self.hook.config
         return OcrJob(self.ocr_request(), region=config.region, secret=config.api_key, presigner=self._presigner())
@@ -175,7 +175,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         """None inline; in URL mode a signer of short-lived URLs (realtime signs just before each call)."""
         if self.image_transport != "url":
             return None
-        from airflow_provider_qwenocr.io.presign import REALTIME_EXPIRY_SECONDS, Presigner
+        from airflow_provider_qwenocr.runs.presign import REALTIME_EXPIRY_SECONDS, Presigner
 
         return Presigner(aws_conn_id=self.aws_conn_id, expires_in=REALTIME_EXPIRY_SECONDS)
 
@@ -184,8 +184,8 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
         The cache never follows ``output_uri`` (see :mod:`~airflow_provider_qwenocr.operators.locations`).
         """
-        from airflow_provider_qwenocr.io import storage
-        from airflow_provider_qwenocr.io.results_store import default_base_dir
+        from airflow_provider_qwenocr.runs import storage
+        from airflow_provider_qwenocr.runs.results_store import default_base_dir
 
         dag_id, task_id, run_id, map_index = _ids(self, context)
         suffix = f"_{map_index}" if map_index is not None and map_index >= 0 else ""
@@ -201,7 +201,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         """Fail before the first call when results or the cache could not be written (a probe write)."""
         import uuid
 
-        from airflow_provider_qwenocr.io import storage
+        from airflow_provider_qwenocr.runs import storage
 
         if storage.is_local(output_uri):
             target = storage.local_path(output_uri)
@@ -217,14 +217,14 @@ class QwenOcrOperator(QwenOcrBaseOperator):
             try:
                 storage.probe_write(probe, aws_conn_id=self.aws_conn_id)
             except Exception as exc:
-                from airflow_provider_qwenocr.io.messages import describe
+                from airflow_provider_qwenocr.dashscope.errors import describe
 
                 where = output_uri if what == "output_uri" else cache_uri
                 raise QwenOcrConfigError(f"{what} {where!r} is not writable ({describe(exc)}); nothing was "
                                          "sent" + ("; or set use_cache=False" if what == "cache_uri" else "")) from None
 
     def _check_budget(self, sources: list[Source], job: OcrJob, cache: Any) -> None:
-        from airflow_provider_qwenocr.io.runner import estimate_job_tokens
+        from airflow_provider_qwenocr.runs.realtime import estimate_job_tokens
 
         tokens, unknown, cached = estimate_job_tokens(sources, job, cache, self.max_concurrency)
         budget = int(self.token_budget)
@@ -246,7 +246,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         except ImportError:
             self.log.warning("draw_boxes_uri is set but box drawing is unavailable; no pictures written")
             return None
-        from airflow_provider_qwenocr.io import storage
+        from airflow_provider_qwenocr.runs import storage
 
         target, aws_conn_id = str(self.draw_boxes_uri), self.aws_conn_id
 

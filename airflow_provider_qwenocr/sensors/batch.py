@@ -55,7 +55,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
         ``cancel_on_timeout`` as before, with a DeprecationWarning when that is True (pass it explicitly).
     :param emit_asset: with ``output_uri``, declare the outlet asset ``qwenocr://<dag_id>/<task_id>``
         (see :mod:`airflow_provider_qwenocr.lineage`).
-    :return: the XCom summary of :class:`~airflow_provider_qwenocr.io.summary.OcrSummary`, as both operators:
+    :return: the XCom summary of :class:`~airflow_provider_qwenocr.runs.summary.OcrSummary`, as both operators:
         with ``output_uri`` the landed rows' counts, usage and cost (``state="done"``); without, the batches'
         request counts, ``results_uri`` None and ``state="ended"``. ``verdict``, ``counts`` and ``statuses``
         are still in it for one release (deprecated).

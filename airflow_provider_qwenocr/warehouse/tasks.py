@@ -2,7 +2,7 @@
 
 Why here and not in each DAG file: the three example DAGs land results the same way; keeping the load and
 the read-back in one tested place keeps the DAG files short enough to read as documentation.
-Thin glue only: the SQL lives in :mod:`.loader`, file reading in ``io.results_store``.
+Thin glue only: the SQL lives in :mod:`.loader`, file reading in ``runs.results_store``.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def result_uris(outputs: Iterable[Any]) -> list[str]:
 def load_result_files(hook: Any, uris: Iterable[str], *, aws_conn_id: str | None = "aws_default",
                       **kwargs: Any) -> dict[str, Any]:
     """Read every results file and upsert its rows (one load, so the ledger sees the run at once)."""
-    from airflow_provider_qwenocr.io.results_store import read_results
+    from airflow_provider_qwenocr.runs.results_store import read_results
 
     uris = list(uris)
     rows: list[dict] = []

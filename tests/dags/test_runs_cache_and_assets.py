@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from airflow_provider_qwenocr.io.results_store import read_results
+from airflow_provider_qwenocr.runs.results_store import read_results
 
 pytestmark = [pytest.mark.dags, pytest.mark.integration]
 

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from airflow_provider_qwenocr.io.results_store import read_results
+from airflow_provider_qwenocr.runs.results_store import read_results
 from tests.integration.batch_support import conn_env, png, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.dags]

@@ -15,9 +15,9 @@ from airflow_provider_qwenocr.dashscope.batch import BatchRegionError
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchLimits
 from airflow_provider_qwenocr.exceptions import QwenOcrSubmitRefusedError
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
+from airflow_provider_qwenocr.runs.results_store import read_results
 from tests.integration.batch_support import (
     FakeTI,
     conn_env,

@@ -14,9 +14,9 @@ import boto3
 import pytest
 
 from airflow_provider_qwenocr.exceptions import QwenOcrSubmitRefusedError
-from airflow_provider_qwenocr.io.presign import MAX_S3_EXPIRY_SECONDS, Presigner, expiry_seconds
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
+from airflow_provider_qwenocr.runs.presign import MAX_S3_EXPIRY_SECONDS, Presigner, expiry_seconds
+from airflow_provider_qwenocr.runs.results_store import read_results
 from tests.integration.batch_support import FakeTI, conn_fixture, png, server_fixture
 
 pytestmark = pytest.mark.integration

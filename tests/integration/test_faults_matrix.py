@@ -17,8 +17,8 @@ import time
 import pytest
 from PIL import Image
 
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr.runs.results_store import read_results
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

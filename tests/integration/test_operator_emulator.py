@@ -24,8 +24,8 @@ import pytest
 from PIL import Image
 
 from airflow_provider_qwenocr._compat import AirflowException
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr.runs.results_store import read_results
 
 pytestmark = pytest.mark.integration
 DOCS = Path(__file__).resolve().parents[1] / "data" / "docs"

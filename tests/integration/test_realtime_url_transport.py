@@ -17,12 +17,13 @@ import pytest
 from PIL import Image
 
 from airflow_provider_qwenocr.exceptions import QwenOcrConfigError
-from airflow_provider_qwenocr.io import runner, sources
-from airflow_provider_qwenocr.io.presign import REALTIME_EXPIRY_SECONDS, Presigner
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.ocr.images import estimate_tokens
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr.runs import realtime as runner
+from airflow_provider_qwenocr.runs import sources
+from airflow_provider_qwenocr.runs.presign import REALTIME_EXPIRY_SECONDS, Presigner
+from airflow_provider_qwenocr.runs.results_store import read_results
 
 pytestmark = pytest.mark.integration
 DOCS = Path(__file__).resolve().parents[1] / "data" / "docs"

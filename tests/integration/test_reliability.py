@@ -43,8 +43,8 @@ from airflow_provider_qwenocr.exceptions import (
     QwenOcrFailedImagesError,
     QwenOcrServiceUnavailableError,
 )
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr.runs.results_store import read_results
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -113,8 +113,8 @@ def test_hostile_set_peak_rss(make_emulator, monkeypatch, tmp_path):
 
 def test_pdf_page_rendered_at_most_max_pixels_and_absurd_pages_refused(tmp_path):
     pdfium = pytest.importorskip("pypdfium2")
-    from airflow_provider_qwenocr.io.sources import expand_sources
     from airflow_provider_qwenocr.ocr import pdf
+    from airflow_provider_qwenocr.runs.sources import expand_sources
 
     path = tmp_path / "big.pdf"
     doc = pdfium.PdfDocument.new()
@@ -388,7 +388,7 @@ def test_unreadable_inputs_become_error_rows(emulator, emulator_conn, tmp_path):
 
 def test_sensor_fails_on_rejected_images_like_realtime(emulator, emulator_conn, tmp_path):
     from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-    from airflow_provider_qwenocr.io.sources import expand_sources
+    from airflow_provider_qwenocr.runs.sources import expand_sources
     from airflow_provider_qwenocr.sensors.batch import QwenOcrBatchSensor
 
     d = tmp_path / "in"

@@ -1,13 +1,13 @@
 """One result contract: the realtime operator, the batch operator (waiting and not) and the sensor return the
-same XCom summary (io/summary.py), against the emulator."""
+same XCom summary (runs/summary.py), against the emulator."""
 
 from __future__ import annotations
 
 import pytest
 
-from airflow_provider_qwenocr.io.summary import DEPRECATED_KEYS, SUMMARY_KEYS
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr.runs.summary import DEPRECATED_KEYS, SUMMARY_KEYS
 from airflow_provider_qwenocr.sensors.batch import QwenOcrBatchSensor
 from tests.integration.batch_support import FakeTI, conn_env, png, server_fixture
 
@@ -75,7 +75,7 @@ def test_sensor_without_output_uri_returns_the_request_counts(images, tmp_path):
 
 def test_deprecated_hook_batch_methods_warn_and_still_work(images, tmp_path):
     from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-    from airflow_provider_qwenocr.io.sources import expand_sources
+    from airflow_provider_qwenocr.runs.sources import expand_sources
     from tests.integration.batch_support import wait_status
 
     hook = QwenOcrHook()
@@ -111,7 +111,7 @@ def test_hook_recognize_takes_the_request_or_its_arguments(images):
 
 def test_sensor_lands_error_rows_of_a_failed_batch_as_the_operator_does(images, tmp_path):
     from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
-    from airflow_provider_qwenocr.io.results_store import read_results
+    from airflow_provider_qwenocr.runs.results_store import read_results
 
     output = str(tmp_path / "s.jsonl")
     submitted = QwenOcrBatchOperator(task_id="submit", images=images, output_uri=output, use_cache=False,

@@ -10,8 +10,8 @@ from airflow.exceptions import AirflowSkipException, TaskDeferred
 from airflow_provider_qwenocr._compat import AirflowException
 from airflow_provider_qwenocr.dashscope.batch_jsonl import encode_line, request_line
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
+from airflow_provider_qwenocr.runs.results_store import read_results
 from airflow_provider_qwenocr.sensors.batch import QwenOcrBatchSensor
 from tests.integration.batch_support import (
     FakeTI,

@@ -22,10 +22,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.ocr.parsing import parse_answer
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, prompt_for
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
+from airflow_provider_qwenocr.runs.results_store import read_results
 from tests.integration.batch_support import API_KEY, FakeTI, conn_env, png, start_server
 
 pytestmark = pytest.mark.integration

@@ -27,8 +27,8 @@ from PIL import Image
 from airflow_provider_qwenocr.dashscope.errors import ACCOUNT_CODES, AccountError, RetryableError
 from airflow_provider_qwenocr.dashscope.realtime import response_error
 from airflow_provider_qwenocr.exceptions import QwenOcrAccountError, QwenOcrFailedImagesError
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr.runs.results_store import read_results
 from tests.integration.test_operator_emulator import _ctx, _png, _set_conn
 
 pytestmark = pytest.mark.integration

@@ -182,7 +182,7 @@ def test_status_mapping(status, terminal, success, failure):
 ])
 def test_custom_id_is_the_realtime_idempotency_key(task, prompt, schema, page):
     """One key per image + task + model + params for both APIs: the result cache serves realtime and batch."""
-    from airflow_provider_qwenocr.io.runner import OcrJob
+    from airflow_provider_qwenocr.runs.realtime import OcrJob
 
     data = png("shared key")
     b = BatchBuilder(task=task, prompt=prompt, result_schema=schema, min_pixels=3072)

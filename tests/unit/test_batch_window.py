@@ -83,7 +83,7 @@ def test_operator_passes_the_window_through(monkeypatch, tmp_path):
     seen = {}
 
     from airflow_provider_qwenocr.dashscope.config import ClientConfig
-    from airflow_provider_qwenocr.io.batch_runner import Submission
+    from airflow_provider_qwenocr.runs.batch import Submission
 
     class _Runner:
         def submit(self, sources, request, **kw):

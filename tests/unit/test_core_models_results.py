@@ -132,7 +132,7 @@ def test_client_config_endpoints_and_secrecy():
 
 
 def test_the_one_summary_keeps_the_unknown_cost_rule():
-    from airflow_provider_qwenocr.io.summary import OcrSummary
+    from airflow_provider_qwenocr.runs.summary import OcrSummary
 
     known = OcrResult(source="a", task="text_recognition", model="qwen-vl-ocr", usage=Usage(1000, 100, 900, 1100),
                       cost=get_model("qwen-vl-ocr").price().cost(1000, 100))

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchBuilder
-from airflow_provider_qwenocr.io.runner import OcrJob
 from airflow_provider_qwenocr.ocr.images import PreparedImage, decode_data_url
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request, image_sha, request_key
 from airflow_provider_qwenocr.ocr.tasks import KIE_SCHEMA_PROMPT, TEXT_PROMPT, OcrTask
+from airflow_provider_qwenocr.runs.realtime import OcrJob
 
 SHA = hashlib.sha256(b"pinned image bytes").hexdigest()
 PROMPT = "Return the ticket number"

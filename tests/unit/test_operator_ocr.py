@@ -14,11 +14,11 @@ from PIL import Image
 from airflow_provider_qwenocr._compat import AirflowException
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError, PermanentError, RetryableError
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.ocr.images import PreparedImage
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, Word
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr.runs.results_store import read_results
 
 SECRET = "sk-unit-test-secret-0123456789"
 

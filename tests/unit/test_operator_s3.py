@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from airflow_provider_qwenocr.io.results_store import read_results
 from airflow_provider_qwenocr.ocr.images import smart_resize
+from airflow_provider_qwenocr.runs.results_store import read_results
 from tests.unit.test_operator_ocr import FakeClient, _context, _op, _png
 
 

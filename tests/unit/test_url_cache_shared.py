@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from airflow_provider_qwenocr.io.batch_runner import BatchRunner
-from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter, read_results
-from airflow_provider_qwenocr.io.runner import OcrJob, estimate_job_tokens, run
-from airflow_provider_qwenocr.io.sources import Source
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
-from tests.unit.test_io_summary_batch_runner import FakeBatchApi
+from airflow_provider_qwenocr.runs.batch import BatchRunner
+from airflow_provider_qwenocr.runs.realtime import OcrJob, estimate_job_tokens, run
+from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter, read_results
+from airflow_provider_qwenocr.runs.sources import Source
+from tests.unit.test_runs_summary_batch import FakeBatchApi
 
 URL = "https://example.invalid/scans/page-1.png"
 

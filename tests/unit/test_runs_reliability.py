@@ -13,15 +13,14 @@ import warnings
 import pytest
 from PIL import Image
 
-from airflow_provider_qwenocr.dashscope.errors import RetryableError, from_exception
-from airflow_provider_qwenocr.io import runner
-from airflow_provider_qwenocr.io.messages import describe, readable
-from airflow_provider_qwenocr.io.policy import failed_ratio_exceeded, resolve_max_failed_ratio
-from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter, read_results
-from airflow_provider_qwenocr.io.sources import Source
+from airflow_provider_qwenocr.dashscope.errors import RetryableError, describe, from_exception, readable
 from airflow_provider_qwenocr.ocr import images
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.results import OcrResult
+from airflow_provider_qwenocr.runs import realtime as runner
+from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter, read_results
+from airflow_provider_qwenocr.runs.sources import Source
+from airflow_provider_qwenocr.runs.summary import failed_ratio_exceeded, resolve_max_failed_ratio
 
 
 def test_describe_drops_reprs_and_repeated_prefixes():
@@ -59,7 +58,7 @@ def test_cache_get_is_a_miss_for_foreign_rows_and_storage_errors(tmp_path, monke
         assert cache.get("ab12") is None, bad
     assert caplog.text.count("treated as a miss") == 5
 
-    from airflow_provider_qwenocr.io import storage
+    from airflow_provider_qwenocr.runs import storage
 
     def broken(*a, **k):
         raise PermissionError("denied")

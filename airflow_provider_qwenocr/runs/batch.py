@@ -30,11 +30,11 @@ from airflow_provider_qwenocr.dashscope.batch_jsonl import (
     load_manifest,
 )
 from airflow_provider_qwenocr.dashscope.batch_results import index_lines, results_for
-from airflow_provider_qwenocr.io import storage
-from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
-from airflow_provider_qwenocr.io.summary import OcrSummary
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION
 from airflow_provider_qwenocr.ocr.request import OcrRequest
+from airflow_provider_qwenocr.runs import storage
+from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
+from airflow_provider_qwenocr.runs.summary import OcrSummary
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def presigner_for(image_transport: str, token_budget: int | None, aws_conn_id: s
                   completion_window: str = "24h") -> Any:
     """None for inline; for "url" a Presigner whose URLs outlive ``completion_window`` (refused, before
     anything is read or uploaded, when S3 cannot sign that long)."""
-    from airflow_provider_qwenocr.io.presign import Presigner, check_transport, expiry_seconds
+    from airflow_provider_qwenocr.runs.presign import Presigner, check_transport, expiry_seconds
 
     if check_transport(image_transport) == "inline":
         return None
@@ -213,7 +213,7 @@ class BatchRunner:
                completion_window: Any = "24h", image_transport: str = "inline") -> Submission:
         """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
 
-        ``sources`` are ``io.sources.Source`` objects or ``(name, bytes)`` pairs. ``on_batch_created``
+        ``sources`` are ``runs.sources.Source`` objects or ``(name, bytes)`` pairs. ``on_batch_created``
         receives the ids so far after every creation (the operator pushes them to XCom at once). Cached
         images are not sent. http(s) sources go to the service as URLs unless ``request.fetch``.
         ``token_budget`` refuses (``SubmitRefused``, a ValueError; nothing uploaded) when the estimated image tokens exceed it;

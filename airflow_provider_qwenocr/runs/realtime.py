@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -33,22 +34,21 @@ from airflow_provider_qwenocr.dashscope.errors import (
     QwenOcrError,
     RetryableError,
     ServiceUnavailableError,
+    describe,
     redact,
 )
-from airflow_provider_qwenocr.io.messages import describe
-from airflow_provider_qwenocr.io.progress import Progress
-from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter
-from airflow_provider_qwenocr.io.sources import Source
-from airflow_provider_qwenocr.io.summary import MAX_FAILED_IN_SUMMARY, MAX_FAILED_KEPT, OcrSummary
 from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens, reference_sha, sha256_hex
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec
 from airflow_provider_qwenocr.ocr.request import OcrRequest, image_sha
 from airflow_provider_qwenocr.ocr.results import OcrResult
 from airflow_provider_qwenocr.ocr.tasks import OcrTask
+from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
+from airflow_provider_qwenocr.runs.sources import Source
+from airflow_provider_qwenocr.runs.summary import MAX_FAILED_IN_SUMMARY, MAX_FAILED_KEPT, OcrSummary
 
 log = logging.getLogger(__name__)
 
-#: The realtime summary is the one XCom contract (:class:`~airflow_provider_qwenocr.io.summary.OcrSummary`).
+#: The realtime summary is the one XCom contract (:class:`~airflow_provider_qwenocr.runs.summary.OcrSummary`).
 RunSummary = OcrSummary
 
 
@@ -64,7 +64,7 @@ class OcrJob:
     request: OcrRequest
     region: str = DEFAULT_REGION
     secret: str | None = field(default=None, repr=False)  # only used to scrub messages
-    # image_transport="url": an io.presign.Presigner; object-store sources go to the service as presigned
+    # image_transport="url": an runs.presign.Presigner; object-store sources go to the service as presigned
     # URLs (no local read, decode or resize), keyed on their object URI.
     presigner: Any = field(default=None, repr=False, compare=False)
 
@@ -317,3 +317,49 @@ def _estimate_by_reference(src: Source, job: OcrJob, cache: ResultCache | None) 
 
 
 __all__ = ["MAX_FAILED_IN_SUMMARY", "MAX_FAILED_KEPT", "OcrJob", "OcrSummary", "RunSummary", "estimate_job_tokens", "process_one", "run"]
+
+
+# Progress lines for long runs, throttled by time and not per image: a 50,000-image backlog logging every
+# image buries the lines that matter (failures, the summary) and slows the task log viewer to a crawl.
+class Progress:
+    def __init__(
+        self,
+        total: int,
+        log: logging.Logger | logging.LoggerAdapter,
+        *,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = total
+        self.log = log
+        self.interval = interval
+        self.clock = clock
+        self.done = self.failed = self.cached = 0
+        self.started = clock()
+        self._last = self.started
+
+    def update(self, *, ok: bool, cached: bool = False) -> None:
+        self.done += 1
+        self.failed += 0 if ok else 1
+        self.cached += 1 if cached else 0
+        now = self.clock()
+        if now - self._last >= self.interval or self.done == self.total:
+            self._last = now
+            self.log.info("%s", self.line(now))
+
+    @property
+    def rate(self) -> float:
+        elapsed = self.clock() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def line(self, now: float | None = None) -> str:
+        now = self.clock() if now is None else now
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.done / elapsed
+        remaining = self.total - self.done
+        eta = f"{remaining / rate:,.0f}s" if rate > 0 and remaining else ("0s" if not remaining else "?")
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        return (
+            f"OCR progress: {self.done}/{self.total} ({pct:.0f}%), {self.failed} failed, {self.cached} cached, "
+            f"{rate:.2f} images/s, elapsed {elapsed:,.0f}s, ETA {eta}"
+        )

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from airflow_provider_qwenocr.io.sources import NoSourcesError, expand_sources
+from airflow_provider_qwenocr.runs.sources import NoSourcesError, expand_sources
 
 
 def _png(color=(200, 200, 200), size=(40, 30)) -> bytes:

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_qwenocr.io import storage
-from airflow_provider_qwenocr.io.messages import describe
+from airflow_provider_qwenocr.dashscope.errors import describe
 from airflow_provider_qwenocr.ocr.results import OcrResult
+from airflow_provider_qwenocr.runs import storage
 
 log = logging.getLogger(__name__)
 

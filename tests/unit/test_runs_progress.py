@@ -23,7 +23,7 @@ class Sink(logging.Logger):
 
 
 def test_progress_rate_eta_and_throttling():
-    from airflow_provider_qwenocr.io.progress import Progress
+    from airflow_provider_qwenocr.runs.realtime import Progress
 
     clock, sink = Clock(), Sink()
     p = Progress(10, sink, interval=5.0, clock=clock)

@@ -1,4 +1,4 @@
-"""The one XCom summary (io/summary.py) and the batch runner (io/batch_runner.py) without Airflow or a server."""
+"""The one XCom summary (runs/summary.py) and the batch runner (runs/batch.py) without Airflow or a server."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import sys
 import pytest
 from PIL import Image
 
-from airflow_provider_qwenocr.io.batch_runner import BatchRunner, cancel_batches
-from airflow_provider_qwenocr.io.results_store import read_results
-from airflow_provider_qwenocr.io.summary import DEPRECATED_KEYS, MAX_FAILED_IN_SUMMARY, SUMMARY_KEYS, OcrSummary
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
+from airflow_provider_qwenocr.runs.batch import BatchRunner, cancel_batches
+from airflow_provider_qwenocr.runs.results_store import read_results
+from airflow_provider_qwenocr.runs.summary import DEPRECATED_KEYS, MAX_FAILED_IN_SUMMARY, SUMMARY_KEYS, OcrSummary
 
 
 def _png(text_color=(0, 0, 0), size=(80, 40)) -> bytes:
@@ -25,8 +25,8 @@ def _png(text_color=(0, 0, 0), size=(80, 40)) -> bytes:
 
 def test_core_runners_and_summary_import_without_airflow():
     code = ("import sys\n"
-            "import airflow_provider_qwenocr.io.batch_runner, airflow_provider_qwenocr.io.runner\n"
-            "import airflow_provider_qwenocr.io.summary, airflow_provider_qwenocr.ocr.request\n"
+            "import airflow_provider_qwenocr.runs.batch, airflow_provider_qwenocr.runs.realtime\n"
+            "import airflow_provider_qwenocr.runs.summary, airflow_provider_qwenocr.ocr.request\n"
             "print('airflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

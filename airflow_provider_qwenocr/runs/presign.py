@@ -21,7 +21,7 @@ import logging
 import threading
 from urllib.parse import urlparse
 
-from airflow_provider_qwenocr.io import storage
+from airflow_provider_qwenocr.runs import storage
 
 log = logging.getLogger(__name__)
 

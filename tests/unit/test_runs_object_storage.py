@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from airflow_provider_qwenocr.io import storage
-from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter, read_results
-from airflow_provider_qwenocr.io.sources import NoSourcesError, expand_sources
 from airflow_provider_qwenocr.ocr.results import OcrResult
+from airflow_provider_qwenocr.runs import storage
+from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter, read_results
+from airflow_provider_qwenocr.runs.sources import NoSourcesError, expand_sources
 
 
 @pytest.fixture

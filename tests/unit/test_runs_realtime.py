@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from airflow_provider_qwenocr.io.results_store import ResultsWriter, read_results
-from airflow_provider_qwenocr.io.runner import MAX_FAILED_KEPT, OcrJob, run
-from airflow_provider_qwenocr.io.sources import Source
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
+from airflow_provider_qwenocr.runs.realtime import MAX_FAILED_KEPT, OcrJob, run
+from airflow_provider_qwenocr.runs.results_store import ResultsWriter, read_results
+from airflow_provider_qwenocr.runs.sources import Source
 from tests.unit.test_operator_ocr import _png
 
 

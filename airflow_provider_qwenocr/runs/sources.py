@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_qwenocr.io import storage
-from airflow_provider_qwenocr.io.messages import describe, readable
+from airflow_provider_qwenocr.dashscope.errors import describe, readable
+from airflow_provider_qwenocr.runs import storage
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dib", ".ico", ".jp2"}

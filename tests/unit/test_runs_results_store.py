@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_qwenocr.io.results_store import ResultCache, ResultsWriter, read_results
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, Word
+from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter, read_results
 
 
 def _ok(name: str, key: str) -> OcrResult:
