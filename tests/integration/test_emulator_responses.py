@@ -229,6 +229,18 @@ def test_inputs_the_documentation_does_not_show_are_refused(echo, files):
     assert "input_image or input_file" in refused(lambda: c.responses.create(model=MODEL, input="hello"))
 
 
+def test_a_follow_up_question_reads_the_earlier_document(echo, files):
+    url = serve(files, "two.pdf", blank_pdf(2))
+    c = client(echo)
+    first = c.responses.create(model=MODEL, input=file_input(url))
+    follow = c.responses.create(model=MODEL, input=[
+        *file_input(url, "Read the document."),
+        {"role": "assistant", "content": [{"type": "output_text", "text": first.output_text}]},
+        {"role": "user", "content": [{"type": "input_text", "text": "And page 2 again, please."}]}])
+    assert [b["pageNum"] for b in ocr_result(follow)["layouts"]] == [1, 2]
+    assert ocr_result(follow)["layouts"] == ocr_result(first)["layouts"]
+
+
 def test_max_output_tokens_cuts_the_answer(echo, files):
     url = serve(files, "five.pdf", blank_pdf(5))
     c = client(echo)
@@ -238,6 +250,13 @@ def test_max_output_tokens_cuts_the_answer(echo, files):
     assert cut.status == "incomplete" and cut.incomplete_details.reason == "max_output_tokens"
     assert cut.usage.output_tokens <= 16 and full.output_text.startswith(cut.output_text)
     assert getattr(cut.output[0].content[0], "ocr_result", None) is None
+
+
+def test_help_names_the_responses_api_and_the_list_filters():
+    from qwenocr_emulator.__main__ import build_parser
+
+    text = build_parser().format_help()
+    assert "/compatible-mode/v1/responses" in text and "input_file_ids" in text and "pdf_pages" in text
 
 
 def _png() -> bytes:
