@@ -46,7 +46,6 @@ ACCOUNT_CODES: dict[str, str] = {
     "AllocationQuota.FreeTierOnly": "the free tier is used up and 'free tier only' is on: turn it off in Model "
                                     "Studio (or wait for the quota to renew), then re-run",
 }
-FATAL_CODES = frozenset(ACCOUNT_CODES)  # kept for callers that imported it
 #: The HTTP status the service documents for a code (reference §3, §9): where a status was lost — the SDK
 #: reports every SSE ``event:error`` frame as 400 — the code still says what the service answered.
 DOCUMENTED_STATUS: dict[str, int] = {
