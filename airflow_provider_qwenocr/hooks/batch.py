@@ -47,7 +47,7 @@ def default_manifest_uri(output_uri: str) -> str:
 # -- the hook mixin -----------------------------------------------------------------------------------------
 
 class BatchHookMixin:
-    """Files, batches and the submit/land helpers of ``QwenOcrHook``."""
+    """Files, batches, their best-effort clean-up, and the batch runner of ``QwenOcrHook``."""
 
     config: Any  # ClientConfig, provided by QwenOcrHook
 
