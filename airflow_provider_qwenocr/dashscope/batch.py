@@ -15,14 +15,18 @@ JSONL request building, splitting and result parsing live in :mod:`.batch_jsonl`
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from enum import Enum
 from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.ocr.models import BATCH_REGIONS
+
+log = logging.getLogger(__name__)
 
 BATCH_ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
@@ -111,6 +115,12 @@ class BatchStatus(str, Enum):
             # An unknown status is treated as still running: a new intermediate state must not end a wait
             # early; the wait's own deadline bounds it.
             return cls.IN_PROGRESS
+
+
+def compact_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a batch object that decisions and landing need: small enough for trigger events and XCom."""
+    keys = ("id", "status", "request_counts", "output_file_id", "error_file_id", "errors", "input_file_id")
+    return {k: batch.get(k) for k in keys}
 
 
 class BatchRegionError(ValueError):
@@ -246,3 +256,39 @@ class BatchClient:
 
 def _clean(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
+
+
+# -- best-effort clean-up (timeout, error and kill paths; also the run's own failure path) ------------------
+
+def cancel_batches(api: Any, batch_ids: Iterable[str]) -> list[str]:
+    """Best-effort cancel of every non-terminal batch; returns the ids a cancel was sent for.
+
+    Never raises: it runs on timeout, error and kill paths where the original problem must surface.
+    """
+    sent = []
+    for bid in batch_ids:
+        try:
+            if BatchStatus.of(api.get_batch(bid)).is_terminal:
+                continue
+            api.cancel_batch(bid)
+            sent.append(bid)
+        except Exception as exc:  # keep cancelling the others
+            log.warning("could not cancel batch %s: %s", bid, exc)
+    if sent:
+        log.warning("cancelled batch(es) %s (requests that already completed are still billed)", sent)
+    return sent
+
+
+def delete_batch_files(api: Any, batches: Iterable[dict[str, Any]]) -> list[str]:
+    """Best-effort delete of every file a batch used or produced; returns the ids deleted."""
+    deleted = []
+    for b in batches:
+        for fid in (b.get("input_file_id"), b.get("output_file_id"), b.get("error_file_id")):
+            if not fid:
+                continue
+            try:
+                api.delete_file(fid)
+                deleted.append(fid)
+            except Exception as exc:  # rows are landed; a leftover file is not fatal
+                log.warning("could not delete file %s: %s", fid, exc)
+    return deleted

@@ -355,7 +355,7 @@ class RealtimeClient:
         text, ocr = content_text(message.get("content"))
         parsed = parse_answer(task, text, ocr, scale_x=scale[0], scale_y=scale[1])
         usage = Usage.from_api(dict(getattr(response, "usage", None) or {}))
-        cost = spec.price(self.config.region).cost(usage.input_tokens, usage.output_tokens)
+        cost = self.config.price_of(spec).cost(usage.input_tokens, usage.output_tokens)
         return OcrResult(
             source=source,
             task=task.value,

@@ -180,14 +180,15 @@ def add_cost(total: dict[str, Any], cost: dict[str, float | None] | None) -> Non
 
     A currency some row could not price (``None``: the model's price is not published, or the region
     has no list price in that currency) makes that currency's total ``None`` — a partial sum would read
-    as the bill. ``unknown_rows`` counts the rows with no known price at all (``usd`` is ``None``), so a
-    reader sees how many rows the null stands for. ``cost=None`` (a duplicate or cached row that carries
+    as the bill. ``unknown_rows`` counts the rows with no known price at all (no currency priced: a row
+    priced in CNY only, by a connection's own CNY price, is known), so a reader sees how many rows the
+    null stands for. ``cost=None`` (a duplicate or cached row that carries
     no cost of its own) adds nothing.
     """
     if cost is None:
         return
     total.setdefault("unknown_rows", 0)
-    if cost.get("usd") is None:
+    if all(cost.get(cur) is None for cur in CURRENCIES):
         total["unknown_rows"] += 1
     for cur in CURRENCIES:
         value = cost.get(cur)

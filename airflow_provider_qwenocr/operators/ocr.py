@@ -51,11 +51,6 @@ class QwenOcrOperator(QwenOcrBaseOperator):
     :param max_failed_ratio: the task fails when failed images / all images exceeds this (0 = any failure).
     :param draw_boxes_uri: for ``advanced_recognition``, write ``<name>.boxes.png`` per image there.
     :param progress_interval: seconds between progress lines in the task log.
-    :param circuit_breaker_failures: stop the task after this many consecutive calls got no answer
-        (connection refused/reset, timeout, deadline) or a 5xx/408, across all images. Default: the
-        connection extra of the same name, else 8; 0 disables the breaker.
-    :param circuit_breaker_seconds: stop the task when calls keep failing and no call was answered for
-        this long. Default: the connection extra of the same name, else 120 s.
     :return: the XCom summary of :class:`~airflow_provider_qwenocr.runs.summary.OcrSummary` (README "What the
         tasks return") — never the rows.
 
@@ -85,8 +80,6 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         max_failed_ratio: float = 0.0,
         draw_boxes_uri: str | None = None,
         progress_interval: float = 10.0,
-        circuit_breaker_failures: int | None = None,
-        circuit_breaker_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -98,16 +91,12 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         self.max_failed_ratio = max_failed_ratio
         self.draw_boxes_uri = draw_boxes_uri
         self.progress_interval = progress_interval
-        self.circuit_breaker_failures = circuit_breaker_failures
-        self.circuit_breaker_seconds = circuit_breaker_seconds
 
     @cached_property
     def hook(self) -> QwenOcrHook:
         from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 
-        return QwenOcrHook(conn_id=self.conn_id, max_concurrency=max(1, int(self.max_concurrency)),
-                           circuit_breaker_failures=self.circuit_breaker_failures,
-                           circuit_breaker_seconds=self.circuit_breaker_seconds)
+        return QwenOcrHook(conn_id=self.conn_id, max_concurrency=max(1, int(self.max_concurrency)))
 
     # -- execution --------------------------------------------------------------------------------
 

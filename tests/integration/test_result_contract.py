@@ -73,24 +73,6 @@ def test_sensor_without_output_uri_returns_the_request_counts(images, tmp_path):
     assert out["verdict"] == "success" and out["counts"]["completed"] == 2  # deprecated keys, one release
 
 
-def test_deprecated_hook_batch_methods_warn_and_still_work(images, tmp_path):
-    from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-    from airflow_provider_qwenocr.runs.sources import expand_sources
-    from tests.integration.batch_support import wait_status
-
-    hook = QwenOcrHook()
-    manifest = str(tmp_path / "m.jsonl")
-    with pytest.warns(DeprecationWarning, match="batch_runner"):
-        submitted = hook.submit_ocr_batch(expand_sources(images), task="text_recognition", manifest_uri=manifest)
-    assert {"batch_ids", "input_file_ids", "n_requests", "n_rejected", "image_tokens"} <= set(submitted)
-    assert (submitted["n_images"], submitted["n_requests"], submitted["n_rejected"]) == (3, 2, 1)
-    wait_status(hook, submitted["batch_ids"][0], {"completed"})
-    with pytest.warns(DeprecationWarning, match="batch_runner"):
-        landed = hook.download_batch_results(submitted["batch_ids"], output_uri=str(tmp_path / "r.jsonl"),
-                                             manifest_uri=manifest)
-    assert tuple(_core(landed)) == SUMMARY_KEYS and (landed["n_ok"], landed["n_failed"]) == (2, 1)
-
-
 def test_hook_recognize_takes_the_request_or_its_arguments(images):
     from pathlib import Path
 

@@ -10,6 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
+from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.runs.batch import BatchRunner, cancel_batches
@@ -58,6 +59,8 @@ def test_deprecated_keys_are_listed_and_only_known_ones_are_accepted():
 
 class FakeBatchApi:
     """The Batch API calls the runner uses, in memory: every request line gets an answer naming its id."""
+
+    config = ClientConfig(api_key="fake-batch-key")  # a batch client's config prices the landed rows
 
     def __init__(self, fail_create_at: int | None = None):
         self.files: dict[str, bytes] = {}
