@@ -230,15 +230,16 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
         """
         from airflow_provider_qwenocr.dashscope.limit_stores import account_key
         from airflow_provider_qwenocr.dashscope.limits import RateLimiter
+        from airflow_provider_qwenocr.ocr.models import effective_quota
 
-        spec = self.model_spec()
+        rpm, tpm = effective_quota(self.model_spec(), self.config.rpm, self.config.tpm)  # unknown → logged default
         extra = self.get_connection(self.conn_id).extra_dejson or {}
         store_conn_id = extra.get("limiter_conn_id") or None
         if not store_conn_id:
-            return RateLimiter(self.config.rpm or spec.rpm, self.config.tpm or spec.tpm,
+            return RateLimiter(rpm, tpm,
                                shared_path=extra.get("limiter_path") or None)
         wait = extra.get("limiter_wait_seconds")
-        return RateLimiter(self.config.rpm or spec.rpm, self.config.tpm or spec.tpm,
+        return RateLimiter(rpm, tpm,
                            shared_url=self.limiter_store_url(store_conn_id),
                            account=account_key(self.config.api_key, self.config.root),
                            expected_workers=int(extra.get("limiter_expected_workers") or 0) or None,
