@@ -7,11 +7,14 @@ short-lived OSS form policy, the file is POSTed to the policy's ``upload_host``,
 ``oss://<upload_dir>/<name>``. Requests that use it send ``X-DashScope-OssResourceResolve: enable``.
 
 Facts and their sources: the two steps and the header are the official dashscope SDK's own
-(``dashscope.utils.oss_utils.OssUtils``, reference §7), so we call that code instead of copying it; the
-URL is valid **48 hours**, bound to the model it was uploaded for, ≤ 1 GB per file, 100 uploads/s per
-account and model, and documented as not meant for production volume (reference §10, from the official
-page "get-temporary-file-url" as quoted by a third party). Uploads are not inference calls: no RPM/TPM
-charge, but the same retries (a dropped connection is retried), breaker and error mapping as every call.
+(``dashscope.utils.oss_utils.OssUtils``, reference §7), so we call that code instead of copying it. The
+official page "Upload local files to get temporary URLs" (help.aliyun.com / alibabacloud.com
+``model-studio/get-temporary-file-url``, Feb and Oct 2026 copies; reference §10) says: the ``oss://`` URL is
+valid **48 hours**, bound to the model it was uploaded for and to the main account; ≤ 1 GB per file (and the
+model's own limit); the policy call is limited to 100 QPS per account and model; HTTP callers must send the
+resolve header; and it is meant for development, not production volume (use your own object store there:
+presigned S3 URLs). Uploads are not inference calls: no RPM/TPM charge, but the same retries (a dropped
+connection is retried), breaker and error mapping as every call.
 """
 
 from __future__ import annotations
