@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from airflow_provider_qwenocr.dashscope import deadline as _deadline
 from airflow_provider_qwenocr.dashscope.breaker import CircuitBreaker
-from airflow_provider_qwenocr.dashscope.errors import QwenOcrError
+from airflow_provider_qwenocr.dashscope.errors import QwenOcrError, RetryableError
 from airflow_provider_qwenocr.dashscope.retry import retrying
 
 T = TypeVar("T")
@@ -57,6 +57,12 @@ def make_session(pool_size: int):
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return _deadline.install(session)
+
+
+def deadline_exceeded(limit: float) -> RetryableError:
+    """The error of an attempt cut by the wall-clock deadline (``deadline.py``): retryable, ``RequestTimeOut``."""
+    return RetryableError(f"no complete response within the {limit:g} s deadline (connect + send + response)",
+                          code="RequestTimeOut")
 
 
 def guarded(send: Callable[[], T], *, breaker: CircuitBreaker, limiter: Any, tokens: int, charge: bool = True,

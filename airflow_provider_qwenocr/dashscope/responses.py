@@ -30,11 +30,17 @@ from typing import Any
 
 from airflow_provider_qwenocr.dashscope import deadline as _deadline
 from airflow_provider_qwenocr.dashscope.breaker import CircuitBreaker
-from airflow_provider_qwenocr.dashscope.calls import guarded, make_session, run_with_retries, settle, text_tokens
+from airflow_provider_qwenocr.dashscope.calls import (
+    deadline_exceeded,
+    guarded,
+    make_session,
+    run_with_retries,
+    settle,
+    text_tokens,
+)
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import (
     PermanentError,
-    RetryableError,
     classify,
     classify_body,
     from_exception,
@@ -170,8 +176,7 @@ class ResponsesClient:
                 raw = response.content
         except Exception as exc:
             if dl.expired:
-                raise RetryableError(f"no complete response within the {limit:g} s deadline "
-                                     "(connect + send + response)", code="RequestTimeOut") from None
+                raise deadline_exceeded(limit) from None
             raise from_exception(exc, secret=key) from None
         if response.status_code != 200:
             raise classify_body(response.status_code, raw, headers=response.headers, secret=key)

@@ -117,7 +117,7 @@ class ModelSpec:
     api: str = NATIVE_API  # the API the docs call it through (NATIVE_API / RESPONSES_API)
     max_pdf_pages: int | None = None  # whole PDFs per request (Responses API) up to this many pages; None: no PDFs
     max_pdf_bytes: int | None = None
-    multi_image: bool = True  # several images in one request (the documented way to send a multi-page document)
+    multi_image: bool | None = True  # several images per request: documented for the pre-3.5 models; None = unconfirmed
     batch: bool | None = None  # True: the Batch docs list it; None: not confirmed either way
 
     @property
@@ -187,7 +187,7 @@ MODELS: dict[str, ModelSpec] = {
         # RPM/TPM and Batch support: unconfirmed, so None (unknown) — never another model's figure.
         ModelSpec("qwen3.5-ocr", 32, None, None, None, True, None, None,
                   max_image_bytes=20 * 1024 * 1024, api=RESPONSES_API, max_pdf_pages=MAX_PDF_PAGES,
-                  max_pdf_bytes=MAX_PDF_BYTES),
+                  max_pdf_bytes=MAX_PDF_BYTES, multi_image=None),  # its documented multi-page input is the PDF
     )
 }
 ALIASES = {

@@ -27,10 +27,11 @@ def test_qwen35_ocr_is_a_responses_api_model_taking_whole_pdfs():
     spec = get_model("qwen3.5-ocr")
     assert spec.api == RESPONSES_API and spec.combines_prompt and spec.takes_pdf
     assert (spec.max_pdf_pages, spec.max_pdf_bytes) == (50, 100 * MB)
-    assert spec.max_image_bytes == 20 * MB and spec.patch == 32 and spec.multi_image
+    assert spec.max_image_bytes == 20 * MB and spec.patch == 32
     assert spec.regions == ("cn-beijing",)
     # unconfirmed figures are unknown, never another model's
-    assert (spec.context, spec.max_input, spec.max_output, spec.rpm, spec.tpm, spec.batch) == (None,) * 6
+    assert (spec.context, spec.max_input, spec.max_output, spec.rpm, spec.tpm, spec.batch, spec.multi_image) == (
+        (None,) * 7)
     assert spec.price("cn-beijing").cost(1000, 10) == {"usd": None, "cny": None}
 
 
