@@ -121,9 +121,10 @@ class QwenOcrHook(BatchHookMixin, BaseHook):
         """
         from airflow_provider_qwenocr.dashscope.limit_stores import account_key
         from airflow_provider_qwenocr.dashscope.limits import RateLimiter
+        from airflow_provider_qwenocr.ocr.models import effective_quota
 
-        config, spec = self.config, self.model_spec()
-        rpm, tpm = config.rpm or spec.rpm, config.tpm or spec.tpm
+        config = self.config
+        rpm, tpm = effective_quota(self.model_spec(), config.rpm, config.tpm)  # unknown → logged default
         if not config.limiter_conn_id:
             return RateLimiter(rpm, tpm, shared_path=config.limiter_path)
         return RateLimiter(rpm, tpm, shared_url=self.limiter_store_url(config.limiter_conn_id),
