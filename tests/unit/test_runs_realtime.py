@@ -33,9 +33,9 @@ class Counting:
 
 
 class SlowClient:
-    def recognize(self, image, *, request, source=None):
+    def recognize(self, image, *, request, identity):
         time.sleep(0.002)
-        return OcrResult(source=source, task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
+        return OcrResult(**identity.fields(), task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
 
 
 class CountingWriter(ResultsWriter):
@@ -81,7 +81,7 @@ class RefusingClient:
         self.calls = 0
         self.lock = threading.Lock()
 
-    def recognize(self, image, *, request, source=None):
+    def recognize(self, image, *, request, identity):
         from airflow_provider_qwenocr.dashscope.errors import AccountError
 
         with self.lock:
@@ -90,7 +90,7 @@ class RefusingClient:
         time.sleep(0.01)
         if n > self.ok_first:
             raise AccountError("Prepaid bill overdue", code="PrepaidBillOverdue", status_code=429)
-        return OcrResult(source=source, task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
+        return OcrResult(**identity.fields(), task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
 
 
 def test_an_account_error_stops_queued_images_before_they_start(tmp_path):
