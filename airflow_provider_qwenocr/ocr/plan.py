@@ -22,8 +22,9 @@ How a source is sent (:class:`Send`):
 Keys (never change a formula: they are in every existing cache; ``tests/unit/test_ocr_request.py`` pins
 them): bytes → ``request.key(sha256(bytes))``; by reference → ``request.key(sha256("url:" + uri))``
 (:func:`reference_key`). The realtime path once wrote a fetched URL under ``request.key(sha256(url))``
-(:func:`legacy_url_key`): it is still looked up, never written. ``Identity.sha256`` is always the value
-the key was computed from, so ``key == request.key(sha256)`` holds for every planned row.
+(:func:`legacy_url_key`): it is still looked up, never written. ``Identity.sha256`` is the hash of the
+bytes sent, None when they were never read (by reference, or unreadable): a row's ``sha256`` names an
+image's content, never a URL's text.
 
 The seam for documents (issue 18): a request may carry more than one image. :class:`DocumentPlan` is
 that case of the plan — N page plans (each with its own :class:`Identity`, page 1..N, and lookup keys,
@@ -185,7 +186,7 @@ def plan_source(src: Any, request: OcrRequest, *, presigner: Presigner | None = 
         return plan_bytes(f"sha256:{sha256_hex(data)}", data, request, page)
     if getattr(src, "is_remote_url", False) and not request.fetch:
         key = reference_key(request, uri)
-        return SourcePlan(Send.FETCHED, Identity(name, key, reference_sha(uri), page),
+        return SourcePlan(Send.FETCHED, Identity(name, key, None, page),
                           (key, legacy_url_key(request, uri)), url=uri, reference=uri)
     if presigner is not None and page is None and presigner.supports(uri):
         try:
@@ -194,7 +195,7 @@ def plan_source(src: Any, request: OcrRequest, *, presigner: Presigner | None = 
             return plan_error(name, request, PlanError("SourceReadError", "cannot presign source", exc), page)
         if url is not None:  # None: this store cannot sign, the object goes inline
             key = reference_key(request, uri)
-            return SourcePlan(Send.PRESIGNED, Identity(name, key, reference_sha(uri)), (key,), url=url,
+            return SourcePlan(Send.PRESIGNED, Identity(name, key), (key,), url=url,
                               reference=uri)
     try:
         data = src.read()
@@ -213,8 +214,7 @@ def payload_identity(image: PreparedImage | str, request: OcrRequest, source: st
     elif image.startswith("data:"):
         sha = sha256_hex(decode_data_url(image)[1])
     else:
-        sha = reference_sha(image)
-        source = source or image
+        return Identity(source or image, reference_key(request, image))
     return Identity(source or f"sha256:{sha}", request.key(sha), sha)
 
 
