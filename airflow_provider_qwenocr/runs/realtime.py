@@ -1,4 +1,8 @@
-"""The realtime OCR loop the operator runs: for each source read → hash → cache? → prepare → recognise → row.
+"""The realtime OCR loop the operator runs: for each source plan → cache? → prepare → recognise → row.
+
+Each source's plan (``ocr/plan.py``: how it is sent, which keys find it) is the one the token estimate
+and the batch builder use; the client returns the finished row (identity from the plan, usage, cost) and
+the loop writes it as it came.
 
 Why this lives outside the operator: the operator is Airflow glue (templating, context, XCom); this
 loop is plain Python over a client object, so it is tested without Airflow and reused by anything that
@@ -8,7 +12,8 @@ Guarantees:
 - Bounded memory: at most ``2 × max_concurrency`` images are in flight; an image's bytes are dropped as
   soon as its row is written. Memory does not grow with the number of images.
 - Idempotent: an image whose idempotency key is in the cache is not sent again (no tokens billed);
-  every finished ``ok`` image is cached at once, so a killed task's retry re-bills nothing done.
+  every finished ``ok`` image is cached at once, so a killed task's retry re-bills nothing done. The
+  same bytes under two names in one run are one call (:class:`InFlight`): both get a row, billed once.
 - Failure isolation: a bad image (unreadable, undecodable, refused by the service, retries exhausted, its
   row or drawing not writable) becomes an error row naming its file; a cache that cannot be read or
   written is a miss plus a warning. Only account-wide failures stop the whole run, because every other
@@ -55,8 +60,9 @@ RunSummary = OcrSummary
 
 @dataclass(frozen=True, init=False)
 class OcrJob:
-    """One task's :class:`OcrRequest` plus what only the run knows: region (prices), the key to scrub from
-    messages, and the presigner of ``image_transport="url"``.
+    """One task's :class:`OcrRequest` plus what only the run knows: the key to scrub from messages and the
+    presigner of ``image_transport="url"``. (``region`` is no longer read: the client prices the rows it
+    returns in its connection's region; it goes when the operator stops passing it.)
 
     ``OcrJob(request, region=…, secret=…, presigner=…)``; the older field form
     (``OcrJob(task=…, spec=…, prompt=…, …)``, with the task already resolved) still builds its request.
