@@ -14,7 +14,7 @@ from PIL import Image
 from airflow_provider_qwenocr.dashscope.errors import AccountError, PermanentError
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
-from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
+from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, Word
 from airflow_provider_qwenocr.runs.batch import BatchRunner
 from airflow_provider_qwenocr.runs.realtime import OcrJob, estimate_job_tokens, run
 from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter, read_results
@@ -53,7 +53,7 @@ class SlowClient:
             raise self.fail("refused", code="Refused", status_code=400)
         usage = Usage(100 + image.width, 10, 80, 110 + image.width)
         return OcrResult(**identity.fields(), task=request.task.value, model=request.model, text=f"{image.sent_width}",
-                         usage=usage, cost=request.spec.price(DEFAULT_REGION).cost(usage.input_tokens, 10),
+                         words=[Word("x", [1, 1, 20, 1, 20, 10, 1, 10], [10, 5, 19, 9, 0])], usage=usage, cost=request.spec.price(DEFAULT_REGION).cost(usage.input_tokens, 10),
                          request_id=f"req-{len(self.calls)}")
 
 
@@ -75,10 +75,11 @@ def _ledger_tokens(tmp_path, rows, mode):
 
 @pytest.mark.parametrize("use_cache", [False, True])
 def test_realtime_one_call_both_rows_billed_once(tmp_path, use_cache):
-    client = SlowClient()
+    client, drawn = SlowClient(), []
     cache = ResultCache(str(tmp_path / "cache")) if use_cache else None
     with ResultsWriter(str(tmp_path / "r.jsonl")) as writer:
-        summary = run(_sources(), OcrJob(build_ocr_request()), client, writer, cache=cache, max_concurrency=4)
+        summary = run(_sources(), OcrJob(build_ocr_request()), client, writer, cache=cache, max_concurrency=4,
+                      drawer=lambda data, row, src: drawn.append(src.uri))
     rows = {r["source"]: r for r in read_results(str(tmp_path / "r.jsonl"))}
     assert len(client.calls) == 2 and len(rows) == 3
     a, b = rows["/in/a/scan.png"], rows["/in/b/scan.png"]
@@ -89,6 +90,7 @@ def test_realtime_one_call_both_rows_billed_once(tmp_path, use_cache):
     assert summary.usage.total_tokens == billed
     assert summary.cost["usd"] == pytest.approx(rows["/in/c.png"]["cost"]["usd"] + a["cost"]["usd"])
     assert _ledger_tokens(tmp_path, rows.values(), "realtime") == billed  # the ledger records what was billed
+    assert sorted(drawn) == ["/in/a/scan.png", "/in/b/scan.png", "/in/c.png"]  # each name gets its picture
 
 
 def test_realtime_a_twin_shares_its_firsts_failure_without_a_call(tmp_path):
