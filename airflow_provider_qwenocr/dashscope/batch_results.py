@@ -111,14 +111,17 @@ def results_for(manifest: Iterable[ManifestEntry], lines: dict[str, dict[str, An
                 missing_reason: str = "no output for this request") -> Iterator[OcrResult]:
     """Every row of a batch run: one per source (duplicates included), in manifest order.
 
-    Duplicate sources share the answer but carry no usage/cost of their own: the request was billed once.
+    A duplicate source (same key) gets the entry's row under its own name and page, with the usage and
+    cost of the one request — as a cache hit carries the call that made it — so a load that keeps one row
+    per key records the bill once whichever row comes last; the landing counts it as not billed.
     """
     for entry in manifest:
         result = result_from_line(entry, lines.get(entry.custom_id), price_of=price_of, missing_reason=missing_reason)
         yield result
-        for other in entry.duplicates:
-            dup = OcrResult.from_row({**result.to_row(), "source": other, "usage": None, "cost": None})
-            yield dup
+        pages = entry.duplicate_pages if len(entry.duplicate_pages) == len(entry.duplicates) else None
+        for i, other in enumerate(entry.duplicates):
+            yield OcrResult.from_row({**result.to_row(), "source": other,
+                                      "page": pages[i] if pages is not None else result.page})
 
 
 def index_lines(*contents: bytes | str | None) -> dict[str, dict[str, Any]]:

@@ -45,7 +45,8 @@ from airflow_provider_qwenocr.dashscope.limits import RateLimiter
 from airflow_provider_qwenocr.ocr.images import PreparedImage
 from airflow_provider_qwenocr.ocr.models import ModelSpec
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
-from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request, image_sha, request_key
+from airflow_provider_qwenocr.ocr.plan import Identity, payload_identity
+from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request, request_key
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, ocr_options, prompt_for
 
@@ -239,14 +240,16 @@ class RealtimeClient:
     # -- public API ----------------------------------------------------------------------------------
 
     def recognize(self, image: PreparedImage | str, *, request: OcrRequest | None = None, source: str | None = None,
-                  **arguments: Any) -> OcrResult:
+                  identity: Identity | None = None, **arguments: Any) -> OcrResult:
         """OCR one image: a :class:`PreparedImage` (preferred: resized to the grid, boxes mapped back), a local
         path (prepared here), or a URL string (``https://``, ``oss://`` or ``data:``) passed untouched.
 
         ``request`` is the run's :class:`~airflow_provider_qwenocr.ocr.request.OcrRequest`; without it,
         ``arguments`` (``task``, ``prompt``, ``result_schema``, ``model``, ``min_pixels``, ``max_pixels``,
-        ``enable_rotate``) build one by the same rules (``ocr.request.build_ocr_request``). Returns an ``ok``
-        result; raises :class:`PermanentError` (incl. ``InvalidApiKeyError``, and ``InvalidParameter`` for a
+        ``enable_rotate``) build one by the same rules (``ocr.request.build_ocr_request``). Returns the
+        finished ``ok`` row: ``identity`` (from the run's plan, ``ocr.plan``: source, sha256, key, page) or,
+        without one, the payload's own (``ocr.plan.payload_identity``), its usage, and its cost at the model's
+        price in the connection's region — callers do not rewrite it. Raises :class:`PermanentError` (incl. ``InvalidApiKeyError``, and ``InvalidParameter`` for a
         bad argument) at once and :class:`RetryableError` when retries are exhausted.
         """
         if request is None:
@@ -264,20 +267,18 @@ class RealtimeClient:
             scale, size = (image.scale_x, image.scale_y), (image.width, image.height)
         else:
             url, img_tokens, scale, size = str(image), URL_IMAGE_TOKENS, (1.0, 1.0), (None, None)
-        sha = image_sha(image)
+        if identity is None:
+            identity = payload_identity(image, request, source)
         messages, options = self.build_request(
             url, request.spec, task=request.task, prompt=request.prompt, result_schema=request.result_schema,
             enable_rotate=request.enable_rotate, min_pixels=request.min_pixels, max_pixels=request.max_pixels,
         )
         tokens = img_tokens + _text_tokens(request.text) + self.output_allowance
         response = self.call(request.model, messages, options, tokens=tokens)
-        return self._to_result(
-            response, source=source or (url if not url.startswith("data:") else f"sha256:{sha}"),
-            task=request.task, model=request.model, spec=request.spec, sha=sha, scale=scale, size=size,
-            key=request.key(sha),
-        )
+        return self._to_result(response, identity, task=request.task, model=request.model, spec=request.spec,
+                               scale=scale, size=size)
 
-    def _to_result(self, response, *, source, task, model, spec, sha, scale, size, key) -> OcrResult:
+    def _to_result(self, response, identity: Identity, *, task, model, spec, scale, size) -> OcrResult:
         output = getattr(response, "output", None) or {}
         choices = output.get("choices") or []
         if not choices:
@@ -290,12 +291,10 @@ class RealtimeClient:
         usage = Usage.from_api(dict(getattr(response, "usage", None) or {}))
         cost = self.config.price_of(spec).cost(usage.input_tokens, usage.output_tokens)
         return OcrResult(
-            source=source,
+            **identity.fields(),
             task=task.value,
             model=model,
             status="ok",
-            sha256=sha,
-            key=key,
             text=parsed.text,
             kv=parsed.kv,
             words=parsed.words,

@@ -25,11 +25,11 @@ from airflow_provider_qwenocr.dashscope.batch_jsonl import (
     BatchBuilder,
     BatchLimits,
     ManifestEntry,
-    Prepared,
     dump_manifest,
     load_manifest,
 )
 from airflow_provider_qwenocr.dashscope.batch_results import index_lines, results_for
+from airflow_provider_qwenocr.ocr.plan import plan_bytes, plan_source
 from airflow_provider_qwenocr.ocr.request import OcrRequest
 from airflow_provider_qwenocr.runs import storage
 from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
@@ -90,50 +90,23 @@ def presigner_for(image_transport: str, token_budget: int | None, aws_conn_id: s
     return Presigner(aws_conn_id=aws_conn_id, expires_in=expiry_seconds(completion_window))
 
 
-def _cached(cache: Any, keys: Iterable[str]) -> tuple[str, dict] | None:
-    """(key, row) of the first ok row cached under one of ``keys`` (an image sent by reference), else None."""
-    for key in keys if cache is not None else ():
-        row = cache.get(key)
-        if row and row.get("status") == "ok":
-            return key, row
-    return None
-
-
 def prepared_steps(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int, *,
-                   fetch: bool = False, presigner: Any = None) -> Iterator[Callable[[], Any]]:
-    """Read + hash + cache-check + resize/encode sources in a small thread pool; yield in-order "add" steps.
+                   presigner: Any = None) -> Iterator[Callable[[], Any]]:
+    """Plan (``ocr.plan``: read, hash, sign) + cache-check + resize/encode sources in a small thread pool;
+    yield in-order "add" steps. ``sources`` are ``runs.sources.Source`` objects or ``(name, bytes)`` pairs.
 
     Pillow and hashlib release the GIL, so a few threads prepare several images at once; a bounded window
     of futures keeps memory flat however many sources there are. Adding to the builder stays on this thread.
     """
+    request = builder.request
+
     def work(src: Any) -> Callable[[], Any]:
         if isinstance(src, tuple):
-            name, data = src
-            item = builder.prepare(data, cache=cache)
-            return lambda: builder.add_prepared(str(name), item)
-        name = getattr(src, "name", None) or src.uri
-        page = getattr(src, "page", None)
-        if getattr(src, "error", None):
-            return lambda: builder.reject(name, "InvalidSource", str(src.error), page=page)
-        if getattr(src, "is_remote_url", False) and not fetch:
-            hit = _cached(cache, builder.request.fetched_url_keys(src.uri)[::-1])  # this path's key first
-            if hit is not None:
-                return lambda: builder.add_prepared(name, Prepared(None, hit[0], cached=hit[1]), page=page)
-            return lambda: builder.add_url(src.uri, page=page)
-        if presigner is not None and page is None and presigner.supports(src.uri):  # a PDF page goes inline
-            hit = _cached(cache, (builder.url_key(src.uri),))
-            if hit is not None:
-                return lambda: builder.add_prepared(name, Prepared(None, hit[0], cached=hit[1]))
-            url = presigner.url(src.uri)
-            if url is not None:
-                return lambda: builder.add_url(url, source=name, key_uri=src.uri)
-        try:
-            data = src.read()
-        except Exception as exc:  # an unreadable source is an error row, not a crash
-            message = f"{type(exc).__name__}: {exc}"
-            return lambda: builder.reject(name, "SourceReadError", message, page=page)
-        item = builder.prepare(data, cache=cache)
-        return lambda: builder.add_prepared(name, item, page=page)
+            plan = plan_bytes(str(src[0]), src[1], request)
+        else:
+            plan = plan_source(src, request, presigner=presigner)
+        item = builder.prepare(plan, cache=cache)
+        return lambda: builder.add(item)
 
     window = max(1, workers) * 4
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="qwenocr-batch-prep") as pool:
@@ -187,8 +160,7 @@ class BatchRunner:
         batch_ids: list[str] = []
         file_ids: list[str] = []
         try:
-            for add in prepared_steps(builder, sources, self.cache, self.prepare_workers, fetch=request.fetch,
-                                      presigner=presigner):
+            for add in prepared_steps(builder, sources, self.cache, self.prepare_workers, presigner=presigner):
                 add()
             plan = builder.build()
             if token_budget is not None and plan.image_tokens > token_budget:
@@ -244,11 +216,14 @@ class BatchRunner:
         ended = ", ".join(f"{b.get('id')}={b.get('status')}" for b in batches)
         summary = OcrSummary()
         cached = {e.custom_id for e in manifest if e.cached is not None}
+        landed: set[str | None] = set()
         with ResultsWriter(output_uri, aws_conn_id=self.aws_conn_id) as writer:
             for result in results_for(manifest, lines, price_of=self.client.config.price_of,
                                       missing_reason=f"no output for this request (batches: {ended})"):
                 writer.write(result)
-                from_cache = result.key in cached
+                duplicate = result.key in landed  # the same key under another name: one request, billed once
+                landed.add(result.key)
+                from_cache = result.key in cached or (duplicate and result.ok)
                 summary.add(result, cached=from_cache)
                 if self.cache is not None and result.ok and not from_cache:
                     self.cache.put(result)

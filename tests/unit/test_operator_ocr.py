@@ -15,7 +15,7 @@ from airflow_provider_qwenocr._compat import AirflowException
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError, PermanentError, RetryableError
 from airflow_provider_qwenocr.ocr.images import PreparedImage
-from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, get_model
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, Word
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
 from airflow_provider_qwenocr.runs.results_store import read_results
@@ -37,7 +37,8 @@ class FakeClient:
         self.lock = threading.Lock()
         self.in_flight = self.max_in_flight = 0
 
-    def recognize(self, image, *, request, source=None):
+    def recognize(self, image, *, request, identity):  # the client returns the finished row (its identity)
+        source = identity.source
         task, model, result_schema = request.task.value, request.model, request.result_schema
         with self.lock:
             self.calls.append(source)
@@ -56,9 +57,10 @@ class FakeClient:
             else:
                 text, tokens = f"url {image}", 99
             words = [Word("x", [1, 1, 20, 1, 20, 10, 1, 10], [10, 5, 19, 9, 0])] if task == "advanced_recognition" else None
-            return OcrResult(source=source, task=task, model=model, text=text, words=words,
+            return OcrResult(**identity.fields(), task=task, model=model, text=text, words=words,
                              kv=result_schema and {k: None for k in result_schema},
-                             usage=Usage(tokens + 30, 5, tokens, tokens + 35))
+                             usage=Usage(tokens + 30, 5, tokens, tokens + 35),
+                             cost=request.spec.price(DEFAULT_REGION).cost(tokens + 30, 5))
         finally:
             with self.lock:
                 self.in_flight -= 1
