@@ -104,6 +104,8 @@ class OcrResult:
     height: int | None = None
     finish_reason: str | None = None
     page: int | None = None
+    pages: int | None = None  # a document row (page None): how many pages it covers; None on page/image rows
+    markdown: str | None = None  # the page's or document's markdown, when the service sends one (Responses API)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +132,8 @@ class OcrResult:
             "width": self.width,
             "height": self.height,
             "finish_reason": self.finish_reason,
+            "pages": self.pages,
+            "markdown": self.markdown,
         }
 
     def to_json(self) -> str:
@@ -159,6 +163,8 @@ class OcrResult:
             height=row.get("height"),
             finish_reason=row.get("finish_reason"),
             page=row.get("page"),
+            pages=row.get("pages"),
+            markdown=row.get("markdown"),
         )
 
     @classmethod
