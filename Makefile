@@ -98,7 +98,7 @@ cluster: $(VENV)/.cluster-installed  ## full run (~20 min): 600 images at 120/mi
 
 # CI (.ci/run): a small run with the worker kill, then the README's first DAG on the same services.
 cluster-smoke: $(VENV)/.cluster-installed  ## small run for CI (a few minutes)
-	$(VENV)/bin/python scripts/cluster.py smoke --n 48 --chunk 4 --readme --dir $${TMPDIR:-/tmp}/qwenocr-cluster-smoke $(CLUSTER_ARGS)
+	$(VENV)/bin/python scripts/cluster.py smoke --n 48 --chunk 4 --readme --dir "$${TMPDIR:-/tmp}/qwenocr-cluster-smoke" $(CLUSTER_ARGS)
 
 readme-proof: $(VENV)/.cluster-installed  ## issue 10: the README's first DAG on real Airflow 3.3 services, alone
 	$(VENV)/bin/python scripts/readme_proof.py

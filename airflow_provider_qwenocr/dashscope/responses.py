@@ -52,7 +52,8 @@ from airflow_provider_qwenocr.ocr.images import PreparedImage, sha256_hex
 from airflow_provider_qwenocr.ocr.layouts import DocumentResult, split_pages
 from airflow_provider_qwenocr.ocr.models import MAX_PDF_PAGES, NATIVE_API
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
-from airflow_provider_qwenocr.ocr.request import REMOTE_PREFIXES, OcrRequest, build_ocr_request, image_sha
+from airflow_provider_qwenocr.ocr.plan import payload_identity
+from airflow_provider_qwenocr.ocr.request import REMOTE_PREFIXES, OcrRequest, build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, ocr_options
 
@@ -276,7 +277,9 @@ class ResponsesClient:
 
     def _to_result(self, answer: dict, headers: dict, inputs: list[DocumentInput], request: OcrRequest, *,
                    prompt: str | None, source: str | None) -> DocumentResult:
-        shas = [image_sha(i.url if isinstance(i, FileInput) else i) for i in inputs]
+        # each input's fingerprint by the plan's rules: its bytes, else its reference key (ocr/plan.py)
+        idents = [payload_identity(i.url if isinstance(i, FileInput) else i, request) for i in inputs]
+        shas = [ident.sha256 or ident.key for ident in idents]
         sha = shas[0] if len(shas) == 1 else sha256_hex("\n".join(shas).encode())
         key = request.key(sha)
         if prompt and request.task is not OcrTask.CUSTOM:  # the combined prompt is part of what was asked
