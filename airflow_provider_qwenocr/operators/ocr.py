@@ -51,6 +51,12 @@ class QwenOcrOperator(QwenOcrBaseOperator):
     :param max_failed_ratio: the task fails when failed images / all images exceeds this (0 = any failure).
     :param draw_boxes_uri: for ``advanced_recognition``, write ``<name>.boxes.png`` per image there.
     :param progress_interval: seconds between progress lines in the task log.
+    :param unit: ``"document"``: each file (a PDF, a multi-frame TIFF, an image) or each list of images inside
+        ``images`` is one document — sent whole (``qwen3.5-ocr``: a PDF per request, split into ≤ 50-page
+        parts) or several pages per request (older models), with one row per page AND one document row
+        (``page`` null, ``pages`` = N, one key-information answer); ``"page"``: one request and one row per
+        page, as before. Default: ``"document"`` for models that read whole PDFs (``qwen3.5-ocr``), else
+        ``"page"`` (``runs/documents.py``).
     :return: the XCom summary of :class:`~airflow_provider_qwenocr.runs.summary.OcrSummary` (README "What the
         tasks return") — never the rows.
 
@@ -68,7 +74,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
     template_fields: Sequence[str] = (
         "images", "task", "prompt", "result_schema", "model", "min_pixels", "max_pixels", "output_uri",
-        "cache_uri", "conn_id", "aws_conn_id", "draw_boxes_uri", "token_budget",
+        "cache_uri", "conn_id", "aws_conn_id", "draw_boxes_uri", "token_budget", "unit",
     )
     template_fields_renderers = {"result_schema": "json", "prompt": "md"}
     ui_color = "#ff6a00"
@@ -80,6 +86,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         max_failed_ratio: float = 0.0,
         draw_boxes_uri: str | None = None,
         progress_interval: float = 10.0,
+        unit: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -91,6 +98,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         self.max_failed_ratio = max_failed_ratio
         self.draw_boxes_uri = draw_boxes_uri
         self.progress_interval = progress_interval
+        self.unit = unit
 
     @cached_property
     def hook(self) -> QwenOcrHook:
@@ -107,10 +115,11 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
         from airflow_provider_qwenocr.runs.sources import NoSourcesError, expand_sources
         job = self._job()
+        unit = self._unit(job)
         output_uri, cache_uri = self._locations(context)
         self._check_writable(output_uri, cache_uri if self.use_cache else None)
         try:
-            sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
+            sources = expand_sources(_flat(self.images), aws_conn_id=self.aws_conn_id, fetch=self.fetch,
                                      max_pixels=job.request.bounds[1])
         except NoSourcesError as exc:
             raise QwenOcrNoSourcesError(str(exc)) from exc
@@ -127,12 +136,16 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
         client = self.hook.get_client()
         progress = Progress(len(sources), self.log, interval=self.progress_interval)
+        documents: list[dict[str, Any]] | None = None
         try:
             with ResultsWriter(output_uri, aws_conn_id=self.aws_conn_id) as writer:
-                summary = runner.run(
-                    sources, job, client, writer, cache=cache, max_concurrency=self.max_concurrency,
-                    progress=progress, drawer=self._drawer(job),
-                )
+                if unit == "document":
+                    summary, documents = self._run_documents(job, client, writer, cache, progress)
+                else:
+                    summary = runner.run(
+                        sources, job, client, writer, cache=cache, max_concurrency=self.max_concurrency,
+                        progress=progress, drawer=self._drawer(job),
+                    )
         except AccountError as exc:
             raise QwenOcrAccountError(
                 f"DashScope refused the account of connection {self.conn_id!r} ({exc.code}: {redact(exc.message, job.secret)}); "
@@ -146,6 +159,10 @@ class QwenOcrOperator(QwenOcrBaseOperator):
             ) from None
         self._log_summary(summary, progress, output_uri)
         result = summary.to_xcom(output_uri, state="done")
+        if documents is not None:  # a token/cost figure per document (None = unknown price, never 0)
+            from airflow_provider_qwenocr.runs.documents import MAX_DOCUMENTS_IN_SUMMARY
+
+            result["documents"] = documents[:MAX_DOCUMENTS_IN_SUMMARY]
         publish_results_event(self, context, result)
         from airflow_provider_qwenocr.runs.summary import failed_ratio_exceeded
 
@@ -159,6 +176,23 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
         config = self.hook.config
         return OcrJob(self.ocr_request(), region=config.region, secret=config.api_key, presigner=self._presigner())
+
+    def _unit(self, job: OcrJob) -> str:
+        from airflow_provider_qwenocr.runs.documents import resolve_unit
+
+        try:
+            return resolve_unit(self.unit, job.spec)
+        except ValueError as exc:
+            raise QwenOcrConfigError(str(exc)) from None
+
+    def _run_documents(self, job: OcrJob, client: Any, writer: Any, cache: Any, progress: Any) -> tuple[Any, list]:
+        """``unit="document"``: each document's pages and one document row (``runs/documents.py``)."""
+        from airflow_provider_qwenocr.runs.documents import DocumentRun, expand_documents, run_documents
+
+        docs = expand_documents(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
+                                max_pixels=job.request.bounds[1])
+        run = DocumentRun(job.request, client, cache=cache, aws_conn_id=self.aws_conn_id, secret=job.secret)
+        return run_documents(docs, run, writer, max_concurrency=self.max_concurrency, progress=progress)
 
     def _presigner(self) -> Any:
         """None inline; in URL mode a signer of short-lived URLs (realtime signs just before each call)."""
@@ -265,6 +299,13 @@ class QwenOcrOperator(QwenOcrBaseOperator):
             if summary.n_failed > len(summary.failed):
                 self.log.warning("  ... and %d more (see error rows in %s)", summary.n_failed - len(summary.failed),
                                  output_uri)
+
+
+def _flat(images: Any) -> Any:
+    """``images`` with document groups (lists inside the list) flattened, for the page-by-page view."""
+    if isinstance(images, (list, tuple)):
+        return [i for entry in images for i in (entry if isinstance(entry, (list, tuple)) else [entry])]
+    return images
 
 
 def _ids(op: BaseOperator, context: Any) -> tuple[str, str, str, int | None]:
