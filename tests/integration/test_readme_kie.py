@@ -19,7 +19,7 @@ import pytest
 
 from airflow_provider_qwenocr.ocr.flatten import kv_values, schema_columns
 from airflow_provider_qwenocr.runs.results_store import read_results
-from tests.unit.test_readme_blocks import dagbag_of
+from tests.unit.test_readme_blocks import dagbag_of, for_this_airflow
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ import readme_proof  # noqa: E402  (a script, found through scripts/)
 def _readme_kie_task(tmp_path):
     blocks = readme_proof.python_blocks((REPO / "README.md").read_text(encoding="utf-8"))
     (block,) = [b for b in blocks if b["heading"] == "Every task type in a DAG"]
-    dags, errors = dagbag_of(block["code"], tmp_path)
+    dags, errors = dagbag_of(for_this_airflow(block["code"]), tmp_path)
     assert not errors and len(dags) == 1
     (dag,) = dags.values()
     return dag.get_task("receipts")

@@ -32,7 +32,7 @@ def _blocks() -> list[tuple[str, dict]]:
     return out
 
 
-def _for_this_airflow(code: str) -> str:
+def for_this_airflow(code: str) -> str:
     from airflow import __version__
 
     if int(__version__.split(".")[0]) >= 3:
@@ -62,7 +62,7 @@ def test_the_readmes_have_blocks():
 
 @pytest.mark.parametrize("name, block", BLOCKS, ids=[f"{n}:{b['line']}:{b['heading']}" for n, b in BLOCKS])
 def test_each_block_is_a_dag_or_a_fragment_on_purpose(name, block, tmp_path):
-    code = _for_this_airflow(block["code"])
+    code = for_this_airflow(block["code"])
     compile(code, f"{name}:{block['line']}", "exec")
     if block["fragment"]:
         return
