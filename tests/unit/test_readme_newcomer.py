@@ -53,8 +53,8 @@ def test_test_connection_is_said_to_bill_and_does_call_the_service():
     from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 
     assert "recognize(" in inspect.getsource(QwenOcrHook.test_connection)  # one real OCR request
-    paragraph = next(p for p in _readme().split("\n\n") if "test_connection" in p)
-    assert "billed" in paragraph
+    paragraphs = _section(_readme(), "Connection").split("\n\n")
+    assert any("Test" in p and "billed" in p for p in paragraphs)
 
 
 def test_the_emulator_counters_are_in_the_readme_and_served():
