@@ -247,17 +247,16 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         return drawer
 
     def _log_summary(self, summary: OcrSummary, progress: Any, output_uri: str) -> None:
+        from airflow_provider_qwenocr.runs.summary import cost_text
+
         usage = summary.usage
         self.log.info(
             "OCR done: %d image(s), %d ok, %d failed, %d from cache (not billed again) in %.1fs -> %s",
             summary.n_images, summary.n_ok, summary.n_failed, summary.n_cached,
             progress.clock() - progress.started, output_uri,
         )
-        self.log.info(
-            "Usage this run: input %d, output %d, image %d tokens; cost USD %s, CNY %s (None = unknown price)",
-            usage.input_tokens, usage.output_tokens, usage.image_tokens,
-            summary.cost.get("usd"), summary.cost.get("cny"),
-        )
+        self.log.info("Usage this run: input %d, output %d, image %d tokens; %s", usage.input_tokens,
+                      usage.output_tokens, usage.image_tokens, cost_text(summary.cost))
         if summary.failed:
             self.log.warning("%d image(s) failed:", summary.n_failed)
             for f in summary.failed:
