@@ -3,13 +3,20 @@
 Why not ``requests``' ``timeout``: it bounds each socket operation, not the call. A peer that sends one
 byte every 2 s never trips a 5 s read timeout, so a worker can hang for as long as the peer likes.
 
-How: the session's connection pools make connections of a class that registers itself with the
-deadline of the calling thread when it sends a request. A timer fires at the deadline and shuts the
+How: the session's connection pools make connections of a class that registers its socket with the
+deadline of the calling thread when it connects or sends a request. A timer fires at the deadline and shuts the
 registered sockets down (``shutdown(SHUT_RDWR)``), which makes the blocked ``recv``/``send`` return at
 once in the calling thread; the SDK then raises a connection error, which the client reports as a
 :class:`~.errors.RetryableError` with code ``RequestTimeOut`` (the retry policy decides what next).
 Nothing is abandoned: no thread is left behind blocked on a socket, and the broken connection is
 discarded by urllib3, never returned to the pool.
+
+Why the socket and not the connection: an answer without ``Content-Length`` (read until the peer closes)
+is handed over by ``http.client`` to the response object, and the connection's ``sock`` becomes None at
+once; a timer that looked the socket up on the connection at the deadline found nothing to cut, and a peer
+dripping one byte every 2 s held a ``timeout=5`` call for minutes (issue 20 #1). A cut body of such an
+answer looks complete (EOF is its end), so the caller must treat ``Deadline.expired`` as a failure even
+when the call returned.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = float(seconds)
         self.expired = False
-        self._conns: list[Any] = []
+        self._socks: list[Any] = []
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
@@ -49,26 +56,26 @@ class Deadline:
             self._timer.cancel()
         _current.deadline = self._previous
         with self._lock:
-            self._conns.clear()
+            self._socks.clear()
 
     def track(self, conn: Any) -> None:
+        sock = getattr(conn, "sock", None)  # None before connect(): connect() registers it then
+        if sock is None:
+            return
         with self._lock:
             if self.expired:
-                _cut(conn)
-            else:
-                self._conns.append(conn)
+                _cut(sock)
+            elif not any(s is sock for s in self._socks):
+                self._socks.append(sock)
 
     def _expire(self) -> None:
         with self._lock:
             self.expired = True
-            for conn in self._conns:
-                _cut(conn)
+            for sock in self._socks:
+                _cut(sock)
 
 
-def _cut(conn: Any) -> None:
-    sock = getattr(conn, "sock", None)
-    if sock is None:
-        return
+def _cut(sock: Any) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:  # already closed

@@ -252,6 +252,9 @@ class RealtimeClient:
                 raise RetryableError(f"no complete response within the {limit:g} s deadline "
                                      "(connect + send + response)", code="RequestTimeOut") from None
             raise from_exception(exc, secret=key) from None
+        if dl.expired:  # an answer without Content-Length ends at the cut: what arrived looks complete
+            raise RetryableError(f"no complete response within the {limit:g} s deadline "
+                                 "(connect + send + response)", code="RequestTimeOut")
         error = response_error(response, secret=key)
         if error is not None:
             raise error

@@ -32,8 +32,11 @@ KEY = "sk-unit-test-secret-0123456789"
 class DripServer:
     """Answers every request with headers promising 10 kB, then one byte every ``interval`` seconds."""
 
-    def __init__(self, interval: float = 2.0, max_seconds: float = 60.0) -> None:
+    def __init__(self, interval: float = 2.0, max_seconds: float = 60.0, *, framed: bool = True) -> None:
+        # framed=False: no Content-Length, ``Connection: close`` (the body ends when the peer closes)
         self.interval, self.max_seconds = interval, max_seconds
+        self.head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     + (b"Content-Length: 10000\r\n" if framed else b"Connection: close\r\n") + b"\r\n{")
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -63,7 +66,7 @@ class DripServer:
                     return
                 data += chunk
             self.requests += 1
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{")
+            conn.sendall(self.head)
             while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
                 time.sleep(self.interval)
                 conn.sendall(b" ")
@@ -102,6 +105,25 @@ def test_dripping_server_fails_within_timeout_plus_retry_budget():
     # each attempt is cut at 5 s; retries stop once 10 s are spent: ≤ 15 s plus scheduling slack
     assert 4.5 <= elapsed <= 20.0, elapsed
     assert srv.requests >= 2  # it did retry, within the budget
+
+
+def test_deadline_cuts_a_drip_without_content_length():
+    """Issue 20 #1: without Content-Length the socket belongs to the response, not the connection; the
+    deadline still cuts it, and the cut (EOF-terminated, complete-looking) body is a timeout, not an answer."""
+    srv = DripServer(interval=2.0, max_seconds=30.0, framed=False)
+    cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=3.0,
+                       max_retries=0, max_retry_seconds=1.0)
+    client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetryableError) as ei:
+            client.recognize(_image(), task="text_recognition")
+    finally:
+        elapsed = time.monotonic() - started
+        srv.stop()
+        client.close()
+    assert ei.value.code == "RequestTimeOut"
+    assert 2.5 <= elapsed <= 8.0, elapsed
 
 
 def test_breaker_opens_after_k_consecutive_outages_and_stops_calling():
