@@ -17,6 +17,11 @@ once; a timer that looked the socket up on the connection at the deadline found 
 dripping one byte every 2 s held a ``timeout=5`` call for minutes (issue 20 #1). A cut body of such an
 answer looks complete (EOF is its end), so the caller must treat ``Deadline.expired`` as a failure even
 when the call returned.
+
+The same sessions also cap an answer's **bytes** (:data:`MAX_ANSWER_BYTES`): a 200 that never ends was read
+to 2.3 GB before (issue 20 #2) — the deadline bounds time, not memory, and a fast peer fills gigabytes well
+inside it. A response hook reads the body itself, chunk by chunk, and stops at the cap with
+:class:`ResponseTooLarge` (the client turns it into a permanent ``ResponseTooLarge`` error row).
 """
 
 from __future__ import annotations
@@ -31,6 +36,21 @@ from urllib3 import connectionpool as _u3pool
 # The subclasses keep urllib3's class names: error messages show them ("HTTPConnectionPool(host=…)").
 
 _current = threading.local()
+
+#: Bytes of one answer (decompressed) beyond which it is refused. The model's output limit bounds a real
+#: answer: ≤ 8K output tokens, each at most a few bytes of text plus its ``words_info`` box (~100 bytes of
+#: JSON per word), is well under 1 MB; 8 MiB is far above anything real and far below a worker's memory.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+_CHUNK = 64 * 1024
+
+
+class ResponseTooLarge(Exception):
+    """An answer over the byte cap. Deliberately not a ``requests`` error: the SDK resends on those."""
+
+    def __init__(self, limit: int, url: str | None = None) -> None:
+        self.limit = limit
+        super().__init__(f"the answer exceeded {limit:,} bytes and was cut"
+                         + (f" ({url.split('?', 1)[0]})" if url else ""))
 
 
 class Deadline:
@@ -116,10 +136,37 @@ class HTTPSConnectionPool(_u3pool.HTTPSConnectionPool):
     ConnectionCls = HTTPSConnection
 
 
+def capped_body(response: Any, *args: Any, stream: bool = False, limit: int | None = None, **kwargs: Any) -> Any:
+    """``requests`` response hook: read the body now, at most ``limit`` bytes (:data:`MAX_ANSWER_BYTES`).
+
+    Runs before ``requests`` reads the body itself (``Session.send`` calls the hooks first), so the body it
+    later returns is the one read here. A declared ``Content-Length`` over the cap fails before any byte.
+    A streamed call (``stream=True``) is only checked on its ``Content-Length``."""
+    limit = MAX_ANSWER_BYTES if limit is None else limit
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise ResponseTooLarge(limit, response.url)
+    if stream:
+        return response
+    chunks, total = [], 0
+    for chunk in response.iter_content(_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            response.close()
+            raise ResponseTooLarge(limit, response.url)
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what ``response.content`` returns from now on
+    response._content_consumed = True
+    return response
+
+
 def install(session: Any) -> Any:
-    """Make ``session``'s (already mounted) adapters create deadline-aware connections; returns it."""
+    """Make ``session``'s (already mounted) adapters create deadline-aware connections and cap every answer
+    at :data:`MAX_ANSWER_BYTES`; returns the session."""
     for adapter in session.adapters.values():
         manager = getattr(adapter, "poolmanager", None)
         if manager is not None:
             manager.pool_classes_by_scheme = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
+    session.hooks["response"].append(capped_body)
     return session

@@ -247,6 +247,8 @@ class RealtimeClient:
         try:
             with _deadline.Deadline(limit) as dl:
                 response = MultiModalConversation.call(model=model, messages=messages, api_key=key, **kwargs)
+        except _deadline.ResponseTooLarge as exc:  # the same answer again would be as large: not retried
+            raise PermanentError(str(exc), code="ResponseTooLarge", status_code=200) from None
         except Exception as exc:  # transport or SDK client-side failure
             if dl.expired:
                 raise RetryableError(f"no complete response within the {limit:g} s deadline "

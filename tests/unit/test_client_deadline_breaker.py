@@ -169,3 +169,60 @@ def test_what_counts_as_outage():
     assert not is_outage(RetryableError("x", code="Throttling", status_code=429))
     assert not is_outage(PermanentError("x", code="InvalidParameter", status_code=400))
     assert not CircuitBreaker(failures=0).enabled
+
+
+class EndlessServer:
+    """Answers 200 and streams bytes as fast as the client reads them, without end (issue 20 #2)."""
+
+    def __init__(self, *, declared: int | None = None, max_bytes: int = 200 * 1024 * 1024) -> None:
+        self.declared, self.max_bytes, self.sent = declared, max_bytes, 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            length = f"Content-Length: {self.declared}\r\n" if self.declared else "Connection: close\r\n"
+            conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}\r\n".encode())
+            block = b"[" * 65536
+            try:
+                while self.sent < self.max_bytes:
+                    conn.sendall(block)
+                    self.sent += len(block)
+            except OSError:
+                pass  # the client stopped reading: what the cap is for
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("declared", [None, 50 * 1024 * 1024])
+def test_an_endless_answer_stops_at_the_byte_cap(declared):
+    srv = EndlessServer(declared=declared)
+    cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=20.0,
+                       max_retries=3, max_retry_seconds=5.0)
+    client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))
+    started = time.monotonic()
+    try:
+        with pytest.raises(PermanentError) as ei:
+            client.recognize(_image(), task="text_recognition")
+    finally:
+        elapsed = time.monotonic() - started
+        srv.stop()
+        client.close()
+    assert ei.value.code == "ResponseTooLarge"
+    assert client.calls == 1  # never retried: the same answer would be as large
+    assert elapsed < 10.0, elapsed
+    # read up to the cap (plus socket buffers), not the 200 MB the server had to give
+    assert srv.sent <= 16 * 1024 * 1024, srv.sent  # the cap is 8 MiB
+    if declared:
+        assert srv.sent <= 8 * 1024 * 1024  # refused on the header, before the body
