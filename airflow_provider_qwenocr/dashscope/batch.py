@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
+from airflow_provider_qwenocr.dashscope.deadline import bounded_http_client
 from airflow_provider_qwenocr.ocr.models import BATCH_REGIONS
 
 BATCH_ENDPOINT = "/v1/chat/completions"
@@ -163,6 +164,7 @@ def _openai_client(config: ClientConfig):
                 base_url=config.compatible_base,
                 timeout=config.timeout,
                 max_retries=min(config.max_retries, 5),
+                http_client=bounded_http_client(config.timeout),  # bytes and wall clock of every answer
             )
             _CLIENTS[key] = client
         return client

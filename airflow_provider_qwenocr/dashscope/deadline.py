@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Any
 
 from urllib3 import connection as _u3conn
@@ -170,3 +171,97 @@ def install(session: Any) -> Any:
             manager.pool_classes_by_scheme = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
     session.hooks["response"].append(capped_body)
     return session
+
+
+# -- the OpenAI-compatible calls (httpx, under the ``openai`` SDK) ------------------------------------
+
+#: The service's limit for one batch file: a results file read back is legitimately this large.
+MAX_FILE_BYTES = 500 * 1024 * 1024
+#: Wall clock for reading one such file on top of the call's timeout (500 MB at ≥ 1 MB/s).
+FILE_SECONDS = 500.0
+
+
+def _is_file_download(path: str) -> bool:
+    return path.rstrip("/").endswith("/content") and "/files/" in path
+
+
+def _httpx_module():
+    """The ``httpx`` the installed ``openai`` SDK is built on (``httpx``, or ``httpx2`` in newer SDKs)."""
+    import importlib
+
+    from openai import DefaultHttpxClient
+
+    root = next(c.__module__.split(".")[0] for c in DefaultHttpxClient.__mro__ if c.__name__ == "Client")
+    return importlib.import_module(root)
+
+
+class BoundedTransport:
+    """An ``httpx`` transport around another: every answer within a byte cap and a wall-clock deadline.
+
+    The same two bounds as the realtime session: ``httpx``' timeout is per read, so a drip never trips it,
+    and nothing caps a body. Here the stream handed to the SDK counts its bytes (refused over
+    :data:`MAX_ANSWER_BYTES`, or :data:`MAX_FILE_BYTES` for a file's ``…/files/{id}/content``) and
+    checks the clock after every chunk (``ReadTimeout`` past the deadline: the SDK reports a timeout).
+    A ``Content-Length`` over the cap fails before the body. Bytes are counted as received (before any
+    ``Content-Encoding`` is undone). The SDK retries what fails here like any transport error.
+    """
+
+    def __init__(self, inner: Any, *, seconds: float, httpx: Any) -> None:
+        self.inner, self.seconds, self.httpx = inner, float(seconds), httpx
+
+    def handle_request(self, request: Any) -> Any:
+        is_file = _is_file_download(request.url.path)
+        limit = MAX_FILE_BYTES if is_file else MAX_ANSWER_BYTES
+        ends = time.monotonic() + self.seconds + (FILE_SECONDS if is_file else 0.0)
+        response = self.inner.handle_request(request)
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise ResponseTooLarge(limit, str(request.url))
+        stream = _bounded_stream_class(self.httpx)(response.stream, limit, ends, request)
+        return self.httpx.Response(status_code=response.status_code, headers=response.headers, stream=stream,
+                                   extensions=response.extensions)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+_stream_classes: dict[Any, type] = {}
+
+
+def _bounded_stream_class(httpx: Any) -> type:
+    """A ``SyncByteStream`` of ``httpx`` (the module the SDK uses) that enforces the bounds chunk by chunk."""
+    cls = _stream_classes.get(httpx)
+    if cls is not None:
+        return cls
+
+    class BoundedStream(httpx.SyncByteStream):
+        def __init__(self, stream: Any, limit: int, ends: float, request: Any) -> None:
+            self.stream, self.limit, self.ends, self.request = stream, limit, ends, request
+
+        def __iter__(self):
+            total = 0
+            for chunk in self.stream:
+                total += len(chunk)
+                if total > self.limit:
+                    raise ResponseTooLarge(self.limit, str(self.request.url))
+                if time.monotonic() > self.ends:
+                    raise httpx.ReadTimeout("no complete response within the call's deadline", request=self.request)
+                yield chunk
+
+        def close(self) -> None:
+            close = getattr(self.stream, "close", None)
+            if close is not None:
+                close()
+
+    _stream_classes[httpx] = BoundedStream
+    return BoundedStream
+
+
+def bounded_http_client(seconds: float) -> Any:
+    """The ``http_client`` for an ``openai.OpenAI``: the SDK's defaults, every answer bounded (above)."""
+    from openai import DefaultHttpxClient
+
+    httpx = _httpx_module()
+    transport = BoundedTransport(httpx.HTTPTransport(), seconds=seconds, httpx=httpx)
+    return DefaultHttpxClient(transport=transport)  # type: ignore[arg-type]
