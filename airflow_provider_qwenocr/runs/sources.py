@@ -20,19 +20,17 @@ public URL itself, which saves our bandwidth; the operator fetches them only whe
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import os
 import stat
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_qwenocr.dashscope.errors import describe, readable
+from airflow_provider_qwenocr.dashscope.errors import readable
 from airflow_provider_qwenocr.runs import source_limits as limits
-from airflow_provider_qwenocr.runs import storage
+from airflow_provider_qwenocr.runs import source_pages, storage
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dib", ".ico", ".jp2"}
@@ -179,12 +177,12 @@ def _pages(uri: str, reader: Callable[[], bytes], max_pixels: int | None) -> lis
     """The sources of one file: its PDF pages, its TIFF/GIF frames, or the file itself."""
     suffix = Path(uri).suffix.lower()
     if suffix == PDF_EXTENSION:
-        return _with_pdf_pages(uri, reader, max_pixels)
+        return source_pages.pdf_pages(uri, reader, max_pixels)
     if suffix in UNSUPPORTED_EXTENSIONS and suffix not in _pillow_extensions():
         return [Source(uri, error=f"unsupported format {suffix}: no decoder installed "
                                   f"({UNSUPPORTED_EXTENSIONS[suffix]})")]
     if suffix in MULTI_FRAME_EXTENSIONS:
-        return _with_frames(uri, reader, max_pixels)
+        return source_pages.frames(uri, reader, max_pixels)
     return [Source(uri, _reader=reader)]
 
 
@@ -347,68 +345,3 @@ def _object_reader(uri: str) -> Callable[[], bytes]:
 def _http_reader(url: str, timeout: float, cap: int) -> Callable[[], bytes]:
     """``fetch=True``: a download bounded in wall-clock time and bytes (:func:`.source_limits.download`)."""
     return lambda: limits.download(url, cap=cap, timeout=timeout)
-
-
-# -- PDF pages --------------------------------------------------------------------------------------
-
-
-def _pdf_module():
-    """``airflow_provider_qwenocr.ocr.pdf`` if it and pypdfium2 are importable, else None."""
-    try:
-        return importlib.import_module("airflow_provider_qwenocr.ocr.pdf")
-    except ImportError:
-        return None
-
-
-def _with_pdf_pages(uri: str, reader: Callable[[], bytes], max_pixels: int | None = None) -> list[Source]:
-    """One source per page. The PDF is read once here to count pages; each page re-reads it when its
-    turn comes (a small per-PDF cache avoids re-downloading it for every page of the same file)."""
-    pdf = _pdf_module()
-    if pdf is None or not hasattr(pdf, "page_count") or not hasattr(pdf, "render_pages"):
-        msg = "PDF input needs the pdf extra: pip install 'airflow-provider-qwenocr[pdf]'"
-        return [Source(uri, error=msg)]
-    try:
-        n_pages = int(pdf.page_count(reader()))
-    except Exception as exc:  # a corrupt PDF is that document's problem, not the whole task's
-        return [Source(uri, error=f"cannot read PDF: {describe(exc)}")]
-    cached = _OnePdf(reader, n_pages)
-
-    def render(number: int) -> bytes:
-        return next(iter(pdf.render_pages(cached.get(), pages=[number], max_pixels=max_pixels)))[1]
-
-    return [Source(uri, page=n, _reader=(lambda n=n: render(n))) for n in range(1, n_pages + 1)]
-
-
-def _with_frames(uri: str, reader: Callable[[], bytes], max_pixels: int | None = None) -> list[Source]:
-    """One source per page of a multi-page TIFF / frame of an animated GIF or WebP; a single-frame file
-    (or one whose header cannot be read: the decoder reports that as its row) stays one source."""
-    from airflow_provider_qwenocr.ocr import images
-
-    try:
-        n_frames = images.frame_count(reader())
-    except Exception:
-        n_frames = 1
-    if n_frames <= 1:
-        return [Source(uri, _reader=reader)]
-    cached = _OnePdf(reader, n_frames)
-    return [Source(uri, page=n, _reader=(lambda n=n: images.frame_png(cached.get(), n - 1, max_pixels)))
-            for n in range(1, n_frames + 1)]
-
-
-class _OnePdf:
-    """Keeps the bytes of one PDF (or multi-frame image) while its pages are being rendered, then lets them go."""
-
-    def __init__(self, reader: Callable[[], bytes], n_pages: int) -> None:
-        self._reader = reader
-        self._n_pages = n_pages
-        self._lock = threading.Lock()
-        self._data: bytes | None = None
-        self._uses = 0
-
-    def get(self) -> bytes:
-        with self._lock:
-            data = self._data if self._data is not None else self._reader()
-            self._uses += 1
-            # keep the bytes for the next page, drop them after the last one (memory stays flat)
-            self._data = data if self._uses < self._n_pages else None
-            return data
