@@ -74,7 +74,7 @@ def test_a_dripping_answer_ends_near_the_timeout():
         elapsed = time.monotonic() - started
         srv.stop()
     assert "timed out" in str(ei.value).lower() or "timeout" in type(ei.value).__name__.lower(), repr(ei.value)
-    assert elapsed < 8.0, elapsed  # deadline 3 s + one 2-s drip interval + slack
+    assert elapsed < 12.0, elapsed  # deadline 3 s + one 2-s drip interval + slack (the drip lasts minutes)
 
 
 def test_an_endless_answer_stops_at_the_byte_cap():
@@ -89,4 +89,4 @@ def test_an_endless_answer_stops_at_the_byte_cap():
     cause = ei.value.__cause__ or ei.value
     assert "exceeded 8,388,608 bytes" in str(cause), repr(cause)
     assert srv.sent <= 16 * 1024 * 1024, srv.sent  # not the 300 MB offered
-    assert elapsed < 10.0, elapsed
+    assert elapsed < 20.0, elapsed

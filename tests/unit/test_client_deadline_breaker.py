@@ -123,7 +123,7 @@ def test_deadline_cuts_a_drip_without_content_length():
         srv.stop()
         client.close()
     assert ei.value.code == "RequestTimeOut"
-    assert 2.5 <= elapsed <= 8.0, elapsed
+    assert 2.5 <= elapsed <= 12.0, elapsed  # 3-s deadline; the drip would go on for 30 s
 
 
 def test_breaker_opens_after_k_consecutive_outages_and_stops_calling():

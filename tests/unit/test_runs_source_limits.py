@@ -80,7 +80,7 @@ def test_a_dripping_fetched_source_ends_within_the_fetch_timeout():
     finally:
         srv.stop()
     assert getattr(err, "code", None) == "SourceTimeout", err
-    assert elapsed < 5.0, elapsed
+    assert elapsed < 9.0, elapsed  # 2 s deadline; slack for a loaded CI host
 
 
 @pytest.mark.parametrize("model, cap_mb", [(None, 10), ("qwen3.5-ocr", 20)])  # None: the default model
@@ -96,7 +96,7 @@ def test_an_endless_fetched_source_stops_at_the_model_image_limit(model, cap_mb)
     assert getattr(err, "code", None) == "SourceTooLarge", err
     assert f"{cap_mb * 1024 * 1024:,}" in str(err)
     assert srv.sent <= (cap_mb + 8) * 1024 * 1024, srv.sent  # stopped near the cap, not at the 200 MB offered
-    assert elapsed < 10.0
+    assert elapsed < 20.0
 
 
 def test_a_huge_file_named_png_is_refused_by_its_size_before_any_read(tmp_path):
@@ -110,7 +110,7 @@ def test_a_huge_file_named_png_is_refused_by_its_size_before_any_read(tmp_path):
     err = _read_error(src)
     assert getattr(err, "code", None) == "SourceTooLarge", err
     assert "2,147,483,648 bytes" in str(err)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # reading 2 GB takes far longer (and 2 GB of memory)
 
 
 def test_a_non_image_named_png_is_refused_by_its_first_bytes(tmp_path):
