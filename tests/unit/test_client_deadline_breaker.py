@@ -221,7 +221,7 @@ def test_an_endless_answer_stops_at_the_byte_cap(declared):
         client.close()
     assert ei.value.code == "ResponseTooLarge"
     assert client.calls == 1  # never retried: the same answer would be as large
-    assert elapsed < 10.0, elapsed
+    assert elapsed < 20.0, elapsed
     # read up to the cap (plus socket buffers), not the 200 MB the server had to give
     assert srv.sent <= 16 * 1024 * 1024, srv.sent  # the cap is 8 MiB
     if declared:
