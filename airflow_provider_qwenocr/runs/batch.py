@@ -30,6 +30,7 @@ from airflow_provider_qwenocr.dashscope.batch_jsonl import (
     load_manifest,
 )
 from airflow_provider_qwenocr.dashscope.batch_results import index_lines, results_for
+from airflow_provider_qwenocr.ocr.grid import ImageValidationError
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION
 from airflow_provider_qwenocr.ocr.request import OcrRequest
 from airflow_provider_qwenocr.runs import storage
@@ -170,7 +171,9 @@ def prepared_steps(builder: BatchBuilder, sources: Iterable[Any], cache: Any, wo
             data = src.read()
         except Exception as exc:  # an unreadable source is an error row, not a crash
             message = f"{type(exc).__name__}: {exc}"
-            return lambda: builder.reject(name, "SourceReadError", message, page=page)
+            # a source refused by its size or signature keeps its code, as in the realtime rows
+            code = exc.code if isinstance(exc, ImageValidationError) else "SourceReadError"
+            return lambda: builder.reject(name, code, message, page=page)
         item = builder.prepare(data, cache=cache)
         return lambda: builder.add_prepared(name, item, page=page)
 
