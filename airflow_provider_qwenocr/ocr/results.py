@@ -104,6 +104,7 @@ class OcrResult:
     height: int | None = None
     finish_reason: str | None = None
     page: int | None = None
+    boxes_uri: str | None = None  # where the picture of this row's boxes was written (draw_boxes_uri), if any
 
     @property
     def ok(self) -> bool:
@@ -130,6 +131,7 @@ class OcrResult:
             "width": self.width,
             "height": self.height,
             "finish_reason": self.finish_reason,
+            "boxes_uri": self.boxes_uri,
         }
 
     def to_json(self) -> str:
@@ -159,6 +161,7 @@ class OcrResult:
             height=row.get("height"),
             finish_reason=row.get("finish_reason"),
             page=row.get("page"),
+            boxes_uri=row.get("boxes_uri"),
         )
 
     @classmethod

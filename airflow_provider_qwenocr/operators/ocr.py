@@ -111,7 +111,9 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         self._check_writable(output_uri, cache_uri if self.use_cache else None)
         try:
             sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
-                                     max_pixels=job.request.bounds[1])
+                                     max_pixels=job.request.bounds[1], model=job.model,
+                                     fetch_timeout=self.hook.config.timeout,
+                                     exclude=[output_uri, cache_uri, self.draw_boxes_uri])  # never our own outputs
         except NoSourcesError as exc:
             raise QwenOcrNoSourcesError(str(exc)) from exc
         self.results_uri = output_uri
@@ -241,8 +243,9 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
         def drawer(data: bytes, result: Any, src: Any) -> None:
             png = draw.draw_words(data, result.words or [])
-            storage.write_bytes(storage.join(target, draw.boxed_name(src.uri, src.page)), png,
-                                aws_conn_id=aws_conn_id)
+            uri = storage.join(target, draw.boxed_name(src.uri, src.page))
+            storage.write_bytes(uri, png, aws_conn_id=aws_conn_id)
+            result.boxes_uri = uri  # the row says where its picture is
 
         return drawer
 
