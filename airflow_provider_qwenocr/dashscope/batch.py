@@ -25,6 +25,7 @@ from enum import Enum
 from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
+from airflow_provider_qwenocr.dashscope.deadline import bounded_http_client
 from airflow_provider_qwenocr.ocr.models import ALIASES, BATCH_REGIONS, MODELS, RESPONSES_API
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,7 @@ def _openai_client(config: ClientConfig):
                 base_url=config.compatible_base,
                 timeout=config.timeout,
                 max_retries=min(config.max_retries, 5),
+                http_client=bounded_http_client(config.timeout),  # bytes and wall clock of every answer
             )
             _CLIENTS[key] = client
         return client

@@ -215,11 +215,16 @@ class RealtimeClient:
         try:
             with _deadline.Deadline(limit) as dl:
                 response = MultiModalConversation.call(model=model, messages=messages, api_key=key, **kwargs)
+        except _deadline.ResponseTooLarge as exc:  # the same answer again would be as large: not retried
+            raise PermanentError(str(exc), code="ResponseTooLarge", status_code=200) from None
         except Exception as exc:  # transport or SDK client-side failure
             if dl.expired:
                 raise RetryableError(f"no complete response within the {limit:g} s deadline "
                                      "(connect + send + response)", code="RequestTimeOut") from None
             raise from_exception(exc, secret=key) from None
+        if dl.expired:  # an answer without Content-Length ends at the cut: what arrived looks complete
+            raise RetryableError(f"no complete response within the {limit:g} s deadline "
+                                 "(connect + send + response)", code="RequestTimeOut")
         error = response_error(response, secret=key)
         if error is not None:
             raise error

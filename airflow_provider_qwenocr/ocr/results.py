@@ -106,6 +106,7 @@ class OcrResult:
     page: int | None = None
     pages: int | None = None  # a document row (page None): how many pages it covers; None on page/image rows
     markdown: str | None = None  # the page's or document's markdown, when the service sends one (Responses API)
+    boxes_uri: str | None = None  # where the picture of this row's boxes was written (draw_boxes_uri), if any
 
     @property
     def ok(self) -> bool:
@@ -134,6 +135,7 @@ class OcrResult:
             "finish_reason": self.finish_reason,
             "pages": self.pages,
             "markdown": self.markdown,
+            "boxes_uri": self.boxes_uri,
         }
 
     def to_json(self) -> str:
@@ -165,6 +167,7 @@ class OcrResult:
             page=row.get("page"),
             pages=row.get("pages"),
             markdown=row.get("markdown"),
+            boxes_uri=row.get("boxes_uri"),
         )
 
     @classmethod

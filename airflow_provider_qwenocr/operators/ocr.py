@@ -119,8 +119,10 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         output_uri, cache_uri = self._locations(context)
         self._check_writable(output_uri, cache_uri if self.use_cache else None)
         try:
-            sources = expand_sources(_flat(self.images), aws_conn_id=self.aws_conn_id, fetch=self.fetch,
-                                     max_pixels=job.request.bounds[1])
+            options = dict(aws_conn_id=self.aws_conn_id, fetch=self.fetch, max_pixels=job.request.bounds[1],
+                           model=job.model, fetch_timeout=self.hook.config.timeout,
+                           exclude=[output_uri, cache_uri, self.draw_boxes_uri])  # never our own outputs
+            sources = expand_sources(_flat(self.images), **options)
         except NoSourcesError as exc:
             raise QwenOcrNoSourcesError(str(exc)) from exc
         self.results_uri = output_uri
@@ -140,7 +142,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         try:
             with ResultsWriter(output_uri, aws_conn_id=self.aws_conn_id) as writer:
                 if unit == "document":
-                    summary, documents = self._run_documents(job, client, writer, cache, progress)
+                    summary, documents = self._run_documents(job, client, writer, cache, progress, options)
                 else:
                     summary = runner.run(
                         sources, job, client, writer, cache=cache, max_concurrency=self.max_concurrency,
@@ -185,13 +187,13 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         except ValueError as exc:
             raise QwenOcrConfigError(str(exc)) from None
 
-    def _run_documents(self, job: OcrJob, client: Any, writer: Any, cache: Any, progress: Any) -> tuple[Any, list]:
+    def _run_documents(self, job: OcrJob, client: Any, writer: Any, cache: Any, progress: Any,
+                       options: dict[str, Any]) -> tuple[Any, list]:
         """``unit="document"``: each document's pages and one document row (``runs/documents.py``)."""
         from airflow_provider_qwenocr.runs.documents import DocumentRun, expand_documents, run_documents
 
-        docs = expand_documents(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
-                                max_pixels=job.request.bounds[1])
-        run = DocumentRun(job.request, client, cache=cache, aws_conn_id=self.aws_conn_id, secret=job.secret)
+        docs = expand_documents(self.images, **options)
+        run = DocumentRun(job.request, client, cache=cache, secret=job.secret)
         return run_documents(docs, run, writer, max_concurrency=self.max_concurrency, progress=progress)
 
     def _presigner(self) -> Any:
@@ -275,23 +277,23 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
         def drawer(data: bytes, result: Any, src: Any) -> None:
             png = draw.draw_words(data, result.words or [])
-            storage.write_bytes(storage.join(target, draw.boxed_name(src.uri, src.page)), png,
-                                aws_conn_id=aws_conn_id)
+            uri = storage.join(target, draw.boxed_name(src.uri, src.page))
+            storage.write_bytes(uri, png, aws_conn_id=aws_conn_id)
+            result.boxes_uri = uri  # the row says where its picture is
 
         return drawer
 
     def _log_summary(self, summary: OcrSummary, progress: Any, output_uri: str) -> None:
+        from airflow_provider_qwenocr.runs.summary import cost_text
+
         usage = summary.usage
         self.log.info(
             "OCR done: %d image(s), %d ok, %d failed, %d from cache (not billed again) in %.1fs -> %s",
             summary.n_images, summary.n_ok, summary.n_failed, summary.n_cached,
             progress.clock() - progress.started, output_uri,
         )
-        self.log.info(
-            "Usage this run: input %d, output %d, image %d tokens; cost USD %s, CNY %s (None = unknown price)",
-            usage.input_tokens, usage.output_tokens, usage.image_tokens,
-            summary.cost.get("usd"), summary.cost.get("cny"),
-        )
+        self.log.info("Usage this run: input %d, output %d, image %d tokens; %s", usage.input_tokens,
+                      usage.output_tokens, usage.image_tokens, cost_text(summary.cost))
         if summary.failed:
             self.log.warning("%d image(s) failed:", summary.n_failed)
             for f in summary.failed:

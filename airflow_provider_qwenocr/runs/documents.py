@@ -113,20 +113,6 @@ def _by_file(sources: Iterable[Source]) -> list[Document]:
     return docs
 
 
-def _read_whole(uri: str, aws_conn_id: str | None) -> bytes:
-    from airflow_provider_qwenocr.runs import storage
-
-    if storage.scheme_of(uri) in ("http", "https"):
-        import urllib.request
-
-        with urllib.request.urlopen(uri, timeout=60) as resp:  # http(s) only, checked above
-            return resp.read()
-    data = storage.read_bytes(uri, aws_conn_id=aws_conn_id)
-    if data is None:
-        raise FileNotFoundError(uri)
-    return data
-
-
 @dataclass
 class DocumentRun:
     """What one run of documents needs besides the documents: the request, the clients, the cache."""
@@ -134,7 +120,6 @@ class DocumentRun:
     request: OcrRequest
     client: Any  # the native RealtimeClient (its config, limiter and breaker are shared with ``responses``)
     cache: ResultCache | None = None
-    aws_conn_id: str | None = None
     secret: str | None = None
     responses: Any = field(default=None)  # a ResponsesClient for Responses-API models (made on demand)
 
@@ -172,7 +157,7 @@ def process_document(doc: Document, run: DocumentRun) -> tuple[OcrResult, list[O
     if errors:
         return (*_failed(doc, ident, request, "UnsupportedSource", str(errors[0].error), len(doc.sources)), False, 0)
     try:
-        whole = None if doc.group else _read_whole(doc.sources[0].uri, run.aws_conn_id)
+        whole = None if doc.group else doc.sources[0].read_file()  # the sources' bounded reader
         pdf = send.is_pdf_document(whole)
         datas = [] if pdf and send.uses_responses_api(request) else [s.read() for s in doc.sources]
         sha = sha256_hex(whole) if whole is not None else sha256_hex("\n".join(sha256_hex(d) for d in datas).encode())
