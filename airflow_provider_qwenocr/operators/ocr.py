@@ -144,8 +144,10 @@ class QwenOcrOperator(QwenOcrBaseOperator):
                 if unit == "document":
                     summary, documents = self._run_documents(job, client, writer, cache, progress, options)
                 else:
+                    from airflow_provider_qwenocr.runs.documents import page_client
+
                     summary = runner.run(
-                        sources, job, client, writer, cache=cache, max_concurrency=self.max_concurrency,
+                        sources, job, page_client(client, job.request), writer, cache=cache, max_concurrency=self.max_concurrency,
                         progress=progress, drawer=self._drawer(job),
                     )
         except AccountError as exc:

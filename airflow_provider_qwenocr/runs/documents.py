@@ -204,15 +204,26 @@ def figures_text(fig: dict[str, Any]) -> str:
             f"USD {money(fig['cost'].get('usd'))} / CNY {money(fig['cost'].get('cny'))} [{fig['status']}]")
 
 
+def responses_client(client: Any) -> Any:
+    """A Responses-API client sharing ``client``'s connection, limiter and breaker (one quota, one outage)."""
+    from airflow_provider_qwenocr.dashscope.responses import ResponsesClient
+
+    return ResponsesClient(client.config, limiter=getattr(client, "limiter", None),
+                           breaker=getattr(client, "breaker", None))
+
+
+def page_client(client: Any, request: OcrRequest) -> Any:
+    """The client of ``unit="page"``: the native one, or for ``qwen3.5-ocr`` (realtime through the Responses
+    API only, reference §10) a Responses client — one page image per request either way."""
+    return responses_client(client) if send.uses_responses_api(request) else client
+
+
 def run_documents(docs: list[Document], run: DocumentRun, writer: ResultsWriter, *, max_concurrency: int = 4,
                   progress: Any = None) -> tuple[OcrSummary, list[dict[str, Any]]]:
     """Process ``docs`` (at most ``max_concurrency`` at once), write every page row and document row; return
     the summary (pages count as images; usage and cost are the documents') and each document's figures."""
     if send.uses_responses_api(run.request) and run.responses is None:
-        from airflow_provider_qwenocr.dashscope.responses import ResponsesClient
-
-        run.responses = ResponsesClient(run.client.config, limiter=getattr(run.client, "limiter", None),
-                                        breaker=getattr(run.client, "breaker", None))
+        run.responses = responses_client(run.client)
     summary, figures = OcrSummary(), []
     lock, stop = threading.Lock(), threading.Event()
 
@@ -250,4 +261,5 @@ def _add_cost(summary: OcrSummary, document: OcrResult) -> None:
 
 
 __all__ = ["Document", "DocumentRun", "MAX_DOCUMENTS_IN_SUMMARY", "UNITS", "document_figures", "document_key",
-           "expand_documents", "figures_text", "process_document", "resolve_unit", "run_documents"]
+           "expand_documents", "figures_text", "page_client", "process_document", "resolve_unit",
+           "responses_client", "run_documents"]

@@ -147,3 +147,15 @@ def test_a_group_of_images_is_one_document_and_unit_or_model_change_pays_again(e
     other = QwenOcrOperator(model="qwen-vl-ocr-2025-11-20", unit="document", output_uri=str(tmp_path / "d.jsonl"),
                             **common).execute(_ctx())
     assert _requests(emulator, "native") - before == 4 and other["n_cached"] == 0, "another model pays again"
+
+
+def test_qwen35_page_unit_one_page_per_responses_request(make_emulator, monkeypatch, tmp_path):
+    srv = make_emulator(engine="echo")
+    conn_id = _conn(monkeypatch, srv)
+    (tmp_path / "three.pdf").write_bytes(_blank_pdf(3))
+    out = QwenOcrOperator(task_id="ocr", images=str(tmp_path / "three.pdf"), model="qwen3.5-ocr", unit="page",
+                          conn_id=conn_id, output_uri=str(tmp_path / "r.jsonl"), use_cache=False).execute(_ctx())
+    assert _requests(srv, "responses") == 3 and _requests(srv, "native") == 0, "qwen3.5-ocr: the Responses API"
+    rows = sorted(read_results(out["results_uri"]), key=lambda r: r["page"])
+    assert [r["page"] for r in rows] == [1, 2, 3] and all(r["pages"] is None and r["text"] for r in rows)
+    assert "documents" not in out and out["usage"]["total_tokens"] > 0
