@@ -212,10 +212,17 @@ def responses_client(client: Any) -> Any:
                            breaker=getattr(client, "breaker", None))
 
 
+def _native(client: Any) -> bool:
+    from airflow_provider_qwenocr.dashscope.realtime import RealtimeClient
+
+    return isinstance(client, RealtimeClient)
+
+
 def page_client(client: Any, request: OcrRequest) -> Any:
     """The client of ``unit="page"``: the native one, or for ``qwen3.5-ocr`` (realtime through the Responses
-    API only, reference §10) a Responses client — one page image per request either way."""
-    return responses_client(client) if send.uses_responses_api(request) else client
+    API only, reference §10) a Responses client on the same connection — one page image per request either
+    way. Only the native client is swapped: any other client object (a test double) is used as given."""
+    return responses_client(client) if send.uses_responses_api(request) and _native(client) else client
 
 
 def run_documents(docs: list[Document], run: DocumentRun, writer: ResultsWriter, *, max_concurrency: int = 4,
@@ -223,7 +230,7 @@ def run_documents(docs: list[Document], run: DocumentRun, writer: ResultsWriter,
     """Process ``docs`` (at most ``max_concurrency`` at once), write every page row and document row; return
     the summary (pages count as images; usage and cost are the documents') and each document's figures."""
     if send.uses_responses_api(run.request) and run.responses is None:
-        run.responses = responses_client(run.client)
+        run.responses = responses_client(run.client) if _native(run.client) else run.client
     summary, figures = OcrSummary(), []
     lock, stop = threading.Lock(), threading.Event()
 
