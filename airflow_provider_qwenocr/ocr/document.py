@@ -25,20 +25,11 @@ No Airflow import.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .flatten import is_null
+from .plan import Identity
 from .results import OcrResult, Usage, add_cost, new_cost_total
-
-
-@dataclass(frozen=True)
-class DocumentIdentity:
-    """Where a document row comes from: its name, the key it is cached under, the hash of its bytes."""
-
-    source: str
-    key: str
-    sha256: str | None = None
 
 
 def merge_kv(answers: Sequence[Any]) -> Any:
@@ -80,9 +71,10 @@ def _cost(results: Sequence[OcrResult]) -> dict[str, float | None] | None:
     return {cur: total[cur] for cur in ("usd", "cny")}
 
 
-def document_row(identity: DocumentIdentity, answers: Sequence[OcrResult], pages: Sequence[OcrResult] = (),
+def document_row(identity: Identity, answers: Sequence[OcrResult], pages: Sequence[OcrResult] = (),
                  *, page_count: int | None = None) -> OcrResult:
-    """The document row of ``answers`` (one result per request, in page order) and its ``pages`` rows.
+    """The document row of ``answers`` (one result per request, in page order) and its ``pages`` rows;
+    ``identity`` is the document plan's (``ocr/plan.plan_document``): name, key, hash of the bytes.
 
     ``page_count`` defaults to ``len(pages)`` (or, without page rows, the number of answers). When the
     requests answered page by page (one page each), pass the page rows as ``answers`` too.
@@ -118,4 +110,4 @@ def document_row(identity: DocumentIdentity, answers: Sequence[OcrResult], pages
     )
 
 
-__all__ = ["DocumentIdentity", "document_row", "merge_kv"]
+__all__ = ["document_row", "merge_kv"]

@@ -194,6 +194,8 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         """``unit="document"``: each document's pages and one document row (``runs/documents.py``)."""
         from airflow_provider_qwenocr.runs.documents import DocumentRun, expand_documents, run_documents
 
+        if self.draw_boxes_uri:
+            self.log.warning("draw_boxes_uri: box pictures are drawn per page image, with unit='page' only")
         docs = expand_documents(self.images, **options)
         run = DocumentRun(job.request, client, cache=cache, secret=job.secret)
         return run_documents(docs, run, writer, max_concurrency=self.max_concurrency, progress=progress)

@@ -30,13 +30,11 @@ from typing import Any
 
 from airflow_provider_qwenocr.dashscope.calls import text_tokens
 from airflow_provider_qwenocr.dashscope.responses import FileInput, ResponsesClient
-from airflow_provider_qwenocr.ocr.document import DocumentIdentity, document_row
+from airflow_provider_qwenocr.ocr.document import document_row
 from airflow_provider_qwenocr.ocr.images import PreparedImage
-from airflow_provider_qwenocr.ocr.layouts import page_key
 from airflow_provider_qwenocr.ocr.models import MAX_PDF_PAGES, RESPONSES_API
-from airflow_provider_qwenocr.ocr.pdf import is_pdf
 from airflow_provider_qwenocr.ocr.pdfsplit import split_pdf
-from airflow_provider_qwenocr.ocr.plan import Identity
+from airflow_provider_qwenocr.ocr.plan import DocumentPlan, Identity
 from airflow_provider_qwenocr.ocr.request import OcrRequest
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 
@@ -53,12 +51,14 @@ class SentDocument:
     requests: int
 
 
-def _page_row(row: OcrResult, ident: DocumentIdentity, request: OcrRequest, number: int, name: str,
-              sha256: str | None) -> OcrResult:
-    """A page row of the document: its own name, number and key; usage and cost stay on the document row."""
-    return replace(row, source=name, page=number, sha256=sha256,
-                   key=page_key(ident.key, request.task.value, request.model, number),
-                   usage=Usage(), cost=None, pages=None)
+def _page_row(row: OcrResult, page: Identity) -> OcrResult:
+    """A page row of the document under its plan's identity; usage and cost stay on the document row."""
+    return replace(row, **page.fields(), usage=Usage(), cost=None, pages=None)
+
+
+def _no_answer_of_its_own(row: OcrResult) -> OcrResult:
+    """A page of a request that answered once for several pages: its identity, no text of its own."""
+    return replace(row, text=None, kv=None, words=None, html=None, latex=None, markdown=None)
 
 
 def uses_responses_api(request: OcrRequest) -> bool:
@@ -85,11 +85,12 @@ def native_budget(request: OcrRequest) -> int:
     return max(1, limit - text_tokens(request.text) - TEMPLATE_MARGIN)
 
 
-def send_pdf(client: ResponsesClient, data: bytes, ident: DocumentIdentity, request: OcrRequest,
-             page_name: Any) -> SentDocument:
-    """A PDF to a Responses-API model: ≤ 50-page parts, each uploaded (48-h ``oss://`` URL) and sent whole."""
+def send_upload(client: ResponsesClient, plan: DocumentPlan, request: OcrRequest) -> SentDocument:
+    """``Send.UPLOAD``: a PDF to a Responses-API model in ≤ 50-page parts, each through the temporary upload
+    (a 48-h ``oss://`` URL) and read whole by the service; page rows from the answer's layouts."""
     answers: list[OcrResult] = []
     pages: list[OcrResult] = []
+    data = plan.data or b""
     limit = request.spec.max_pdf_pages or MAX_PDF_PAGES
     for part in split_pdf(data, max_pages=limit, max_bytes=request.spec.max_pdf_bytes or len(data) + 1):
         with tempfile.TemporaryDirectory(prefix="qwenocr-part-") as tmp:
@@ -97,18 +98,20 @@ def send_pdf(client: ResponsesClient, data: bytes, ident: DocumentIdentity, requ
             with open(path, "wb") as fh:
                 fh.write(part.data)
             url = client.upload(path, model=request.model)
-        result = client.recognize_document([FileInput(url, pages=part.pages)], request=request, source=ident.source)
+        result = client.recognize_document([FileInput(url, pages=part.pages)], request=request,
+                                           source=plan.identity.source)
         answers.append(result.document)
-        for row in result.pages[: part.pages]:
-            number = part.first + row.page - 1
-            pages.append(_page_row(row, ident, request, number, page_name(number), ident.sha256))
-    return SentDocument(document_row(ident, answers, pages, page_count=len(pages)), pages, len(answers))
+        own = {row.page: row for row in result.pages}
+        for n in range(part.first, part.last + 1):
+            row = own.get(n - part.first + 1) or _no_answer_of_its_own(result.document)
+            pages.append(_page_row(row, plan.pages[n - 1].identity))
+    return SentDocument(document_row(plan.identity, answers, pages, page_count=len(pages)), pages, len(answers))
 
 
-def send_images(client: Any, responses: ResponsesClient | None, images: list[PreparedImage],
-                ident: DocumentIdentity, request: OcrRequest, page_name: Any) -> SentDocument:
-    """Page images of one document: several per request (Responses API: ≤ 50; native: within the input
-    limit), page rows from the answers (see the module docstring)."""
+def send_inline(client: Any, responses: ResponsesClient | None, images: list[PreparedImage], plan: DocumentPlan,
+                request: OcrRequest) -> SentDocument:
+    """``Send.INLINE``: the page images, several per request (Responses API: ≤ 50; native: within the input
+    limit); page rows from the answers (see the module docstring)."""
     if responses is not None:
         groups = pack_pages([1] * len(images), MAX_PDF_PAGES)
     else:
@@ -117,28 +120,17 @@ def send_images(client: Any, responses: ResponsesClient | None, images: list[Pre
     pages: list[OcrResult] = []
     for group in groups:
         chunk = [images[i] for i in group]
-        names = [page_name(i + 1) for i in group]
         if responses is not None:
-            result = responses.recognize_document(chunk, request=request, source=ident.source)
-            answers.append(result.document)
-            own = {row.page: row for row in result.pages}
-            for offset, i in enumerate(group):
-                row = own.get(offset + 1) or replace(result.document, text=None, kv=None, words=None, html=None,
-                                                     latex=None, markdown=None)
-                pages.append(_page_row(row, ident, request, i + 1, names[offset], images[i].sha256))
-            continue
-        answer = client.recognize_images(chunk, request=request,
-                                         identity=Identity(ident.source, ident.key, ident.sha256))
+            result = responses.recognize_document(chunk, request=request, source=plan.identity.source)
+            answer, own = result.document, {row.page: row for row in result.pages}
+        else:
+            answer = client.recognize_images(chunk, request=request, identity=plan.identity)
+            own = {1: answer} if len(group) == 1 else {}
         answers.append(answer)
         for offset, i in enumerate(group):
-            row = answer if len(group) == 1 else replace(answer, text=None, kv=None, words=None, html=None,
-                                                          latex=None, markdown=None)
-            pages.append(_page_row(row, ident, request, i + 1, names[offset], images[i].sha256))
-    return SentDocument(document_row(ident, answers, pages, page_count=len(pages)), pages, len(answers))
+            row = own.get(offset + 1) or _no_answer_of_its_own(answer)
+            pages.append(_page_row(row, plan.pages[i].identity))
+    return SentDocument(document_row(plan.identity, answers, pages, page_count=len(pages)), pages, len(answers))
 
 
-def is_pdf_document(data: bytes | None) -> bool:
-    return data is not None and is_pdf(data)
-
-
-__all__ = ["SentDocument", "native_budget", "pack_pages", "send_images", "send_pdf", "uses_responses_api"]
+__all__ = ["SentDocument", "native_budget", "pack_pages", "send_inline", "send_upload", "uses_responses_api"]

@@ -10,9 +10,9 @@ Units (the operator's ``unit``): ``"document"`` sends documents as above; ``"pag
 per request (``runs/realtime.py``). The default (None) is ``"document"`` for models that read whole PDFs
 (``qwen3.5-ocr``) and ``"page"`` for the others — what each model's documentation recommends.
 
-Cache (the same per-key store as pages): the document row under :func:`document_key` — the document's
-bytes + the request (task, model, schema, pixel bounds) + the unit — and each page row under
-``layouts.page_key(document key, page)``. A re-run that finds the document row and all N page rows makes
+How a document is sent and which keys find its rows is its plan (``ocr.plan.plan_document``: the
+document row under ``document_key`` — its bytes + the request + the unit — each page row under
+``layouts.page_key(document key, page)``); this loop acts on it and caches in the per-key store of pages. A re-run that finds the document row and all N page rows makes
 no request; a change of unit or model is another key and pays again. A document is cached only when every
 request of it answered; a failed document gets error rows (each page and the document) and is redone.
 
@@ -36,12 +36,12 @@ from airflow_provider_qwenocr.dashscope.errors import (
     describe,
     redact,
 )
-from airflow_provider_qwenocr.ocr.document import DocumentIdentity
 from airflow_provider_qwenocr.ocr.images import sha256_hex
 from airflow_provider_qwenocr.ocr.layouts import page_key
 from airflow_provider_qwenocr.ocr.models import ModelSpec
+from airflow_provider_qwenocr.ocr.plan import DocumentPlan, Identity, Send, document_key, plan_document
 from airflow_provider_qwenocr.ocr.request import OcrRequest
-from airflow_provider_qwenocr.ocr.results import OcrResult, idempotency_key
+from airflow_provider_qwenocr.ocr.results import OcrResult
 from airflow_provider_qwenocr.runs import document_send as send
 from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.runs.sources import Source, expand_sources
@@ -61,11 +61,6 @@ def resolve_unit(unit: str | None, spec: ModelSpec) -> str:
     if unit not in UNITS:
         raise ValueError(f"unit must be 'document' or 'page', not {unit!r}")
     return str(unit)
-
-
-def document_key(request: OcrRequest, sha256: str) -> str:
-    """The cache key of a document row: the document's bytes + the request + the unit (never a page's key)."""
-    return idempotency_key(request.key(sha256), request.task.value, request.model, {"unit": "document"})
 
 
 @dataclass
@@ -124,23 +119,25 @@ class DocumentRun:
     responses: Any = field(default=None)  # a ResponsesClient for Responses-API models (made on demand)
 
 
-def _cached(run: DocumentRun, key: str) -> tuple[OcrResult, list[OcrResult]] | None:
+def _cached(run: DocumentRun, plan: DocumentPlan) -> tuple[OcrResult, list[OcrResult]] | None:
+    """The document row and every page row, all cached ``ok`` — else None (the document is sent again)."""
     if run.cache is None:
         return None
-    row = run.cache.get(key)
-    if not row or not row.get("pages"):
+    row = run.cache.get(plan.identity.key)
+    if not row or row.get("pages") != len(plan.pages):
         return None
     pages = []
-    for n in range(1, int(row["pages"]) + 1):
-        page = run.cache.get(page_key(key, row["task"], row["model"], n))
-        if page is None:
+    for page in plan.pages:
+        cached = run.cache.get(page.identity.key)
+        if cached is None:
             return None
-        pages.append(OcrResult.from_row(page))
-    return OcrResult.from_row(row), pages
+        pages.append(OcrResult.from_row(page.identity.reuse(cached)))
+    return OcrResult.from_row(plan.identity.reuse(row)), pages
 
 
-def _failed(doc: Document, ident: DocumentIdentity, request: OcrRequest, code: str, message: str,
-            n_pages: int, **kw: Any) -> tuple[OcrResult, list[OcrResult]]:
+def _failed(doc: Document, ident: Identity, request: OcrRequest, code: str, message: str,
+            **kw: Any) -> tuple[OcrResult, list[OcrResult]]:
+    n_pages = len(doc.sources)
     rows = [OcrResult.failure(doc.page_name(n), request.task.value, request.model, code, message, page=n,
                               key=page_key(ident.key, request.task.value, request.model, n), **kw)
             for n in range(1, n_pages + 1)]
@@ -149,38 +146,35 @@ def _failed(doc: Document, ident: DocumentIdentity, request: OcrRequest, code: s
 
 
 def process_document(doc: Document, run: DocumentRun) -> tuple[OcrResult, list[OcrResult], bool, int]:
-    """(document row, page rows, served from the cache, requests made) for one document. Raises only
-    :class:`AccountError` / :class:`ServiceUnavailableError`."""
+    """(document row, page rows, served from the cache, requests made) for one document, as its plan
+    (``ocr.plan.plan_document``) says. Raises only :class:`AccountError` / :class:`ServiceUnavailableError`."""
     request = run.request
-    ident = DocumentIdentity(doc.name, document_key(request, sha256_hex(doc.name.encode())))
+    ident = Identity(doc.name, document_key(request, sha256_hex(f"unreadable:{doc.name}".encode())))
     errors = [s for s in doc.sources if s.error]
     if errors:
-        return (*_failed(doc, ident, request, "UnsupportedSource", str(errors[0].error), len(doc.sources)), False, 0)
+        return (*_failed(doc, ident, request, "UnsupportedSource", str(errors[0].error)), False, 0)
     try:
-        whole = None if doc.group else doc.sources[0].read_file()  # the sources' bounded reader
-        pdf = send.is_pdf_document(whole)
-        datas = [] if pdf and send.uses_responses_api(request) else [s.read() for s in doc.sources]
-        sha = sha256_hex(whole) if whole is not None else sha256_hex("\n".join(sha256_hex(d) for d in datas).encode())
-        ident = DocumentIdentity(doc.name, document_key(request, sha), sha)
-        hit = _cached(run, ident.key)
+        plan = plan_document(doc.name, request, [doc.page_name(n) for n in range(1, len(doc.sources) + 1)],
+                             whole=None if doc.group else doc.sources[0].read_file(),  # the bounded reader
+                             read_pages=lambda: [s.read() for s in doc.sources])
+        ident = plan.identity
+        hit = _cached(run, plan)
         if hit is not None:
             return hit[0], hit[1], True, 0
-        if pdf and send.uses_responses_api(request):
-            sent = send.send_pdf(run.responses, whole, ident, request, doc.page_name)
+        if plan.send is Send.UPLOAD:
+            sent = send.send_upload(run.responses, plan, request)
         else:
-            images = [request.prepare(d) for d in datas]
-            del datas
-            sent = send.send_images(run.client, run.responses if send.uses_responses_api(request) else None,
-                                    images, ident, request, doc.page_name)
+            images = [request.prepare(p.data, sha256=p.identity.sha256) for p in plan.pages]
+            sent = send.send_inline(run.client, run.responses if send.uses_responses_api(request) else None,
+                                    images, plan, request)
     except (AccountError, ServiceUnavailableError):
         raise
     except QwenOcrError as exc:
-        return (*_failed(doc, ident, request, exc.code, redact(exc.message, run.secret), len(doc.sources),
+        return (*_failed(doc, ident, request, exc.code, redact(exc.message, run.secret),
                          request_id=exc.request_id), False, 0)
     except Exception as exc:  # unreadable, undecodable, a page over the limits …: this document's rows only
         code = getattr(exc, "code", None) or type(exc).__name__
-        return (*_failed(doc, ident, request, str(code), redact(describe(exc), run.secret), len(doc.sources)),
-                False, 0)
+        return (*_failed(doc, ident, request, str(code), redact(describe(exc), run.secret)), False, 0)
     if sent.document.ok and run.cache is not None:
         for row in (*sent.pages, sent.document):  # the document last: it is the marker of a complete set
             run.cache.put(row)
@@ -267,6 +261,6 @@ def _add_cost(summary: OcrSummary, document: OcrResult) -> None:
     add_cost(summary.cost, document.cost)
 
 
-__all__ = ["Document", "DocumentRun", "MAX_DOCUMENTS_IN_SUMMARY", "UNITS", "document_figures", "document_key",
+__all__ = ["Document", "DocumentRun", "MAX_DOCUMENTS_IN_SUMMARY", "UNITS", "document_figures",
            "expand_documents", "figures_text", "page_client", "process_document", "resolve_unit",
            "responses_client", "run_documents"]

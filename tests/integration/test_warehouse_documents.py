@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from airflow_provider_qwenocr.ocr.document import DocumentIdentity, document_row
+from airflow_provider_qwenocr.ocr.document import document_row
+from airflow_provider_qwenocr.ocr.plan import Identity
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.warehouse.documents import load_documents
 from airflow_provider_qwenocr.warehouse.loader import load_results, run_ledger
@@ -32,7 +33,7 @@ def invoice_rows(name: str, kv_pages, *, cost=(0.001, 0.007)) -> list[dict]:
                for i, kv in enumerate(kv_pages, 1)]
     pages = [OcrResult(source=f"{name}#page={i}", task=TASK, model=MODEL, page=i, key=f"{name}-p{i}")
              for i in range(1, len(kv_pages) + 1)]
-    doc = document_row(DocumentIdentity(name, f"{name}-doc", "sha"), answers, pages)
+    doc = document_row(Identity(name, f"{name}-doc", "sha"), answers, pages)
     return [p.to_row() for p in pages] + [doc.to_row()]
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from airflow_provider_qwenocr.ocr.document import DocumentIdentity, document_row, merge_kv
+from airflow_provider_qwenocr.ocr.document import document_row, merge_kv
+from airflow_provider_qwenocr.ocr.plan import Identity
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 
-DOC = DocumentIdentity(source="/in/invoice.pdf", key="k-doc", sha256="abc")
+DOC = Identity(source="/in/invoice.pdf", key="k-doc", sha256="abc")
 
 
 def answer(text, kv=None, *, usage=(100, 10), cost=(0.1, 0.7), request_id="r", finish="stop", md=None, task="key_information_extraction"):

@@ -12,12 +12,12 @@ from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import PermanentError
 from airflow_provider_qwenocr.dashscope.realtime import RealtimeClient
 from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.ocr.plan import document_key
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.runs import document_send
 from airflow_provider_qwenocr.runs.documents import (
     DocumentRun,
-    document_key,
     expand_documents,
     process_document,
     resolve_unit,
