@@ -306,7 +306,7 @@ class ResponsesClient:
         document = OcrResult(
             source=source, task=request.task.value, model=request.model, status="ok", sha256=sha, key=key,
             text=parsed.text, kv=parsed.kv, words=parsed.words, html=parsed.html, latex=parsed.latex, usage=usage,
-            cost=request.spec.price(self.config.region).cost(usage.input_tokens, usage.output_tokens),
+            cost=self.config.price_of(request.spec).cost(usage.input_tokens, usage.output_tokens),
             request_id=answer.get("request_id") or lower.get("x-request-id") or answer.get("id") or None,
             width=size[0] if size else None, height=size[1] if size else None,
             finish_reason=_finish_reason(answer), page=None,

@@ -159,3 +159,18 @@ def test_qwen35_page_unit_one_page_per_responses_request(make_emulator, monkeypa
     rows = sorted(read_results(out["results_uri"]), key=lambda r: r["page"])
     assert [r["page"] for r in rows] == [1, 2, 3] and all(r["pages"] is None and r["text"] for r in rows)
     assert "documents" not in out and out["usage"]["total_tokens"] > 0
+
+
+def test_the_connections_own_price_prices_a_qwen35_document(make_emulator, monkeypatch, tmp_path):
+    srv = make_emulator(engine="echo")
+    conn = {"conn_type": "dashscope", "password": "sk-docs-test", "host": srv.base_url,
+            "extra": {"price_input_per_mtok": 0.5, "price_output_per_mtok": 2.0, "price_currency": "CNY"}}
+    monkeypatch.setenv("AIRFLOW_CONN_DASHSCOPE_PRICED", json.dumps(conn))
+    (tmp_path / "two.pdf").write_bytes(_blank_pdf(2))
+    out = QwenOcrOperator(task_id="ocr", images=str(tmp_path / "two.pdf"), model="qwen3.5-ocr", conn_id="dashscope_priced",
+                          output_uri=str(tmp_path / "r.jsonl"), use_cache=False).execute(_ctx())
+    (doc,), _ = _split(list(read_results(out["results_uri"])))
+    usage = doc["usage"]
+    expected = round((usage["input_tokens"] * 0.5 + usage["output_tokens"] * 2.0) / 1e6, 8)
+    assert doc["cost"]["cny"] == pytest.approx(expected) and doc["cost"]["usd"] is None
+    assert out["documents"][0]["cost"]["cny"] == pytest.approx(expected)
