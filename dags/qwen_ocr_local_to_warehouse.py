@@ -30,7 +30,7 @@ except ImportError:  # Airflow 2.x
     from airflow.decorators import dag, task
     from airflow.models.param import Param
 
-from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr import QwenOcrOperator
 
 SAMPLE_DIR = pathlib.Path(__file__).resolve().parent / "sample_docs"
 RESULT_SCHEMA = json.loads((SAMPLE_DIR / "receipt_schema.json").read_text(encoding="utf-8"))
@@ -82,23 +82,18 @@ def qwen_ocr_local_to_warehouse():
 
     @task
     def load_warehouse(outputs: list, params=None, dag_run=None) -> dict:
-        from airflow_provider_qwenocr.warehouse.tasks import (
-            default_sqlite_path,
-            load_result_files,
-            result_uris,
-            warehouse_hook,
-        )
+        from airflow_provider_qwenocr import load_result_files, warehouse_hook
 
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        return load_result_files(hook, result_uris(outputs), dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=True)
+        return load_result_files(hook, outputs, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
                                  result_schema=RESULT_SCHEMA)
 
     @task
     def report(load: dict, outputs: list, params=None, dag_run=None) -> dict:
-        from airflow_provider_qwenocr.warehouse.tasks import default_sqlite_path, report, warehouse_hook
+        from airflow_provider_qwenocr import warehouse_hook, warehouse_report
 
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        return report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=outputs, load=load)
+        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=True)
+        return warehouse_report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=outputs, load=load)
 
     outputs = [text.output, kie.output, boxes.output]
     report(load_warehouse(outputs), outputs)

@@ -4,8 +4,8 @@ Why not in the hook: preparing images in a thread pool, cache lookups, writing t
 and deleting files are the *run*, not the connection. Here they are plain Python over an ``api`` object
 with the Batch API's calls (``upload_file``, ``create_batch``, ``get_batch``, ``cancel_batch``,
 ``file_content``, ``delete_file`` — a :class:`~airflow_provider_qwenocr.dashscope.batch.BatchClient`, or
-the hook, which has the same methods), so they are tested without Airflow; the operator, the sensor and
-the hook's deprecated ``submit_ocr_batch``/``download_batch_results`` all call this one implementation.
+the hook, which has the same methods), so they are tested without Airflow; the operator and the sensor
+both call this one implementation.
 
 Cost safety: the manifest is written *before* anything billable starts (results can always be rebuilt),
 and if creating a later part fails, the batches already created are cancelled before the error
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus, normalize_completion_window
@@ -89,10 +89,6 @@ class Submission:
     image_tokens: int
     manifest: list[ManifestEntry] = field(default_factory=list, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The dict ``QwenOcrHook.submit_ocr_batch`` returned (kept for its deprecation period)."""
-        return {k: v for k, v in asdict(self).items() if k != "manifest"}
-
     def summary(self, results_uri: str) -> dict[str, Any]:
         """The XCom summary of ``wait_for_completion=False`` (``state="submitted"``): cache hits are ok,
         images rejected before submission failed, and the bill of the requests sent is not known yet."""
@@ -105,9 +101,7 @@ class Submission:
                 elif entry.cached is not None:
                     s.n_ok, s.n_cached = s.n_ok + 1, s.n_cached + 1
         s.cost_pending(self.n_requests)
-        return s.to_xcom(results_uri, batch_ids=self.batch_ids, manifest_uri=self.manifest_uri, state="submitted",
-                         deprecated={"output_uri": results_uri, "n_requests": self.n_requests,
-                                     "n_rejected": self.n_rejected})
+        return s.to_xcom(results_uri, batch_ids=self.batch_ids, manifest_uri=self.manifest_uri, state="submitted")
 
 
 class SubmitRefused(ValueError):

@@ -130,10 +130,10 @@ def test_report_logs_instead_of_printing(hook, caplog, monkeypatch):
         raise AssertionError(f"print() called: {args}")
 
     monkeypatch.setattr(builtins, "print", no_print)
-    from airflow_provider_qwenocr.warehouse.tasks import report
+    from airflow_provider_qwenocr.warehouse.tasks import warehouse_report
 
     load = load_results(hook, [_row(31), _row(32)], dag_id="d", run_id="r9").to_dict()
     with caplog.at_level(logging.INFO, logger="airflow_provider_qwenocr.warehouse.tasks"):
-        summary = report(hook, dag_id="d", run_id="r9", ocr_outputs=[{"n_images": 2, "n_cached": 0}], load=load)
+        summary = warehouse_report(hook, dag_id="d", run_id="r9", ocr_outputs=[{"n_images": 2, "n_cached": 0}], load=load)
     assert summary["billed_rows"] == 2 and summary["cost_cny"] == pytest.approx(load["cost"]["cny"])
     assert "r9: 2 API calls" in caplog.text and "doc31.png" in caplog.text
