@@ -21,12 +21,14 @@ def _dag(**default_args):
 
 
 def test_default_args_reach_the_shared_and_the_own_arguments():
-    with _dag(model="qwen-vl-ocr-2025-04-13", cache_uri="/tmp/ocr-cache", progress_interval=3, prepare_workers=2):
+    with _dag(model="qwen-vl-ocr-2025-04-13", cache_uri="/tmp/ocr-cache", max_concurrency=3, delete_files=True,
+              max_failed_ratio=0.25):
         realtime = QwenOcrOperator(task_id="rt", images="x")
         batch = QwenOcrBatchOperator(task_id="b", images="x")
-    assert (realtime.model, realtime.cache_uri, realtime.progress_interval) == \
-        ("qwen-vl-ocr-2025-04-13", "/tmp/ocr-cache", 3)
-    assert (batch.model, batch.cache_uri, batch.prepare_workers) == ("qwen-vl-ocr-2025-04-13", "/tmp/ocr-cache", 2)
+    assert (realtime.model, realtime.cache_uri, realtime.max_concurrency, realtime.max_failed_ratio) == \
+        ("qwen-vl-ocr-2025-04-13", "/tmp/ocr-cache", 3, 0.25)
+    assert (batch.model, batch.cache_uri, batch.delete_files, batch.max_failed_ratio) == \
+        ("qwen-vl-ocr-2025-04-13", "/tmp/ocr-cache", True, 0.25)
     assert isinstance(realtime, QwenOcrBaseOperator) and isinstance(batch, QwenOcrBaseOperator)
 
 
