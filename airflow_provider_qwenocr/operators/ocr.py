@@ -99,11 +99,11 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         from airflow_provider_qwenocr.runs.realtime import Progress
         from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
         from airflow_provider_qwenocr.runs.sources import NoSourcesError, expand_sources
-        job = self._job()
         ids = task_ids(self, context)
-        output_uri = output_location(self.output_uri, **ids)
+        output_uri = output_location(self.output_uri, **ids)  # the rendered locations, before any connection
         cache_uri = cache_location(self.cache_uri, use_cache=self.use_cache, dag_id=ids["dag_id"])
         check_location("draw_boxes_uri", self.draw_boxes_uri)
+        job = self._job()
         self._check_writable(output_uri, cache_uri)
         try:
             sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,

@@ -63,7 +63,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
     times in a row (poke and deferred alike).
     """
 
-    template_fields: Sequence[str] = ("batch_ids", "conn_id", "output_uri", "manifest_uri", "cache_uri")
+    template_fields: Sequence[str] = ("batch_ids", "conn_id", "output_uri", "manifest_uri", "cache_uri", "aws_conn_id")
 
     def __init__(
         self,
