@@ -26,7 +26,13 @@ from airflow_provider_qwenocr._compat import BaseSensorOperator, Context, defaul
 from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch_policy import compact_batch, land_batches, validate_execute_complete_event
-from airflow_provider_qwenocr.hooks.locations import cache_location, check_location, manifest_location, task_ids
+from airflow_provider_qwenocr.hooks.locations import (
+    cache_location,
+    check_location,
+    is_template,
+    manifest_location,
+    task_ids,
+)
 from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 from airflow_provider_qwenocr.lineage import declare_results_asset, publish_results_event
 from airflow_provider_qwenocr.runs.summary import OcrSummary, resolve_max_failed_ratio
@@ -90,7 +96,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
             self.max_failed_ratio = resolve_max_failed_ratio(max_failed_ratio)
         except ValueError as exc:
             raise QwenOcrConfigError(str(exc)) from None
-        self.output_uri = check_location("output_uri", output_uri)
+        self.output_uri = _results_file(output_uri)
         self.manifest_uri = check_location("manifest_uri", manifest_uri)
         self.cache_uri = check_location("cache_uri", cache_uri)
         self.aws_conn_id = aws_conn_id
@@ -113,7 +119,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
     def _manifest(self) -> str | None:
         if self.manifest_uri or not self.output_uri:
             return check_location("manifest_uri", self.manifest_uri)
-        return manifest_location(None, check_location("output_uri", self.output_uri))
+        return manifest_location(None, _results_file(self.output_uri))
 
     def execute(self, context: Context) -> Any:
         ids = self._ids()
@@ -175,7 +181,7 @@ class QwenOcrBatchSensor(BaseSensorOperator):
 
         ``evaluate=False`` (no batch ids): land the manifest's rows (cache hits, rejections) only, as the
         operator did; without ``output_uri``, an empty ``ended`` summary."""
-        output_uri = check_location("output_uri", self.output_uri)
+        output_uri = _results_file(self.output_uri)
         if not evaluate and not output_uri:
             return OcrSummary().to_xcom(None, batch_ids=[], manifest_uri=self._manifest(), state="ended")
         if evaluate and batches is None:
@@ -192,6 +198,15 @@ class QwenOcrBatchSensor(BaseSensorOperator):
     def on_kill(self) -> None:
         if self.cancel_on_kill and self._ids():
             self.hook.cancel_batches(self._ids())
+
+
+def _results_file(output_uri: Any) -> str | None:
+    """The sensor lands into one results file — the operator's — so that the manifest beside it is found."""
+    output = check_location("output_uri", output_uri)
+    if output and output.endswith("/") and not is_template(output):
+        raise QwenOcrConfigError(f"output_uri={output!r} is a folder: give the submitting operator's results "
+                                 "file (its manifest is found beside it), e.g. submit.output['results_uri']")
+    return output
 
 
 def parse_batch_ids(value: Any) -> list[str]:

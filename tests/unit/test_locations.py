@@ -76,3 +76,9 @@ def test_a_task_name_typo_fails_when_the_dag_is_parsed(cls):
         cls(task_id="t", images="/data/scans/", task="text_recogniton")
     assert cls(task_id="ok", images="/data/scans/", task="{{ params.task }}").task == "{{ params.task }}"
     assert cls(task_id="ok2", images="/data/scans/", task="table_parsing").task == "table_parsing"
+
+
+def test_the_sensor_lands_into_the_operators_results_file_not_a_folder():
+    with pytest.raises(QwenOcrConfigError, match="is a folder"):
+        QwenOcrBatchSensor(task_id="s", batch_ids=["b1"], output_uri="s3://bucket/ocr/")
+    assert QwenOcrBatchSensor(task_id="s2", batch_ids=["b1"], output_uri="s3://bucket/ocr/r.jsonl").output_uri
