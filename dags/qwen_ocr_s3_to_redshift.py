@@ -71,6 +71,10 @@ def qwen_ocr_s3_to_redshift():
     def list_chunks(params=None) -> list[list[str]]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+        from airflow_provider_qwenocr import check_warehouse
+
+        check_warehouse(params["warehouse_conn_id"])  # before any OCR call: the load at the end can run
+
         bucket, _, prefix = params["s3_prefix"].removeprefix("s3://").partition("/")
         keys = S3Hook(aws_conn_id=AWS_CONN_ID).list_keys(bucket_name=bucket, prefix=prefix) or []
         uris = sorted(f"s3://{bucket}/{k}" for k in keys if k.lower().endswith(DOC_SUFFIXES))

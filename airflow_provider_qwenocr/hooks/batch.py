@@ -4,8 +4,11 @@
 :class:`~airflow_provider_qwenocr.dashscope.config.ClientConfig`), so files and batches use the same
 ``dashscope`` connection as realtime calls. Its methods are thin: the Batch API calls (files, batches,
 cancel) over :mod:`..dashscope.batch`. The run itself — preparing images, the cache, the manifest, upload
-and create, landing rows, deleting files — is :mod:`airflow_provider_qwenocr.runs.batch`
-(:meth:`BatchHookMixin.batch_runner`).
+and create, landing rows, deleting files — is :class:`airflow_provider_qwenocr.runs.batch.BatchRunner`,
+which works on the batch client; :meth:`BatchHookMixin.batch_runner` only builds it.
+
+Nothing here imports ``runs/`` at module level: the triggerer imports this module (through the trigger and
+the hook) and must not load the run loops, OpenCV or numpy.
 
 The shared policy (``evaluate_batch_counts``, ``validate_execute_complete_event`` …) is defined in
 :mod:`.batch_policy` and re-exported here, so operator, sensor and trigger import it from the hook
@@ -18,7 +21,7 @@ from collections.abc import Iterable
 from functools import cached_property
 from typing import Any, BinaryIO
 
-from airflow_provider_qwenocr.dashscope.batch import BatchClient
+from airflow_provider_qwenocr.dashscope.batch import BatchClient, cancel_batches, delete_batch_files
 from airflow_provider_qwenocr.hooks.batch_policy import (  # noqa: F401 - the shared policy, importable from here
     EVENT_REASONS,
     EVENT_STATUSES,
@@ -44,7 +47,7 @@ def default_manifest_uri(output_uri: str) -> str:
 # -- the hook mixin -----------------------------------------------------------------------------------------
 
 class BatchHookMixin:
-    """Files, batches and the submit/land helpers of ``QwenOcrHook``."""
+    """Files, batches, their best-effort clean-up, and the batch runner of ``QwenOcrHook``."""
 
     config: Any  # ClientConfig, provided by QwenOcrHook
 
@@ -85,25 +88,20 @@ class BatchHookMixin:
 
     def cancel_batches(self, batch_ids: Iterable[str]) -> list[str]:
         """Best-effort cancel of every non-terminal batch; returns the ids a cancel was sent for (never raises)."""
-        from airflow_provider_qwenocr.runs.batch import cancel_batches
-
-        return cancel_batches(self, batch_ids)
+        return cancel_batches(self.batch_client, batch_ids)
 
     def delete_batch_files(self, batches: Iterable[dict[str, Any]]) -> list[str]:
         """Best-effort delete of every file a batch used or produced; returns the ids deleted."""
-        from airflow_provider_qwenocr.runs.batch import delete_batch_files
+        return delete_batch_files(self.batch_client, batches)
 
-        return delete_batch_files(self, batches)
-
-    # -- the run lives in runs.batch -------------------------------------------------------------------
+    # -- the run ---------------------------------------------------------------------------------------
     def batch_runner(self, *, aws_conn_id: str | None = "aws_default", cache_uri: str | None = None,
                      prepare_workers: int = 4) -> Any:
-        """A :class:`~airflow_provider_qwenocr.runs.batch.BatchRunner` over this hook's connection.
+        """A :class:`~airflow_provider_qwenocr.runs.batch.BatchRunner` on this connection's batch client.
 
         Refuses (``BatchRegionError``) a region without OCR batch before anything is prepared.
         """
         from airflow_provider_qwenocr.runs.batch import BatchRunner
 
-        self.batch_client  # noqa: B018 - the region check, before any image is read
-        return BatchRunner(self, region=self.config.region, aws_conn_id=aws_conn_id, cache_uri=cache_uri,
+        return BatchRunner(self.batch_client, aws_conn_id=aws_conn_id, cache_uri=cache_uri,
                            prepare_workers=prepare_workers)

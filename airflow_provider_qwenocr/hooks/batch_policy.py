@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.dashscope.batch import BatchStatus, compact_batch  # noqa: F401 - re-exported
 from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrFailedImagesError
 from airflow_provider_qwenocr.runs.summary import (  # noqa: F401 - the one failure policy, importable from here
     DEFAULT_MAX_FAILED_RATIO,
@@ -118,12 +118,6 @@ def skip_exception(message: str) -> Exception:
 
     module = importlib.import_module(AirflowException.__module__)
     return module.AirflowSkipException(message)
-
-
-def compact_batch(batch: dict[str, Any]) -> dict[str, Any]:
-    """The fields decisions and landing need: small enough for trigger events and XCom."""
-    keys = ("id", "status", "request_counts", "output_file_id", "error_file_id", "errors", "input_file_id")
-    return {k: batch.get(k) for k in keys}
 
 
 def land_batches(runner: Any, batch_ids: list[str], batches: list[dict], *, output_uri: str | None,

@@ -133,7 +133,9 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         self.cache_uri = cache_location(self.cache_uri, use_cache=self.use_cache, dag_id=ids["dag_id"])
         request = self.ocr_request()  # before anything is prepared or uploaded
         sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
-                                 max_pixels=request.bounds[1])
+                                 max_pixels=request.bounds[1], model=request.model,
+                                 fetch_timeout=self.hook.config.timeout,
+                                 exclude=[self.output_uri, self.manifest_uri, self.cache_uri])  # never our own outputs
         ti = context.get("ti") or context.get("task_instance")
 
         def pushed(ids: list[str]) -> None:

@@ -107,7 +107,9 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         self._check_writable(output_uri, cache_uri)
         try:
             sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
-                                     max_pixels=job.request.bounds[1])
+                                     max_pixels=job.request.bounds[1], model=job.model,
+                                     fetch_timeout=self.hook.config.timeout,
+                                     exclude=[output_uri, cache_uri, self.draw_boxes_uri])  # never our own outputs
         except NoSourcesError as exc:
             raise QwenOcrNoSourcesError(str(exc)) from exc
         self.results_uri = output_uri
@@ -219,23 +221,23 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
         def drawer(data: bytes, result: Any, src: Any) -> None:
             png = draw.draw_words(data, result.words or [])
-            storage.write_bytes(storage.join(target, draw.boxed_name(src.uri, src.page)), png,
-                                aws_conn_id=aws_conn_id)
+            uri = storage.join(target, draw.boxed_name(src.uri, src.page))
+            storage.write_bytes(uri, png, aws_conn_id=aws_conn_id)
+            result.boxes_uri = uri  # the row says where its picture is
 
         return drawer
 
     def _log_summary(self, summary: OcrSummary, progress: Any, output_uri: str) -> None:
+        from airflow_provider_qwenocr.runs.summary import cost_text
+
         usage = summary.usage
         self.log.info(
             "OCR done: %d image(s), %d ok, %d failed, %d from cache (not billed again) in %.1fs -> %s",
             summary.n_images, summary.n_ok, summary.n_failed, summary.n_cached,
             progress.clock() - progress.started, output_uri,
         )
-        self.log.info(
-            "Usage this run: input %d, output %d, image %d tokens; cost USD %s, CNY %s (None = unknown price)",
-            usage.input_tokens, usage.output_tokens, usage.image_tokens,
-            summary.cost.get("usd"), summary.cost.get("cny"),
-        )
+        self.log.info("Usage this run: input %d, output %d, image %d tokens; %s", usage.input_tokens,
+                      usage.output_tokens, usage.image_tokens, cost_text(summary.cost))
         if summary.failed:
             self.log.warning("%d image(s) failed:", summary.n_failed)
             for f in summary.failed:

@@ -92,6 +92,22 @@ class OcrSummary:
         return json.loads(json.dumps(out))
 
 
+def cost_text(cost: dict[str, Any]) -> str:
+    """The task log's cost words: ``cost USD 0.0012, CNY 0.0087``, and why a total is None only when one is.
+
+    Why: the log line used to end in "(None = unknown price)" on every run, priced or not, so a reader looked
+    for an unknown price that was not there. Now it says how many billed rows have no published price
+    (``unknown_rows``), or that a currency has no list price, and says nothing when every figure is known.
+    """
+    usd, cny, unknown = cost.get("usd"), cost.get("cny"), int(cost.get("unknown_rows") or 0)
+    text = f"cost USD {usd}, CNY {cny}"
+    if unknown:
+        return text + f" (unknown: {unknown} billed row(s) of a model with no published price)"
+    if usd is None or cny is None:
+        return text + " (None: no published price in that currency)"
+    return text
+
+
 # -- the one failure policy of every OCR task (max_failed_ratio) --------------------------------------
 # The one failure policy of every OCR task, realtime or batch: ``max_failed_ratio`` (default 0).
 #

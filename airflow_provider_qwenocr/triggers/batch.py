@@ -8,6 +8,8 @@ Why it is built this way (each point is a known way deferrable operators leak pa
   re-creation and a restarted triggerer could wait forever. The deadline is fixed at defer time.
 - **Blocking SDK calls in** ``asyncio.to_thread`` — including building the hook, whose connection lookup is
   synchronous — so one slow poll never stalls the other triggers sharing the event loop.
+- **A small import**: this module needs only the batch client's status and shape (``dashscope.batch``); the
+  hook is imported when the first poll runs, and neither loads the run loops, OpenCV or numpy.
 - **Bounded tolerance**: throttling, 5xx and network errors are retried up to ``max_poll_failures``
   consecutive times; a permanent error (bad key, unknown batch) ends the wait at once.
 - **Exactly one terminal event** carrying the batch ids (the resumed task is a fresh instance) and a
@@ -29,8 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from airflow_provider_qwenocr._compat import BaseTrigger, TriggerEvent
-from airflow_provider_qwenocr.dashscope.batch import BatchStatus, is_transient_error
-from airflow_provider_qwenocr.hooks.batch import compact_batch
+from airflow_provider_qwenocr.dashscope.batch import BatchStatus, compact_batch, is_transient_error
 
 # Severity order when batches end differently: the worst one names the event.
 _SEVERITY = ("failed", "expired", "cancelled")

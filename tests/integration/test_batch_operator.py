@@ -294,7 +294,7 @@ def test_half_submitted_run_cancels_what_it_created(conn, tmp_path, monkeypatch)
     import tempfile
 
     hook = QwenOcrHook()
-    real_create = hook.create_batch
+    real_create = hook.batch_client.create_batch  # the runner works on the batch client, not on the hook
     calls: list[str] = []
 
     def flaky_create(file_id, **kw):
@@ -303,7 +303,7 @@ def test_half_submitted_run_cancels_what_it_created(conn, tmp_path, monkeypatch)
             raise RuntimeError("network gone while creating part 2")
         return real_create(file_id, **kw)
 
-    monkeypatch.setattr(hook, "create_batch", flaky_create)
+    monkeypatch.setattr(hook.batch_client, "create_batch", flaky_create)
     seen: list[list[str]] = []
     spools_before = set(glob.glob(f"{tempfile.gettempdir()}/qwenocr-batch-*"))
     with pytest.raises(RuntimeError, match="part 2"):

@@ -26,6 +26,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -333,13 +334,19 @@ def test_unwritable_outputs_fail_before_any_call(emulator, emulator_conn, tmp_pa
 
 def test_stale_part_files_removed_at_start(emulator, emulator_conn, tmp_path):
     out_uri = tmp_path / "r.jsonl"
-    stale = tmp_path / ".r.jsonl.abc123.part"  # what a SIGKILLed writer leaves
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a writer that no longer runs on this host
+    host = socket.gethostname()
+    stale = tmp_path / f".r.jsonl.{gone.pid}@{host}.abc123.part"  # what a SIGKILLed writer leaves
     stale.write_text("half a file")
+    old = tmp_path / ".r.jsonl.legacy1.part"  # no writer in its name: removed once it is old
+    old.write_text("an old version's leftover")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
     other = tmp_path / ".other.jsonl.x.part"
     other.write_text("another output's")
     QwenOcrOperator(task_id="ocr", images=str(DOCS / "paragraph_en.png"), output_uri=str(out_uri),
                     use_cache=False).execute(_ctx())
-    assert not stale.exists() and other.exists() and out_uri.exists()
+    assert not stale.exists() and not old.exists() and other.exists() and out_uri.exists()
     assert not [p for p in tmp_path.glob(".r.jsonl.*.part")]
 
 

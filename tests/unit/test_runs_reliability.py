@@ -73,10 +73,10 @@ class _Client:
     def __init__(self):
         self.calls = 0
 
-    def recognize(self, image, *, request, source):
+    def recognize(self, image, *, request, identity):
         self.calls += 1
-        return OcrResult(source=source, task=request.task.value, model=request.model, text="ok",
-                         kv={"bad": object()} if "unserialisable" in source else None)
+        return OcrResult(**identity.fields(), task=request.task.value, model=request.model, text="ok",
+                         kv={"bad": object()} if "unserialisable" in identity.source else None)
 
 
 def _png() -> bytes:

@@ -7,10 +7,22 @@ import sys
 
 from qwenocr_emulator.config import ACCOUNT_STATES, BATCH_OUTCOMES, ENGINES, SSE_THROTTLING
 
+ENDPOINTS = """endpoints:
+  POST /api/v1/services/aigc/multimodal-generation/generation   native OCR (ocr_options, SSE)
+  POST /compatible-mode/v1/chat/completions                     OpenAI chat (fixed task prompts as text)
+  POST /compatible-mode/v1/responses                            Responses API, qwen3.5-ocr: input_image,
+       input_file PDFs by http(s)/oss:// URL (<= 50 pages, <= 100 MB), ocr_options + prompt, layouts per page
+  GET  /api/v1/uploads?action=getPolicy + POST /emulator/oss    temporary upload -> oss:// URLs
+  /compatible-mode/v1/files, /compatible-mode/v1/batches        Batch API; GET /batches takes only limit,
+       after, status, create_after, create_before, ds_name, input_file_ids (else 400)
+  GET /health, GET /emulator/stats, POST /emulator/reset        readiness, counters (requests per kind, pdf_pages)
+images: data: URLs, oss://, and http(s) from loopback hosts only (no internet, ever)."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qwenocr-emulator",
-                                description="Offline DashScope (Qwen-VL-OCR) emulator on loopback.")
+                                description="Offline DashScope (Qwen-VL-OCR) emulator on loopback.",
+                                epilog=ENDPOINTS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")

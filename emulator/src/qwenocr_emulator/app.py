@@ -25,6 +25,8 @@ from qwenocr_emulator.faults import DropConnection, FaultInjector
 from qwenocr_emulator.imagesrc import is_loopback
 from qwenocr_emulator.native import register_native_routes
 from qwenocr_emulator.responses import json_response
+from qwenocr_emulator.responses_api import register_responses_routes
+from qwenocr_emulator.respparse import RESPONSES_PATH
 from qwenocr_emulator.state import ApiError, EmulatorState, new_request_id
 from qwenocr_emulator.uploads import OSS_PATH, register_upload_routes
 
@@ -44,6 +46,8 @@ def request_kind(path: str) -> str | None:
         return "native_other"
     if path == "/compatible-mode/v1/chat/completions":
         return "compatible"
+    if path == RESPONSES_PATH:
+        return "responses"
     if path == "/api/v1/uploads":
         return "upload_policy"
     if path == OSS_PATH:
@@ -177,6 +181,7 @@ def create_app(config: EmulatorConfig | None = None, *, state: EmulatorState | N
 
     register_native_routes(app, state)
     register_compatible_routes(app, state)
+    register_responses_routes(app, state)
     register_upload_routes(app, state)
     batch_plugin.register_batch_routes(app, state)
     app.add_middleware(ServiceHeaders, state=state)

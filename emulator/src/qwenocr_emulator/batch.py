@@ -12,6 +12,10 @@ serving polls while a batch is in progress. ``--batch-seconds`` sets how long a 
 OpenAI-style validation error (``param: completion_window``). Lines naming a model the emulator's table
 does not know fail validation with ``model_not_found``. While the account is in a refused state
 (``--account-state``), creating a batch is refused with that state's error.
+
+``metadata`` (``ds_name``, ``ds_description``, ``ds_batch_finish_callback`` and any other key) is stored as
+given and returned on get and list; it must be an object of string values (the documented examples; the
+OpenAI contract), else 400 on ``param: metadata``. The list filters are ``batchlist.py``.
 """
 
 from __future__ import annotations
@@ -22,18 +26,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from qwenocr_emulator.batchcheck import MAX_WINDOW_H, MIN_WINDOW_H, TEST_ENDPOINT, validate_input, window_ok
+from qwenocr_emulator.batchlist import ListQueryError, list_page, parse_query
 
 PREFIX = "/compatible-mode/v1"
 ENDPOINTS = {"/v1/chat/completions", TEST_ENDPOINT}
 PURPOSES = {"batch", "file-extract", "fine-tune"}
-BEIJING = timezone(timedelta(hours=8))  # create_after/create_before are read as Beijing wall time
 Answer = Callable[[Any, dict], "tuple[int, dict]"]
 
 
@@ -175,6 +178,11 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
             return _error(400, f"Invalid completion_window {window!r}: it must be between "
                                f"'{MIN_WINDOW_H}h' and '{MAX_WINDOW_H}h' in whole hours.",
                           param="completion_window", code="invalid_value")
+        metadata = body.get("metadata")
+        if metadata is not None and (not isinstance(metadata, dict)
+                                     or not all(isinstance(v, str) for v in metadata.values())):
+            _count("batches", 400)
+            return _error(400, "metadata must be an object of string keys and values", param="metadata")
         refused = _account_refusal()
         if refused is not None:
             _count("batches", refused.status)
@@ -189,7 +197,12 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
     async def list_batches(request: Request):
         if (denied := guard(request, "batches")) is not None:
             return denied
-        return reply("batches", _list(dict(request.query_params)))
+        try:
+            query = parse_query(request.query_params.multi_items())
+        except ListQueryError as exc:
+            _count("batches", 400)
+            return _error(400, str(exc), param=exc.param)
+        return reply("batches", list_page(list(store.batches.values()), query))
 
     @app.get(PREFIX + "/batches/{batch_id}")
     async def get_batch(request: Request, batch_id: str):
@@ -227,7 +240,7 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
             "expires_at": None, "finalizing_at": None, "completed_at": None, "failed_at": None,
             "expired_at": None, "cancelling_at": None, "cancelled_at": None,
             "request_counts": {"total": 0, "completed": 0, "failed": 0},
-            "metadata": body.get("metadata") or None,
+            "metadata": dict(body["metadata"]) if body.get("metadata") else None,  # every key, as given
         }
 
     async def _run(batch: dict[str, Any]) -> None:
@@ -322,31 +335,6 @@ def register_batch_routes(app: FastAPI, state: Any, *, answer: Answer | None = N
         return {"id": rid, "custom_id": line["custom_id"],
                 "response": {"status_code": status, "request_id": rid, "body": body},
                 "error": {"code": code, "message": message}}
-
-    def _list(params: dict[str, str]) -> dict[str, Any]:
-        # newest first; within one second, later creations first (dicts keep insertion order, sort is stable)
-        items = sorted(reversed(store.batches.values()), key=lambda b: b["created_at"], reverse=True)
-        if params.get("status"):
-            wanted = set(params["status"].split(","))
-            items = [b for b in items if b["status"] in wanted]
-        if params.get("input_file_ids"):
-            ids = set(params["input_file_ids"].split(","))
-            items = [b for b in items if b["input_file_id"] in ids]
-        if params.get("ds_name"):
-            items = [b for b in items if params["ds_name"] in ((b.get("metadata") or {}).get("ds_name") or "")]
-        for key, keep in (("create_after", lambda t, lim: t >= lim), ("create_before", lambda t, lim: t <= lim)):
-            if params.get(key):
-                limit = int(datetime.strptime(params[key], "%Y%m%d%H%M%S").replace(tzinfo=BEIJING).timestamp())
-                items = [b for b in items if keep(b["created_at"], limit)]
-        if params.get("after"):
-            ids = [b["id"] for b in items]
-            items = items[ids.index(params["after"]) + 1:] if params["after"] in ids else []
-        limit = int(params.get("limit") or 20)
-        page, more = items[:limit], len(items) > limit
-        if not page:
-            return {"object": "list", "data": None, "first_id": None, "last_id": None, "has_more": False}
-        return {"object": "list", "data": [dict(b) for b in page], "first_id": page[0]["id"],
-                "last_id": page[-1]["id"], "has_more": more}
 
     return store
 

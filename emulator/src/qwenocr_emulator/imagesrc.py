@@ -44,7 +44,7 @@ def download_error(url: str, why: str) -> ApiError:
     return invalid_parameter(f"Failed to download multimodal content: {url[:200]} ({why})")
 
 
-def fetch_loopback(url: str, max_bytes: int) -> bytes:
+def fetch_loopback(url: str, max_bytes: int, *, what: str = "image") -> bytes:
     import httpx
 
     host = urlparse(url).hostname
@@ -58,7 +58,7 @@ def fetch_loopback(url: str, max_bytes: int) -> bytes:
     if resp.status_code != 200:
         raise download_error(url, f"HTTP {resp.status_code}")
     if len(resp.content) > max_bytes:
-        raise invalid_parameter(f"The image at {url[:200]} is {len(resp.content)} bytes; the limit is {max_bytes}.")
+        raise invalid_parameter(f"The {what} at {url[:200]} is {len(resp.content)} bytes; the limit is {max_bytes}.")
     return resp.content
 
 
@@ -99,3 +99,25 @@ def _load(ref: ImageRef, state: EmulatorState, *, oss_resolve: bool, limit: int)
         return fetch_loopback(url, limit if cap is None else min(cap, limit)), url
     raise invalid_parameter(
         f"The provided URL {url[:80]!r} is not supported: send a data URL, an http(s) URL or an oss:// URL.")
+
+
+def load_document(url: object, state: EmulatorState, *, oss_resolve: bool, limit: int) -> tuple[bytes, str]:
+    """(bytes, name) of a Responses API ``input_file`` ``file_url``: an http(s) URL (loopback) or an ``oss://``
+    temporary upload, at most ``limit`` bytes. Inline (``data:``) documents are refused: the documentation
+    shows ``file_url`` only, and inline PDF data is unconfirmed (reference §10)."""
+    if not isinstance(url, str) or not url.strip():
+        raise invalid_parameter("input_file needs a non-empty file_url.")
+    url = url.strip()
+    scheme = urlparse(url).scheme.lower()
+    if scheme == "oss":
+        data, name = _load(ImageRef(url), state, oss_resolve=oss_resolve, limit=limit)
+    elif scheme in ("http", "https"):
+        cap = state.config.max_fetch_bytes
+        data, name = fetch_loopback(url, limit if cap is None else min(cap, limit), what="file"), url
+    else:
+        raise invalid_parameter(f"input_file.file_url {url[:80]!r} is not supported: send an http(s) URL or an "
+                                "oss:// URL from the temporary upload.")
+    data = data.full() if isinstance(data, Payload) else data
+    if len(data) > limit:
+        raise invalid_parameter(f"The file {name[:200]} is {len(data)} bytes; the limit is {limit // (1024 * 1024)} MB.")
+    return data, name

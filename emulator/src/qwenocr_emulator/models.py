@@ -9,6 +9,7 @@ read one table, a wrong patch size or limit would be "confirmed" by construction
 - max input 30,000 tokens (≤ 30,000 per image); max output 8,192 (32-px) / 4,096 (28-px snapshots).
 - RPM 600 (``qwen-vl-ocr`` and the 28-px snapshots), 1,200 (``-latest``, ``-2025-11-20``); TPM 6,000,000.
 - no built-in tasks on ``-2024-10-28``; ``qwen3.5-ocr`` combines a task's prompt with the user's.
+- the Responses API (whole PDFs) serves ``qwen3.5-ocr`` and later only (reference §10).
 - images ≤ 10 MB (``qwen3.5-ocr``: 20 MB); default pixel bounds ``P*P*3``/``P*P*4`` … ``P*P*8192``.
 
 ``qwen3.5-ocr``'s output limit, RPM and TPM are not published: the emulator assumes 8,192 / 600 / 6M
@@ -34,6 +35,7 @@ class Model:
     max_input: int = 30_000
     max_image_bytes: int = 10 * MB
     combines_prompt: bool = False  # qwen3.5-ocr: a task's prompt is combined with the user's text
+    responses_api: bool = False  # served on /compatible-mode/v1/responses ("qwen3.5-ocr and later only")
 
     @property
     def default_min_pixels(self) -> int:
@@ -52,7 +54,7 @@ _TABLE = (
     Model("qwen-vl-ocr", 32, 8192, rpm=600),
     Model("qwen-vl-ocr-latest", 32, 8192, rpm=1200),
     Model("qwen-vl-ocr-2025-11-20", 32, 8192, rpm=1200),
-    Model("qwen3.5-ocr", 32, 8192, rpm=600, max_image_bytes=20 * MB, combines_prompt=True),
+    Model("qwen3.5-ocr", 32, 8192, rpm=600, max_image_bytes=20 * MB, combines_prompt=True, responses_api=True),
     Model("qwen-vl-ocr-2025-08-28", 28, 4096),
     Model("qwen-vl-ocr-2025-04-13", 28, 4096),
     Model("qwen-vl-ocr-2024-10-28", 28, 4096, builtin_tasks=False),

@@ -99,27 +99,29 @@ def parse_native(body: Any, *, stream: bool) -> NativeRequest:
         raise invalid_parameter('"parameters" must be an object.')
     prompt = "\n".join(texts) or None
     options = params.get("ocr_options")
-    schema = None
-    if options:
-        if not isinstance(options, dict) or "task" not in options:
-            raise invalid_parameter("ocr_options must be an object with a task.")
-        if options["task"] not in BUILTIN:
-            raise invalid_parameter(f"Invalid ocr_options.task {options['task']!r}; expected one of: "
-                                    + ", ".join(BUILTIN))
-        task = Task(options["task"])
-        if not spec.builtin_tasks:
-            raise invalid_parameter(f"The model {model} does not support built-in OCR tasks (ocr_options).")
-        config = options.get("task_config") or {}
-        if task is Task.KEY_INFORMATION_EXTRACTION and isinstance(config, dict):
-            try:
-                schema = check_schema(config.get("result_schema"))
-            except ValueError as exc:
-                raise invalid_parameter(f"Invalid result_schema: {exc}") from exc
-    else:
-        task, schema = recognise(prompt)
+    task, schema = parse_ocr_options(options, spec, model) if options else recognise(prompt)
     return NativeRequest(model=spec, task=task, schema=schema, prompt=prompt, images=images,
                          stream=stream, incremental=bool(params.get("incremental_output", False)),
                          max_tokens=recognize.check_max_tokens(params.get("max_tokens"), spec))
+
+
+def parse_ocr_options(options: Any, spec: Model, model: str) -> tuple[Task, dict | None]:
+    """(task, schema) of an ``ocr_options`` object (native ``parameters``, Responses API extra body field)."""
+    if not isinstance(options, dict) or "task" not in options:
+        raise invalid_parameter("ocr_options must be an object with a task.")
+    if options["task"] not in BUILTIN:
+        raise invalid_parameter(f"Invalid ocr_options.task {options['task']!r}; expected one of: " + ", ".join(BUILTIN))
+    task = Task(options["task"])
+    if not spec.builtin_tasks:
+        raise invalid_parameter(f"The model {model} does not support built-in OCR tasks (ocr_options).")
+    config = options.get("task_config") or {}
+    schema = None
+    if task is Task.KEY_INFORMATION_EXTRACTION and isinstance(config, dict):
+        try:
+            schema = check_schema(config.get("result_schema"))
+        except ValueError as exc:
+            raise invalid_parameter(f"Invalid result_schema: {exc}") from exc
+    return task, schema
 
 
 def native_usage(ans: recognize.Answer, output_tokens: int | None = None) -> dict[str, Any]:

@@ -210,19 +210,26 @@ def read_rows(rec: Received, state: EmulatorState) -> layout.Rows:
     return [[Line(l.text, [(x * sx, y * sy) for x, y in l.box], l.score) for l in row] for row in rows]
 
 
+def read_pages(received: list[Received], state: EmulatorState) -> list[layout.Rows]:
+    """The rows of every image (or PDF page), in order: one engine run per image."""
+    return [read_rows(rec, state) for rec in received]
+
+
 def answer(received: list[Received], state: EmulatorState, task: Task, *, schema: dict | None = None,
-           prompt: str | None = None, with_ocr_result: bool = True, combine_prompt: bool = False) -> Answer:
-    """Run the engine on every image and derive the task's answer (rules: emulator/layout.py)."""
+           prompt: str | None = None, with_ocr_result: bool = True, combine_prompt: bool = False,
+           pages: list[layout.Rows] | None = None) -> Answer:
+    """Run the engine on every image and derive the task's answer (rules: emulator/layout.py).
+
+    ``pages``: rows already read by ``read_pages`` (the Responses API derives two answers from one reading).
+    """
     started = time.perf_counter()
-    rows: layout.Rows = []
+    pages = read_pages(received, state) if pages is None else pages
+    rows: layout.Rows = [row for page in pages for row in page]
+    all_lines: list[Line] = [l for row in rows for l in row]
     words: list[dict] = []
-    all_lines: list[Line] = []
-    for rec in received:
-        image_rows = read_rows(rec, state)
-        all_lines.extend(l for row in image_rows for l in row)
-        rows.extend(image_rows)
-        if task is Task.ADVANCED_RECOGNITION:
-            words.extend(layout.words_info(image_rows))
+    if task is Task.ADVANCED_RECOGNITION:
+        for page in pages:
+            words.extend(layout.words_info(page))
     ocr_result = None
     if task is Task.ADVANCED_RECOGNITION:
         w, h = received[0].size
@@ -284,4 +291,4 @@ def truncate(ans: Answer, max_tokens: int | None) -> Answer:
     return ans
 
 
-__all__ = ["ApiError", "Answer", "Received", "answer", "inspect", "receive", "text_tokens"]
+__all__ = ["ApiError", "Answer", "Received", "answer", "inspect", "read_pages", "receive", "text_tokens"]

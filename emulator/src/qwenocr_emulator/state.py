@@ -81,6 +81,7 @@ class EmulatorState:
         self._requests: dict[str, int] = defaultdict(int)
         self._by_status: dict[int, int] = defaultdict(int)
         self._ocr_calls = 0
+        self._pdf_pages = 0
         self._tokens = {"input": 0, "output": 0, "image": 0}
         self.oss: dict[str, bytes] = {}  # "dashscope-instant/.../name.png" -> bytes (the SDK's file:// path)
         self.files: dict[str, dict] = {}  # native /api/v1/files uploads
@@ -98,6 +99,11 @@ class EmulatorState:
         with self._lock:
             self._ocr_calls += n
 
+    def count_pdf_pages(self, n: int) -> None:
+        """PDF pages opened for OCR (Responses API ``input_file``); a refused PDF counts none."""
+        with self._lock:
+            self._pdf_pages += n
+
     def add_usage(self, input_tokens: int, output_tokens: int, image_tokens: int) -> None:
         with self._lock:
             self._tokens["input"] += input_tokens
@@ -109,6 +115,7 @@ class EmulatorState:
             return {
                 "requests": dict(self._requests),
                 "ocr_calls": self._ocr_calls,
+                "pdf_pages": self._pdf_pages,
                 "by_status": StatusCounts(self._by_status),
                 "tokens": dict(self._tokens),
                 "oss_objects": len(self.oss),
@@ -119,6 +126,7 @@ class EmulatorState:
             self._requests.clear()
             self._by_status.clear()
             self._ocr_calls = 0
+            self._pdf_pages = 0
             self._tokens = {"input": 0, "output": 0, "image": 0}
         if self.faults is not None:
             self.faults.reset()
