@@ -37,12 +37,13 @@ except ImportError:  # Airflow 2.x
     from airflow.decorators import dag, task
     from airflow.models.param import Param
 
-from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr import QwenOcrOperator
 
 SAMPLE_DIR = pathlib.Path(__file__).resolve().parent / "sample_docs"
 RESULT_SCHEMA = json.loads((SAMPLE_DIR / "receipt_schema.json").read_text(encoding="utf-8"))
 OUTPUT_DIR = os.path.join(os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "qwenocr")
 KIE_PATTERNS = ["receipt_*", "*ticket*"]  # file-name globs: the sample documents that have the schema's fields
+DOC_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".pdf")
 RUN_DIR = "{{ dag_run.run_id | replace(':', '-') | replace('+', '-') }}"
 
 
@@ -67,7 +68,7 @@ def qwen_ocr_local_to_warehouse():
     @task
     def check_warehouse(params=None) -> str:
         """Fail now, before any OCR call is billed, if the load at the end cannot run (issue 20 item 15)."""
-        from airflow_provider_qwenocr.warehouse.requirements import check_warehouse
+        from airflow_provider_qwenocr import check_warehouse
 
         return check_warehouse(params["warehouse_conn_id"], fallback_sqlite=True)
 
@@ -78,13 +79,12 @@ def qwen_ocr_local_to_warehouse():
             from airflow.sdk.exceptions import AirflowSkipException
         except ImportError:  # Airflow 2.x
             from airflow.exceptions import AirflowSkipException
-        from airflow_provider_qwenocr.runs.sources import IMAGE_EXTENSIONS, PDF_EXTENSION
 
         patterns = params["kie_patterns"] or []
         found = []
         for folder, _dirs, files in os.walk(params["input_dir"]):  # no directory links followed: no loops
             found += [os.path.join(folder, f) for f in files
-                      if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS | {PDF_EXTENSION}
+                      if os.path.splitext(f)[1].lower() in DOC_SUFFIXES
                       and any(fnmatch.fnmatch(f.lower(), pattern.lower()) for pattern in patterns)]
         if not found:
             raise AirflowSkipException(f"no document in {params['input_dir']} matches kie_patterns {patterns}")
@@ -119,23 +119,18 @@ def qwen_ocr_local_to_warehouse():
 
     @task(trigger_rule="none_failed")  # the KIE tasks are skipped when no document matches kie_patterns
     def load_warehouse(outputs: list, params=None, dag_run=None) -> dict:
-        from airflow_provider_qwenocr.warehouse.tasks import (
-            default_sqlite_path,
-            load_result_files,
-            result_uris,
-            warehouse_hook,
-        )
+        from airflow_provider_qwenocr import load_result_files, warehouse_hook
 
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        return load_result_files(hook, result_uris(outputs), dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=True)
+        return load_result_files(hook, outputs, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
                                  result_schema=RESULT_SCHEMA)
 
     @task(trigger_rule="none_failed")
     def report(load: dict, outputs: list, params=None, dag_run=None) -> dict:
-        from airflow_provider_qwenocr.warehouse.tasks import default_sqlite_path, report, warehouse_hook
+        from airflow_provider_qwenocr import warehouse_hook, warehouse_report
 
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        return report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=outputs, load=load)
+        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=True)
+        return warehouse_report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=outputs, load=load)
 
     checked >> [text, kie_images]
     outputs = [text.output, kie.output, boxes.output]

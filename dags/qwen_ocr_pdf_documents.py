@@ -30,7 +30,7 @@ except ImportError:  # Airflow 2.x
     from airflow.decorators import dag, task
     from airflow.models.param import Param
 
-from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr import QwenOcrOperator
 
 HERE = pathlib.Path(__file__).resolve().parent
 SAMPLE_DIR = HERE / "sample_pdfs"
@@ -75,39 +75,20 @@ def qwen_ocr_pdf_documents():
 
     @task
     def load_warehouse(outputs: list, params=None, dag_run=None) -> dict:
-        from airflow_provider_qwenocr.runs.results_store import read_results
-        from airflow_provider_qwenocr.warehouse.documents import load_documents
-        from airflow_provider_qwenocr.warehouse.tasks import (
-            default_sqlite_path,
-            load_result_files,
-            result_uris,
-            warehouse_hook,
-        )
+        from airflow_provider_qwenocr import load_document_files, load_result_files, warehouse_hook
 
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        uris = result_uris(outputs)
-        ids = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id}
-        loaded = load_result_files(hook, uris, result_schema=RESULT_SCHEMA, **ids)
-        rows = [row for uri in uris for row in read_results(uri)]
-        loaded["documents"] = load_documents(hook, rows, result_schema=RESULT_SCHEMA, **ids)
+        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=True)
+        ids = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "result_schema": RESULT_SCHEMA}
+        loaded = load_result_files(hook, outputs, **ids)  # page and document rows, and the ledger
+        loaded["documents"] = load_document_files(hook, outputs, **ids)  # one row per document
         return loaded
 
     @task
-    def report(load: dict, params=None) -> list:
-        from airflow_provider_qwenocr.warehouse.documents import DOCUMENTS_TABLE
-        from airflow_provider_qwenocr.warehouse.loader import money_text
-        from airflow_provider_qwenocr.warehouse.tasks import default_sqlite_path, query, warehouse_hook
+    def report(load: dict, params=None) -> int:
+        from airflow_provider_qwenocr import documents_report, warehouse_hook
 
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        docs = query(hook, f'SELECT * FROM "{DOCUMENTS_TABLE}" ORDER BY "source", "task"')
-        print(f"--- {DOCUMENTS_TABLE}: {len(docs)} document(s)")
-        for d in docs:
-            fields = {c: d[c] for c in load["documents"]["columns"] if d.get(c) is not None}
-            print(f"  {pathlib.Path(d['source']).name:18} {d['task']:26} {d['pages']} page(s) "
-                  f"{d['total_tokens']} tokens, USD {money_text(d['cost_usd'])} {json.dumps(fields, ensure_ascii=False)}")
-        pages = query(hook, 'SELECT COUNT(*) AS n FROM "ocr_results" WHERE "page" IS NOT NULL')[0]["n"]
-        print(f"--- ocr_results: {pages} page row(s)")
-        return docs
+        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=True)
+        return len(documents_report(hook, columns=load["documents"]["columns"], printer=print))
 
     outputs = [parse.output, extract.output]
     report(load_warehouse(outputs))

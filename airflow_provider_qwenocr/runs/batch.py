@@ -66,9 +66,7 @@ class Submission:
                 elif entry.cached is not None:
                     s.n_ok, s.n_cached = s.n_ok + 1, s.n_cached + 1
         s.cost_pending(self.n_requests)
-        return s.to_xcom(results_uri, batch_ids=self.batch_ids, manifest_uri=self.manifest_uri, state="submitted",
-                         deprecated={"output_uri": results_uri, "n_requests": self.n_requests,
-                                     "n_rejected": self.n_rejected})
+        return s.to_xcom(results_uri, batch_ids=self.batch_ids, manifest_uri=self.manifest_uri, state="submitted")
 
 
 class SubmitRefused(ValueError):

@@ -15,7 +15,10 @@ Tokens and cost are the document's requests' (NULL cost = unknown price, never 0
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from typing import Any
 
@@ -23,6 +26,8 @@ from airflow_provider_qwenocr.ocr.flatten import Column, kv_values, schema_colum
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION
 from airflow_provider_qwenocr.warehouse.loader import _ensure_table, placeholder, upsert_sql
 from airflow_provider_qwenocr.warehouse.tables import KEEP_ON_UPDATE, _json, now_iso, q, row_cost, row_key
+
+log = logging.getLogger(__name__)
 
 DOCUMENTS_TABLE = "ocr_documents"
 
@@ -102,5 +107,33 @@ def load_documents(hook: Any, rows: Iterable[dict[str, Any]], *, result_schema: 
             "columns": [c.name for c in columns]}
 
 
-__all__ = ["DOCUMENTS_TABLE", "DOCUMENT_COLUMNS", "document_columns", "document_record", "is_document_row",
-           "load_documents"]
+def load_document_files(hook: Any, outputs: Iterable[Any], *, aws_conn_id: str | None = "aws_default",
+                        **kwargs: Any) -> dict[str, Any]:
+    """``load_documents`` over results files: ``outputs`` are results URIs or the OCR tasks' XCom summaries
+    (as for ``load_result_files``); ``kwargs``: ``result_schema``, ``dag_id``, ``run_id``, ``region``, ``table``."""
+    from airflow_provider_qwenocr.runs.results_store import read_results
+    from airflow_provider_qwenocr.warehouse.tasks import result_uris
+
+    rows = [row for uri in result_uris(outputs) for row in read_results(uri, aws_conn_id=aws_conn_id)]
+    return load_documents(hook, rows, **kwargs)
+
+
+def documents_report(hook: Any, *, columns: Iterable[str] = (), table: str = DOCUMENTS_TABLE, limit: int = 20,
+                     printer: Callable[[str], Any] = log.info) -> list[dict[str, Any]]:
+    """Log the documents read back — pages, tokens, cost (``unknown`` for a NULL cost, never 0) and the
+    typed ``columns`` that were read — and return those rows."""
+    from airflow_provider_qwenocr.warehouse.loader import money_text
+    from airflow_provider_qwenocr.warehouse.tasks import query
+
+    docs = query(hook, f"SELECT * FROM {q(table)} ORDER BY {q('source')}, {q('task')} LIMIT {int(limit)}")
+    printer(f"--- {table}: {len(docs)} document(s)")
+    for d in docs:
+        fields = {c: d.get(c) for c in columns if d.get(c) is not None}
+        printer(f"  {os.path.basename(str(d['source']))[:24]:24} {d['task']:26} {d['pages']} page(s), "
+                f"{d['total_tokens']} tokens, USD {money_text(d['cost_usd'])} / CNY {money_text(d['cost_cny'])} "
+                f"{json.dumps(fields, ensure_ascii=False, default=str)}")
+    return docs
+
+
+__all__ = ["DOCUMENTS_TABLE", "DOCUMENT_COLUMNS", "document_columns", "document_record", "documents_report",
+           "is_document_row", "load_document_files", "load_documents"]

@@ -81,7 +81,7 @@ _MEMORY_CHILD = textwrap.dedent("""
     from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
     from bench.rss import peak_rss_kb  # this process's own peak: ru_maxrss also holds the parent's (see there)
     out = QwenOcrOperator(task_id="ocr", images=sys.argv[1], output_uri=sys.argv[2], use_cache=False,
-                          conn_id="qwen_mem", max_concurrency=4, progress_interval=1000).execute({})
+                          conn_id="qwen_mem", max_concurrency=4).execute({})
     print(json.dumps({"peak_kb": peak_rss_kb(), "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "n_ok": out["n_ok"], "n_images": out["n_images"]}))
 """)
@@ -434,7 +434,7 @@ _KILL = textwrap.dedent("""
     import sys
     from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
     QwenOcrOperator(task_id="ocr", images=sys.argv[1], output_uri=sys.argv[2], cache_uri=sys.argv[3],
-                    conn_id="qwen_kill9", max_concurrency=4, progress_interval=0).execute({})
+                    conn_id="qwen_kill9", max_concurrency=4).execute({})
 """)
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from airflow_provider_qwenocr._compat import AirflowException
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError, PermanentError, RetryableError
+from airflow_provider_qwenocr.exceptions import QwenOcrConfigError
 from airflow_provider_qwenocr.ocr.images import PreparedImage
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, get_model
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, Word
@@ -331,18 +332,19 @@ def test_default_cache_is_per_dag_and_ignores_a_templated_output(folder, tmp_pat
 
 
 def test_deployment_cache_setting_and_operator_argument(folder, tmp_path, monkeypatch):
-    from airflow_provider_qwenocr.operators.locations import default_cache_uri
+    from airflow_provider_qwenocr.hooks.locations import cache_location, default_cache_uri
 
     monkeypatch.setenv("AIRFLOW__QWENOCR__CACHE_URI", "s3://shared/ocr-cache/{dag_id}")
     assert default_cache_uri("dag x") == "s3://shared/ocr-cache/dag_x"
     monkeypatch.setenv("AIRFLOW__QWENOCR__CACHE_URI", "s3://shared/ocr-cache")
     assert default_cache_uri("dag_x") == "s3://shared/ocr-cache"  # one cache for every DAG: keys are content-based
-    op = _op(FakeClient(), images=str(folder), output_uri=str(tmp_path / "r.jsonl"), cache_uri=str(tmp_path / "mine"))
-    assert op._locations(_context(tmp_path))[1] == str(tmp_path / "mine")
+    assert cache_location(str(tmp_path / "mine"), use_cache=True, dag_id="d") == str(tmp_path / "mine")
+    assert cache_location(None, use_cache=True, dag_id="d") == "s3://shared/ocr-cache"
+    assert cache_location(str(tmp_path / "mine"), use_cache=False, dag_id="d") is None
 
 
 def test_constructor_rejects_nonsense():
-    with pytest.raises(ValueError, match="max_failed_ratio"):
+    with pytest.raises(QwenOcrConfigError, match="max_failed_ratio"):
         QwenOcrOperator(task_id="t", images="x", max_failed_ratio=1.5)
-    with pytest.raises(ValueError, match="max_concurrency"):
+    with pytest.raises(QwenOcrConfigError, match="max_concurrency"):
         QwenOcrOperator(task_id="t", images="x", max_concurrency=0)

@@ -15,7 +15,7 @@ from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.runs.batch import BatchRunner, cancel_batches
 from airflow_provider_qwenocr.runs.results_store import read_results
-from airflow_provider_qwenocr.runs.summary import DEPRECATED_KEYS, MAX_FAILED_IN_SUMMARY, SUMMARY_KEYS, OcrSummary
+from airflow_provider_qwenocr.runs.summary import MAX_FAILED_IN_SUMMARY, SUMMARY_KEYS, OcrSummary
 
 
 def _png(text_color=(0, 0, 0), size=(80, 40)) -> bytes:
@@ -49,12 +49,11 @@ def test_summary_counts_failures_in_one_shape_and_cached_rows_cost_nothing():
     assert out["failed"][0] == {"source": "bad0", "code": "InvalidImage", "error": "cannot decode"}
 
 
-def test_deprecated_keys_are_listed_and_only_known_ones_are_accepted():
-    out = OcrSummary().to_xcom("r", deprecated={"output_uri": "r", "n_requests": 0})
-    assert out["output_uri"] == "r" and out["deprecated_keys"] == ["n_requests", "output_uri"]
-    assert set(DEPRECATED_KEYS) == {"output_uri", "n_requests", "n_rejected", "verdict", "counts", "statuses"}
-    with pytest.raises(ValueError, match="not a deprecated summary key"):
-        OcrSummary().to_xcom("r", deprecated={"surprise": 1})
+def test_the_summary_has_exactly_the_contract_keys_and_no_pre_1_0_ones():
+    out = OcrSummary().to_xcom("r", batch_ids=["b"], state="submitted")
+    assert tuple(out) == SUMMARY_KEYS
+    with pytest.raises(TypeError, match="deprecated"):
+        OcrSummary().to_xcom("r", deprecated={"output_uri": "r"})
 
 
 class FakeBatchApi:
