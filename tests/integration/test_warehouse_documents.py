@@ -9,7 +9,7 @@ import pytest
 from airflow_provider_qwenocr.ocr.document import document_row
 from airflow_provider_qwenocr.ocr.plan import Identity
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
-from airflow_provider_qwenocr.warehouse.documents import load_documents
+from airflow_provider_qwenocr.warehouse.documents import documents_report, load_documents
 from airflow_provider_qwenocr.warehouse.loader import load_results, run_ledger
 from airflow_provider_qwenocr.warehouse.tasks import query, warehouse_hook
 
@@ -63,6 +63,9 @@ def test_unknown_price_is_null_and_the_ledger_counts_each_document_once(hook):
     load_documents(hook, rows, result_schema=SCHEMA, dag_id="d", run_id="r1")
     (doc,) = query(hook, 'SELECT "cost_usd", "cost_cny", "发票号码" FROM "ocr_documents"')
     assert doc == {"cost_usd": None, "cost_cny": None, "发票号码": "1"}
+    lines: list[str] = []
+    (row,) = documents_report(hook, columns=["发票号码"], printer=lines.append)
+    assert "USD unknown / CNY unknown" in lines[1] and '"发票号码": "1"' in lines[1] and row["pages"] == 2
     report = load_results(hook, rows, dag_id="d", run_id="r1")  # pages + document into ocr_results
     assert report.n_rows == 3 and report.n_billed == 1 and report.usage["total_tokens"] == 1040
     (ledger,) = run_ledger(hook, dag_id="d")
