@@ -39,7 +39,7 @@ from airflow_provider_qwenocr.dashscope.errors import (
 from airflow_provider_qwenocr.ocr.images import sha256_hex
 from airflow_provider_qwenocr.ocr.layouts import page_key
 from airflow_provider_qwenocr.ocr.models import ModelSpec
-from airflow_provider_qwenocr.ocr.plan import DocumentPlan, Identity, Send, document_key, plan_document
+from airflow_provider_qwenocr.ocr.plan import Identity, Send, document_key, plan_document
 from airflow_provider_qwenocr.ocr.request import OcrRequest
 from airflow_provider_qwenocr.ocr.results import OcrResult
 from airflow_provider_qwenocr.runs import document_send as send
@@ -119,20 +119,22 @@ class DocumentRun:
     responses: Any = field(default=None)  # a ResponsesClient for Responses-API models (made on demand)
 
 
-def _cached(run: DocumentRun, plan: DocumentPlan) -> tuple[OcrResult, list[OcrResult]] | None:
-    """The document row and every page row, all cached ``ok`` — else None (the document is sent again)."""
+def _cached(run: DocumentRun, ident: Identity, names: list[str]) -> tuple[OcrResult, list[OcrResult]] | None:
+    """The document row and every page row (keys: ``ident.key`` and its page keys), all cached ``ok`` — else
+    None (the document is sent again)."""
     if run.cache is None:
         return None
-    row = run.cache.get(plan.identity.key)
-    if not row or row.get("pages") != len(plan.pages):
+    row = run.cache.get(ident.key)
+    if not row or row.get("pages") != len(names):
         return None
     pages = []
-    for page in plan.pages:
-        cached = run.cache.get(page.identity.key)
+    for n, name in enumerate(names, 1):
+        page = Identity(name, page_key(ident.key, run.request.task.value, run.request.model, n), None, n)
+        cached = run.cache.get(page.key)
         if cached is None:
             return None
-        pages.append(OcrResult.from_row(page.identity.reuse(cached)))
-    return OcrResult.from_row(plan.identity.reuse(row)), pages
+        pages.append(OcrResult.from_row(page.reuse(cached)))
+    return OcrResult.from_row(ident.reuse(row)), pages
 
 
 def _failed(doc: Document, ident: Identity, request: OcrRequest, code: str, message: str,
@@ -153,12 +155,17 @@ def process_document(doc: Document, run: DocumentRun) -> tuple[OcrResult, list[O
     errors = [s for s in doc.sources if s.error]
     if errors:
         return (*_failed(doc, ident, request, "UnsupportedSource", str(errors[0].error)), False, 0)
+    names = [doc.page_name(n) for n in range(1, len(doc.sources) + 1)]
     try:
-        plan = plan_document(doc.name, request, [doc.page_name(n) for n in range(1, len(doc.sources) + 1)],
-                             whole=None if doc.group else doc.sources[0].read_file(),  # the bounded reader
-                             read_pages=lambda: [s.read() for s in doc.sources])
+        whole = None if doc.group else doc.sources[0].read_file()  # the sources' bounded reader
+        if whole is not None:  # a file's rows are found by its bytes alone: a cached document renders no page
+            sha = sha256_hex(whole)
+            hit = _cached(run, Identity(doc.name, document_key(request, sha), sha), names)
+            if hit is not None:
+                return hit[0], hit[1], True, 0
+        plan = plan_document(doc.name, request, names, whole=whole, read_pages=lambda: [s.read() for s in doc.sources])
         ident = plan.identity
-        hit = _cached(run, plan)
+        hit = _cached(run, ident, names) if whole is None else None
         if hit is not None:
             return hit[0], hit[1], True, 0
         if plan.send is Send.UPLOAD:

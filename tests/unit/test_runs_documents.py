@@ -93,6 +93,30 @@ def test_native_document_packs_pages_merges_kv_caches_and_rerun_is_free(tmp_path
     assert again[2] is True and client.groups == [3, 2] and again[0].key == document.key
 
 
+def test_a_cached_pdf_document_renders_no_page_on_the_rerun(tmp_path, monkeypatch):
+    pdfium = pytest.importorskip("pypdfium2")
+    doc = pdfium.PdfDocument.new()
+    for _ in range(3):
+        doc.new_page(300, 400).close()
+    doc.save(str(tmp_path / "d.pdf"))
+    doc.close()
+    request = build_ocr_request(model="qwen-vl-ocr")
+    client, cache = FakeNative(), ResultCache(str(tmp_path / "cache"))
+    run = DocumentRun(request, client, cache=cache)
+    (document,) = expand_documents(str(tmp_path / "d.pdf"))
+    first = process_document(document, run)
+    assert first[0].ok and first[0].pages == 3 and len(client.groups) == 1
+    from airflow_provider_qwenocr.ocr import pdf
+
+    def no_render(*a, **k):
+        raise AssertionError("a cached document must not be rendered")
+
+    monkeypatch.setattr(pdf, "render_pages", no_render)
+    (document,) = expand_documents(str(tmp_path / "d.pdf"))
+    again = process_document(document, run)
+    assert again[2] is True and [r.page for r in again[1]] == [1, 2, 3] and again[1][0].sha256 == first[1][0].sha256
+
+
 def test_a_failed_request_gives_error_rows_and_nothing_is_cached(tmp_path):
     class Refusing(FakeNative):
         def recognize_images(self, images, **kw):
