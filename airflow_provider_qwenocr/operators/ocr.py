@@ -39,7 +39,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
     """Recognise every image of ``images`` with Qwen-VL-OCR; write one JSON line per image to ``output_uri``.
 
     The arguments both OCR operators share (``images``, ``task``, ``prompt``, ``result_schema``, ``model``,
-    ``min_pixels``, ``max_pixels``, ``fetch``, ``output_uri``, ``cache_uri``, ``use_cache``, ``conn_id``,
+    ``min_pixels``, ``max_pixels``, ``output_uri``, ``cache_uri``, ``use_cache``, ``conn_id``,
     ``aws_conn_id``, ``token_budget``, ``image_transport``, ``max_failed_ratio``, ``emit_asset``) are
     documented on :class:`~airflow_provider_qwenocr.operators.base.QwenOcrBaseOperator`. A fixed
     ``output_uri`` file name shared by mapped instances would be overwritten: template it with

@@ -332,7 +332,8 @@ def test_http_sources_sent_as_url_or_fetched(conn, server, static_http, tmp_path
 
     url = static_http.url("paragraph_en.png")
     ti = FakeTI()
-    op = QwenOcrBatchOperator(task_id="ocr_batch", images=[url], output_uri=str(tmp_path / "r.jsonl"), fetch=fetch,
+    op = QwenOcrBatchOperator(task_id="ocr_batch", images=[url], output_uri=str(tmp_path / "r.jsonl"),
+                              image_transport="fetch" if fetch else "inline",
                               deferrable=False, poll_interval=0.1)
     summary = op.execute({"ti": ti})
     assert summary["n_ok"] == 1
