@@ -10,6 +10,7 @@ owns everything around it. No Airflow import.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -128,3 +129,43 @@ def settle(limiter: Any, tokens: int, usage: Mapping[str, Any] | None) -> None:
     charged = min(tokens, cap) if cap else tokens
     if 0 < used < charged:
         refund(charged - used)
+
+
+class SessionClient:
+    """What every HTTP client of the service shares: its config, the limiter and breaker its calls go through,
+    the back-off sleep (ended early when the breaker opens; tests pass their own), and one pooled session
+    (:func:`make_session`), closed with the client or at the end of a ``with`` block."""
+
+    def __init__(self, config: Any, *, limiter: Any = None, output_allowance: int, pool_size: int,
+                 sleep: Callable[[float], Any] = time.sleep, breaker: CircuitBreaker | None = None) -> None:
+        self.config = config
+        self.limiter = limiter
+        self.output_allowance = output_allowance
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self._sleep = self.breaker.sleep if sleep is time.sleep else sleep
+        self._session = make_session(pool_size)
+        self.calls = 0  # HTTP attempts, for progress and tests (approximate under threads)
+
+    def request_of(self, request: Any, arguments: dict[str, Any], method: str) -> Any:
+        """The call's :class:`~airflow_provider_qwenocr.ocr.request.OcrRequest`: ``request`` as given, else one
+        built from ``arguments`` by the one set of rules (a bad argument is a permanent ``InvalidParameter``)."""
+        from airflow_provider_qwenocr.dashscope.errors import PermanentError
+        from airflow_provider_qwenocr.ocr.request import build_ocr_request
+
+        if request is not None:
+            if arguments:
+                raise TypeError(f"{method}() takes a request or its arguments, not both: {sorted(arguments)}")
+            return request
+        try:
+            return build_ocr_request(default_model=self.config.default_model, **arguments)
+        except ValueError as exc:
+            raise PermanentError(str(exc), code="InvalidParameter") from None
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

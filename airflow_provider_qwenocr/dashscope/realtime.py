@@ -25,9 +25,9 @@ from airflow_provider_qwenocr.dashscope import deadline as _deadline
 from airflow_provider_qwenocr.dashscope.breaker import CircuitBreaker
 from airflow_provider_qwenocr.dashscope.calls import (
     QUOTA_THROTTLING_CODES,
+    SessionClient,
     charges_retry,
     guarded,
-    make_session,
     run_with_retries,
     settle,
 )
@@ -46,7 +46,7 @@ from airflow_provider_qwenocr.ocr.images import PreparedImage
 from airflow_provider_qwenocr.ocr.models import ModelSpec
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
 from airflow_provider_qwenocr.ocr.plan import Identity, payload_identity
-from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request, request_key
+from airflow_provider_qwenocr.ocr.request import OcrRequest, request_key
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, ocr_options, prompt_for
 
@@ -101,7 +101,7 @@ def _sdk():
     return MultiModalConversation
 
 
-class RealtimeClient:
+class RealtimeClient(SessionClient):
     """One DashScope connection's realtime OCR client. Thread-safe: share it across worker threads.
 
     :param config: key, endpoint, region, timeouts and retry bounds.
@@ -126,14 +126,8 @@ class RealtimeClient:
         sleep: Callable[[float], Any] = time.sleep,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self.config = config
-        self.limiter = limiter
-        self.output_allowance = output_allowance
-        self.breaker = breaker if breaker is not None else CircuitBreaker()
-        # a back-off ends early when the breaker opens (tests that pass their own sleep keep it)
-        self._sleep = self.breaker.sleep if sleep is time.sleep else sleep
-        self._session = self._make_session(pool_size)
-        self.calls = 0  # HTTP attempts, for progress and tests (approximate under threads)
+        super().__init__(config, limiter=limiter, output_allowance=output_allowance, pool_size=pool_size,
+                         sleep=sleep, breaker=breaker)
         # The SDK now, on the caller's thread, before any image is prepared. Started by the first call (after
         # the first prepare) or in a thread beside the preparing threads, its ~0.6 s of CPU took 1.5–4.7 s
         # of wall on a busy host, and a task's first call waited for it; imported here it took 0.5–0.6 s and
@@ -142,19 +136,6 @@ class RealtimeClient:
 
     def __repr__(self) -> str:  # never the key
         return f"RealtimeClient(base={self.config.native_base!r}, limiter={self.limiter!r})"
-
-    @staticmethod
-    def _make_session(pool_size: int):
-        return make_session(pool_size)
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> RealtimeClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # -- request shape -------------------------------------------------------------------------------
 
@@ -257,13 +238,7 @@ class RealtimeClient:
         price in the connection's region — callers do not rewrite it. Raises :class:`PermanentError` (incl. ``InvalidApiKeyError``, and ``InvalidParameter`` for a
         bad argument) at once and :class:`RetryableError` when retries are exhausted.
         """
-        if request is None:
-            try:
-                request = build_ocr_request(default_model=self.config.default_model, **arguments)
-            except ValueError as exc:
-                raise PermanentError(str(exc), code="InvalidParameter") from None
-        elif arguments:
-            raise TypeError(f"recognize() takes a request or its arguments, not both: {sorted(arguments)}")
+        request = self.request_of(request, arguments, "recognize")
         if isinstance(image, str):  # a local path is read and prepared; a URL goes untouched (request.payload)
             image, named = request.payload(image)
             source = source or named

@@ -31,9 +31,9 @@ from typing import Any
 from airflow_provider_qwenocr.dashscope import deadline as _deadline
 from airflow_provider_qwenocr.dashscope.breaker import CircuitBreaker
 from airflow_provider_qwenocr.dashscope.calls import (
+    SessionClient,
     deadline_exceeded,
     guarded,
-    make_session,
     run_with_retries,
     settle,
     text_tokens,
@@ -53,7 +53,7 @@ from airflow_provider_qwenocr.ocr.layouts import DocumentResult, split_pages
 from airflow_provider_qwenocr.ocr.models import MAX_PDF_PAGES, NATIVE_API
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
 from airflow_provider_qwenocr.ocr.plan import Identity, payload_identity
-from airflow_provider_qwenocr.ocr.request import REMOTE_PREFIXES, OcrRequest, build_ocr_request
+from airflow_provider_qwenocr.ocr.request import REMOTE_PREFIXES, OcrRequest
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, ocr_options
 
@@ -96,7 +96,7 @@ def answer_content(body: dict) -> tuple[str | None, dict | None]:
     return None, None
 
 
-class ResponsesClient:
+class ResponsesClient(SessionClient):
     """One connection's Responses API client. Thread-safe: share it across worker threads.
 
     Parameters as :class:`~.realtime.RealtimeClient` (config, limiter, output allowance, pool size, sleep,
@@ -106,26 +106,12 @@ class ResponsesClient:
     def __init__(self, config: ClientConfig, *, limiter: RateLimiter | None = None,
                  output_allowance: int = DEFAULT_OUTPUT_ALLOWANCE, pool_size: int = DEFAULT_POOL_SIZE,
                  sleep: Callable[[float], Any] = time.sleep, breaker: CircuitBreaker | None = None) -> None:
-        self.config = config
-        self.limiter = limiter
-        self.output_allowance = output_allowance
-        self.breaker = breaker if breaker is not None else CircuitBreaker()
-        self._sleep = self.breaker.sleep if sleep is time.sleep else sleep
-        self._session = make_session(pool_size)
+        super().__init__(config, limiter=limiter, output_allowance=output_allowance, pool_size=pool_size,
+                         sleep=sleep, breaker=breaker)
         self.url = config.compatible_base + RESPONSES_PATH
-        self.calls = 0  # HTTP attempts (approximate under threads)
 
     def __repr__(self) -> str:  # never the key
         return f"ResponsesClient(url={self.url!r}, limiter={self.limiter!r})"
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> ResponsesClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # -- request shape -------------------------------------------------------------------------------------
 
@@ -239,12 +225,7 @@ class ResponsesClient:
             task = OcrTask.parse(arguments.get("task") or OcrTask.TEXT_RECOGNITION)
             if task in (OcrTask.TEXT_RECOGNITION, OcrTask.CUSTOM):  # the prompt IS the request: custom
                 arguments["prompt"], prompt = prompt, None
-            try:
-                request = build_ocr_request(default_model=self.config.default_model, **arguments)
-            except ValueError as exc:
-                raise PermanentError(str(exc), code="InvalidParameter") from None
-        elif arguments:
-            raise TypeError(f"recognize_document() takes a request or its arguments, not both: {sorted(arguments)}")
+        request = self.request_of(request, arguments, "recognize_document")
         spec = request.spec
         if spec.known and spec.api == NATIVE_API:
             raise PermanentError(f"model {spec.name!r} is not served by the Responses API (qwen3.5-ocr and later "
