@@ -143,11 +143,11 @@ class PartDecision:
     keys: frozenset[str]
     attach: list[dict[str, Any]] = field(default_factory=list)
     submit: frozenset[str] = frozenset()
-    done_elsewhere: int = 0  # lines answered by a failed/expired/cancelled batch attached here
+    done_elsewhere: int = 0  # lines answered by ended batches attached here
 
     def describe(self) -> str:
         if not self.attach:
-            return f"part {self.index}: no batch of this request found, submitting {len(self.submit)} line(s)"
+            return f"part {self.index}: no batch of this task instance has these lines; submitting {len(self.submit)}"
         found = ", ".join(f"{b['id']} ({b.get('status')})" for b in self.attach)
         if self.submit:
             return (f"part {self.index}: re-attached to {found}; {self.done_elsewhere} line(s) already answered, "
@@ -158,8 +158,8 @@ class PartDecision:
 @dataclass
 class Decision:
     parts: list[PartDecision]
-    orphans: list[dict[str, Any]]  # this task instance's batches for another request, still running
-    unused: list[dict[str, Any]]  # this request's batches that cover no part any more (ended, or split changed)
+    orphans: list[dict[str, Any]]  # this task instance's running batches that no part waits for
+    unused: list[dict[str, Any]]  # its ended batches that answered none of this run's lines
 
     @property
     def attached(self) -> list[dict[str, Any]]:
@@ -170,16 +170,20 @@ class Decision:
         return list(seen.values())
 
     @property
+    def credited(self) -> list[str]:
+        """Attached batches that ended without success: only the lines they answered are theirs (the rest
+        was, or is being, sent again), so the batch policy counts them by those lines — see :func:`credit`."""
+        return [b["id"] for b in self.attached if BatchStatus.of(b).is_failure]
+
+    @property
     def to_submit(self) -> list[PartDecision]:
         return [p for p in self.parts if p.submit]
 
     def log_lines(self) -> list[str]:
         lines = [p.describe() for p in self.parts if p.attach]
-        lines += [f"left batch {b['id']} ({b.get('status')}): it was created by this task instance for another "
-                  f"request ({request_of(b)}); cancel it with QwenOcrHook.cancel_orphan_batches or cancel_orphans=True"
-                  for b in self.orphans]
-        lines += [f"left batch {b['id']} ({b.get('status')}): same request, but its lines match no part of this run"
-                  for b in self.unused if not BatchStatus.of(b).is_terminal]
+        lines += [f"left batch {b['id']} ({b.get('status')}): this task instance created it for another request "
+                  f"({request_of(b)}) and no longer waits for it; it is not cancelled (QwenOcrHook.find_orphan_batches "
+                  "lists such batches, cancel_orphan_batches cancels them)" for b in self.orphans]
         return lines
 
 
@@ -187,50 +191,79 @@ def _newest_first(batches: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(batches, key=lambda b: (b.get("created_at") or 0), reverse=True)
 
 
-def decide(parts: Sequence[Iterable[str]], request_fp: str, found: Iterable[dict[str, Any]],
+def decide(parts: Sequence[Iterable[str]], found: Iterable[dict[str, Any]],
            completed_ids: Callable[[dict[str, Any]], set[str]]) -> Decision:
     """Per part: the batches to re-attach to and the line keys still to submit.
 
     ``parts`` are the line keys of each input part, in order; ``found`` the batches of this task instance
-    (duplicates by id are merged); ``completed_ids(batch)`` the keys a terminal, unsuccessful batch
-    answered successfully (its output file), which are not sent again. A part is matched by its lines'
-    fingerprint: a running or completed batch with exactly these lines covers it; a failed, expired or
-    cancelled one covers the lines it answered and the rest is looked up again (a resubmit of that rest may
-    itself be running, or have ended) until it is covered or nothing more is found.
+    (duplicates by id are merged); ``completed_ids(batch)`` the keys an ended batch answered successfully
+    (its output file; read only when needed). For each part, repeatedly:
+
+    1. a running or completed batch whose lines are exactly the lines still open covers them all (its
+       lines fingerprint matches: a resubmitted rest is found as well as a whole part);
+    2. else ended batches (completed, failed, expired, cancelled — of any request of this task instance,
+       e.g. a run whose landing was killed and whose rows are now partly cached) cover the lines they
+       answered, and the rest is looked up again;
+
+    until nothing more is found: what is left is submitted. A running batch is matched only as a whole (its
+    lines are not known before it ends), so a running batch that no part matches is an orphan.
     """
     unique = {b["id"]: b for b in found if b.get("id")}
-    mine = [b for b in unique.values() if request_of(b) == request_fp]
-    orphans = [b for b in unique.values() if request_of(b) != request_fp and not BatchStatus.of(b).is_terminal]
+    newest = _newest_first(unique.values())
     by_lines: dict[str, list[dict[str, Any]]] = {}
-    for b in _newest_first(mine):
-        by_lines.setdefault(lines_of(b) or "", []).append(b)
-    used: set[str] = set()
+    for b in newest:
+        if not BatchStatus.of(b).is_failure:
+            by_lines.setdefault(lines_of(b) or "", []).append(b)
+    ended = [b for b in newest if BatchStatus.of(b).is_terminal]
+    answers: dict[str, set[str]] = {}
+
+    def answered(b: dict[str, Any]) -> set[str]:
+        if b["id"] not in answers:
+            answers[b["id"]] = set(completed_ids(b))
+        return answers[b["id"]]
+
     decisions = []
     for i, keys in enumerate(parts, start=1):
         part = PartDecision(index=i, keys=frozenset(keys))
         remaining = set(part.keys)
         while remaining:
-            candidates = by_lines.get(lines_fingerprint(remaining), [])
-            live = [b for b in candidates if not BatchStatus.of(b).is_failure]
-            if live:
-                part.attach.append(live[0])
+            whole = by_lines.get(lines_fingerprint(remaining))
+            if whole:
+                part.attach.append(whole[0])
                 remaining = set()
                 break
-            answered: set[str] = set()
-            for b in candidates:  # failed / expired / cancelled, newest first
-                got = set(completed_ids(b)) & (remaining - answered)
+            got_any: set[str] = set()
+            for b in ended:
+                if b in part.attach:
+                    continue
+                got = answered(b) & (remaining - got_any)
                 if got:
                     part.attach.append(b)
-                    answered |= got
-            if not answered:
+                    got_any |= got
+            if not got_any:
                 break
-            part.done_elsewhere += len(answered)
-            remaining -= answered
+            part.done_elsewhere += len(got_any)
+            remaining -= got_any
         part.submit = frozenset(remaining)
-        used.update(b["id"] for b in part.attach)
         decisions.append(part)
-    unused = [b for b in mine if b["id"] not in used]
-    return Decision(parts=decisions, orphans=_newest_first(orphans), unused=_newest_first(unused))
+    used = {b["id"] for p in decisions for b in p.attach}
+    orphans = [b for b in newest if b["id"] not in used and not BatchStatus.of(b).is_terminal]
+    unused = [b for b in newest if b["id"] not in used and BatchStatus.of(b).is_terminal]
+    return Decision(parts=decisions, orphans=orphans, unused=unused)
+
+
+def credit(batches: Iterable[dict[str, Any]], credited: Iterable[str]) -> list[dict[str, Any]]:
+    """``batches`` as the batch policy should count them: a credited batch (see :attr:`Decision.credited`)
+    counts only the requests it completed, as a completed batch — its other lines were sent again and are
+    counted in the batch that got them, so they must not fail the task twice."""
+    ids = set(credited)
+    out = []
+    for b in batches:
+        if b.get("id") in ids:
+            done = int((b.get("request_counts") or {}).get("completed") or 0)
+            b = {**b, "status": "completed", "request_counts": {"total": done, "completed": done, "failed": 0}}
+        out.append(b)
+    return out
 
 
 def stored_ids(value: Any) -> list[str]:

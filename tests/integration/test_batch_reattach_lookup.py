@@ -69,7 +69,7 @@ def test_expired_half_done_leaves_only_the_other_half_to_submit(srv, client, tmp
     ended = wait_status(client, first["id"], {"expired"})
     assert ended["request_counts"] == {"total": 6, "completed": 3, "failed": 3}
 
-    decision = ra.decide(keys, req, ra.gather(client, ID), ra.answered_ids(client))
+    decision = ra.decide(keys, ra.gather(client, ID), ra.answered_ids(client))
     (part,) = decision.parts
     assert [b["id"] for b in part.attach] == [first["id"]] and part.done_elsewhere == 3
     assert part.submit == frozenset(keys[0][3:])  # the emulator answers lines in file order
@@ -79,7 +79,7 @@ def test_expired_half_done_leaves_only_the_other_half_to_submit(srv, client, tmp
     with plan.parts[0].open() as fh:
         assert ra.copy_lines(fh, rest, part.submit) == 3
     second = create(client, rest.getvalue(), ID, req, part.submit)
-    again = ra.decide(keys, req, ra.gather(client, ID), ra.answered_ids(client))
+    again = ra.decide(keys, ra.gather(client, ID), ra.answered_ids(client))
     assert again.to_submit == [] and {b["id"] for b in again.attached} == {first["id"], second["id"]}
     done = wait_status(client, second["id"], {"completed"})
     assert done["request_counts"]["total"] == 3

@@ -56,7 +56,7 @@ def test_metadata_ours_win_and_service_limits_are_checked():
 
 
 def test_nothing_found_submits_every_part_whole():
-    d = ra.decide([P1, P2], REQ, [], nothing_done)
+    d = ra.decide([P1, P2], [], nothing_done)
     assert [set(p.submit) for p in d.to_submit] == [set(P1), set(P2)]
     assert d.attached == [] and d.orphans == [] and d.log_lines() == []
 
@@ -64,13 +64,13 @@ def test_nothing_found_submits_every_part_whole():
 @pytest.mark.parametrize("status", ["validating", "in_progress", "finalizing", "completed"])
 def test_running_or_completed_batches_are_reattached_not_resubmitted(status):
     b1, b2 = batch("b1", status, P1, index=1), batch("b2", status, P2, index=2)
-    d = ra.decide([P1, P2], REQ, [b1, b2, dict(b1)], nothing_done)  # b1 found twice (store + list)
+    d = ra.decide([P1, P2], [b1, b2, dict(b1)], nothing_done)  # b1 found twice (store + list)
     assert d.to_submit == [] and [b["id"] for b in d.attached] == ["b1", "b2"]
     assert "re-attached to b1" in d.log_lines()[0] and "nothing to submit" in d.log_lines()[0]
 
 
 def test_killed_between_two_creates_submits_only_the_missing_part():
-    d = ra.decide([P1, P2], REQ, [batch("b1", "in_progress", P1, index=1)], nothing_done)
+    d = ra.decide([P1, P2], [batch("b1", "in_progress", P1, index=1)], nothing_done)
     assert [b["id"] for b in d.attached] == ["b1"]
     assert [(p.index, set(p.submit)) for p in d.to_submit] == [(2, set(P2))]
 
@@ -79,7 +79,7 @@ def test_killed_between_two_creates_submits_only_the_missing_part():
 def test_ended_batch_lands_its_answered_lines_and_only_the_rest_is_submitted(status):
     b1 = batch("b1", status, P1, index=1)
     done = set(P1[:5])
-    d = ra.decide([P1], REQ, [b1], lambda b: done)
+    d = ra.decide([P1], [b1], lambda b: done)
     (part,) = d.parts
     assert part.attach == [b1] and part.submit == frozenset(P1[5:]) and part.done_elsewhere == 5
     assert "submitting only the other 5" in part.describe()
@@ -88,38 +88,53 @@ def test_ended_batch_lands_its_answered_lines_and_only_the_rest_is_submitted(sta
 def test_the_resubmitted_rest_is_found_on_the_next_retry():
     b1 = batch("b1", "expired", P1, index=1, created=1)
     rest = batch("b1r", "in_progress", P1[5:], index=1, created=2)
-    d = ra.decide([P1], REQ, [rest, b1], lambda b: set(P1[:5]) if b["id"] == "b1" else set())
+    d = ra.decide([P1], [rest, b1], lambda b: set(P1[:5]) if b["id"] == "b1" else set())
     assert d.to_submit == [] and {b["id"] for b in d.attached} == {"b1", "b1r"}
     # the rest expired too, having answered 3 more: only the last 2 go out
     rest_expired = dict(rest, status="expired")
-    d = ra.decide([P1], REQ, [rest_expired, b1],
+    d = ra.decide([P1], [rest_expired, b1],
                   lambda b: set(P1[:5]) if b["id"] == "b1" else set(P1[5:8]))
     assert d.parts[0].submit == frozenset(P1[8:]) and d.parts[0].done_elsewhere == 8
 
 
 def test_an_ended_batch_that_answered_nothing_resubmits_the_part_and_a_live_copy_wins():
     failed = batch("b1", "failed", P1, index=1, created=1)
-    assert ra.decide([P1], REQ, [failed], lambda b: set()).parts[0].submit == frozenset(P1)
+    assert ra.decide([P1], [failed], lambda b: set()).parts[0].submit == frozenset(P1)
     again = batch("b2", "in_progress", P1, index=1, created=2)
-    d = ra.decide([P1], REQ, [failed, again], nothing_done)
-    assert [b["id"] for b in d.attached] == ["b2"] and d.to_submit == []
+    d = ra.decide([P1], [failed, again], nothing_done)
+    assert [b["id"] for b in d.attached] == ["b2"] and d.to_submit == [] and d.credited == []
 
 
-def test_another_request_of_the_same_task_instance_is_an_orphan_not_reattached():
-    old_req = ra.request_fingerprint([P1], "qwen-vl-ocr", "/v1/chat/completions")
-    running = batch("old", "in_progress", P1, request=old_req)
-    ended = batch("older", "completed", P1, request=old_req)
-    d = ra.decide([P1, P2], REQ, [running, ended], nothing_done)
-    assert [set(p.submit) for p in d.to_submit] == [set(P1), set(P2)]
+def test_a_running_batch_of_another_request_is_an_orphan_not_reattached():
+    old_req = ra.request_fingerprint([P1[:3]], "qwen-vl-ocr", "/v1/chat/completions")
+    running = batch("old", "in_progress", P1[:3], request=old_req)
+    d = ra.decide([P1, P2], [running], nothing_done)
+    assert [set(p.submit) for p in d.to_submit] == [set(P1), set(P2)] and d.attached == []
     assert [b["id"] for b in d.orphans] == ["old"]
-    assert any("left batch old" in line and "cancel" in line for line in d.log_lines())
+    assert any("left batch old" in line and "not cancelled" in line for line in d.log_lines())
 
 
-def test_same_request_with_a_different_split_is_left_and_named():
-    whole = batch("whole", "in_progress", P1 + P2, index=1, n=1)
-    d = ra.decide([P1, P2], REQ, [whole], nothing_done)
-    assert len(d.to_submit) == 2 and [b["id"] for b in d.unused] == ["whole"]
-    assert any("left batch whole" in line for line in d.log_lines())
+def test_lines_answered_by_an_ended_batch_of_another_request_are_not_sent_again():
+    """A run killed while landing: half its rows are cached, so the plan (and request) shrank — the
+    completed batch still answers the rest, nothing is sent."""
+    old_req = ra.request_fingerprint([P1 + P2], "qwen-vl-ocr", "/v1/chat/completions")
+    whole = batch("whole", "completed", P1 + P2, request=old_req, index=1, n=1)
+    d = ra.decide([P1[5:]], [whole], lambda b: set(P1 + P2))
+    assert d.to_submit == [] and [b["id"] for b in d.attached] == ["whole"] and d.credited == []
+    unrelated = batch("other", "completed", ["zz"], request=old_req)
+    d = ra.decide([P1], [unrelated], lambda b: {"zz"})
+    assert d.to_submit[0].submit == frozenset(P1) and [b["id"] for b in d.unused] == ["other"]
+
+
+def test_credit_counts_only_what_a_superseded_batch_answered():
+    expired = {"id": "b1", "status": "expired", "request_counts": {"total": 6, "completed": 3, "failed": 3}}
+    rest = {"id": "b2", "status": "completed", "request_counts": {"total": 3, "completed": 3, "failed": 0}}
+    d = ra.decide([P1], [dict(expired, metadata=batch("b1", "expired", P1)["metadata"])], lambda b: set(P1[:5]))
+    assert d.credited == ["b1"]
+    counted = ra.credit([expired, rest], ["b1"])
+    assert counted[0]["status"] == "completed" and counted[0]["request_counts"] == {"total": 3, "completed": 3,
+                                                                                   "failed": 0}
+    assert counted[1] is rest and expired["status"] == "expired"  # the input is not changed
 
 
 def test_ownership_is_checked_on_the_whole_ds_name():
