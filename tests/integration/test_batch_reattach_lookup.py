@@ -9,6 +9,7 @@ that expired with half its lines answered leaves exactly the other half to send.
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
@@ -84,3 +85,18 @@ def test_expired_half_done_leaves_only_the_other_half_to_submit(srv, client, tmp
     done = wait_status(client, second["id"], {"completed"})
     assert done["request_counts"]["total"] == 3
     plan.cleanup()
+
+
+def test_find_orphans_lists_the_superseded_running_batch_with_documented_filters(make_emulator, tmp_path):
+    slow = make_emulator(engine="echo", batch_seconds=30)
+    client = BatchClient(ClientConfig(api_key=API_KEY, base_url=slow.base_url))
+    plan, keys = plan_of(2, tmp_path)
+    content = plan.parts[0].read_bytes()
+    old = create(client, content, ID, "old-request", keys[0])
+    new = create(client, content, ID, ra.request_fingerprint(keys, plan.model, BATCH_ENDPOINT), keys[0])
+    foreign = client.create_batch(client.upload_file(io.BytesIO(content))["id"], metadata={"ds_name": "theirs"})
+    assert [b["id"] for b in ra.find_orphans(client)] == [old["id"]]
+    assert ra.find_orphans(client, dag_id="another_dag") == []
+    gone = ra.find_orphans(client, gone=lambda ident, b: ident == ID)
+    assert [b["id"] for b in gone] == [new["id"], old["id"]] and foreign["id"] not in {b["id"] for b in gone}
+    assert ra.find_orphans(client, now=time.time() + 16 * 86400) == []  # created before the horizon

@@ -45,9 +45,13 @@ def test_metadata_ours_win_and_service_limits_are_checked():
     meta = ra.batch_metadata(ID, REQ, 2, 3, P2, {"ds_name": "mine", "team": "ops"})
     assert meta["ds_name"] == ID.ds_name and meta["team"] == "ops"
     assert meta[ra.KEY_PART] == "2/3" and meta[ra.KEY_REQUEST] == REQ
-    assert meta[ra.KEY_TASK] == "dag.ocr.manual__2026-12-03.-1"
+    assert meta[ra.KEY_TASK] == '["dag", "ocr", "manual__2026-12-03", -1]'
+    assert ra.TaskIdentity.parse(meta[ra.KEY_TASK]) == ID
+    dotted = ra.TaskIdentity("a.b", "c.d", "e.f", 2)
+    assert ra.TaskIdentity.parse(dotted.readable) == dotted
     long_run = ra.TaskIdentity("d", "t", "r" * 900)
     assert len(ra.batch_metadata(long_run, REQ, 1, 1, P1)[ra.KEY_TASK]) == 512
+    assert ra.TaskIdentity.parse(long_run.readable) is None and ra.TaskIdentity.parse(None) is None
     with pytest.raises(ValueError, match="at most 16"):
         ra.batch_metadata(ID, REQ, 1, 1, P1, {f"k{i}": "v" for i in range(12)})
     with pytest.raises(ValueError, match="512"):
@@ -147,3 +151,23 @@ def test_ownership_is_checked_on_the_whole_ds_name():
 def test_stored_ids_reads_only_a_list_of_ids():
     assert ra.stored_ids(["a", "", 3, "b"]) == ["a", "b"]
     assert ra.stored_ids(None) == [] and ra.stored_ids("a") == []
+
+
+def test_orphans_are_superseded_or_gone_running_batches_of_the_provider():
+    old_req = ra.request_fingerprint([P1[:3]], "qwen-vl-ocr", "/v1/chat/completions")
+    other = ra.TaskIdentity("dag", "ocr", "deleted-run")
+    batches = [
+        batch("superseded", "in_progress", P1[:3], request=old_req, created=1),
+        batch("current", "in_progress", P1, created=2),
+        batch("old-ended", "completed", P1[:3], request=old_req, created=0),
+        batch("gone", "validating", P1, identity=other, created=3),
+        {"id": "not-ours", "status": "in_progress", "created_at": 4, "metadata": {"ds_name": "qwenocr-x"}},
+        {"id": "no-metadata", "status": "in_progress", "created_at": 5, "metadata": None},
+    ]
+    assert [b["id"] for b in ra.orphans_among(batches)] == ["superseded"]
+    deleted = {"deleted-run"}
+    got = ra.orphans_among(batches, gone=lambda ident, b: ident is not None and ident.run_id in deleted)
+    assert [b["id"] for b in got] == ["gone", "superseded"]
+    # when the newest batch of a task instance is the one for the old request, the new one is the orphan
+    newer_old = batch("superseded", "in_progress", P1[:3], request=old_req, created=9)
+    assert [b["id"] for b in ra.orphans_among([newer_old, batches[1]])] == ["current"]
