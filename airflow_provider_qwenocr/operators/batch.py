@@ -1,11 +1,14 @@
 """QwenOcrBatchOperator: OCR many images through the half-price Batch API and land the result rows.
 
-Why ``retries=0`` is the safe default for this operator: the submit step is billable and not idempotent on
-the service side — a retry after a crash uploads again and creates *new* batches that bill again, while
-the first ones keep running. The ids are pushed to XCom (key ``batch_ids``) the moment each batch is
-created, so a failed or killed run can be recovered without re-submitting: pair the operator with
-``wait_for_completion=False`` and a :class:`~airflow_provider_qwenocr.sensors.batch.QwenOcrBatchSensor`
-(which is idempotent and can retry freely) when you want retries on the waiting part.
+Retries and re-runs never pay twice (issue 19): the submit is billable and the service has no idempotency
+token, so every batch carries the task instance's identity and the request's fingerprint in its
+``metadata`` (``runs.reattach``), and its id goes to Airflow's task state store (≥ 3.3, key
+``qwenocr_batches``) and to XCom (key ``batch_ids``) the moment it is created. A retry, a clear, or a
+re-run after a lost worker or triggerer looks those batches up before uploading anything: running ones
+are waited for again (in the worker or deferred), completed ones are landed, and of failed, expired or
+cancelled ones only the lines without a result are sent again. The log names every batch re-attached to,
+created, or left (another request's batch still running: an orphan, cancelled only on request —
+``QwenOcrHook.cancel_orphan_batches``).
 
 Cost safety: the operator cancels its batches on timeout, on error (polling error, exception while
 waiting) and on kill (``on_kill`` when running, the trigger's ``on_kill`` while deferred on Airflow 3.3+).
@@ -35,6 +38,7 @@ from airflow_provider_qwenocr.lineage import publish_results_event
 from airflow_provider_qwenocr.operators.base import QwenOcrBaseOperator
 from airflow_provider_qwenocr.operators.landing import land_batches
 from airflow_provider_qwenocr.operators.locations import default_cache_uri
+from airflow_provider_qwenocr.runs.reattach import STATE_KEY, TaskIdentity, credit, stored_ids
 from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
 
 DEFAULT_TIMEOUT = 24 * 3600 + 3600  # the default 24 h window plus an hour of slack
@@ -104,7 +108,6 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         max_concurrency: int | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("retries", 0)
         if kwargs.get("enable_rotate"):
             raise QwenOcrConfigError("enable_rotate=True is not available through the Batch API (compatible mode "
                                      "cannot rotate); use QwenOcrOperator for rotated scans")
@@ -132,6 +135,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         self.prepare_workers = int(prepare_workers)
         self.delete_files = delete_files
         self.batch_ids: list[str] = []
+        self.credited: list[str] = []
 
     # -- submit ---------------------------------------------------------------------------------------------
     def _resolve_uris(self, context: Context) -> tuple[str, str]:
@@ -167,9 +171,13 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
                                  max_pixels=request.bounds[1])
         ti = context.get("ti") or context.get("task_instance")
+        identity = TaskIdentity.from_context(context)
+        store = context.get("task_state_store")  # Airflow >= 3.3; kept across the task instance's tries
+        recorded = stored_ids(self._store_get(store))
 
         def pushed(ids: list[str]) -> None:
             self.batch_ids = ids
+            self._store_set(store, ids)  # before anything waits: a kill from here on re-attaches
             if ti is not None:
                 ti.xcom_push(key="batch_ids", value=ids)
 
@@ -179,11 +187,13 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
             submitted = self._runner().submit(
                 sources, request, manifest_uri=self.manifest_uri, metadata=self.metadata, limits=self.batch_limits,
                 on_batch_created=pushed, token_budget=self.token_budget, completion_window=self.completion_window,
-                image_transport=self.image_transport,
+                image_transport=self.image_transport, identity=identity, recorded=recorded,
             )
         except SubmitRefused as exc:
             raise QwenOcrSubmitRefusedError(str(exc)) from None
         self.batch_ids = submitted.batch_ids
+        self.credited = submitted.credited
+        self._log_batches(submitted, recorded)
         if ti is not None:
             ti.xcom_push(key="batch_ids", value=self.batch_ids)  # also when empty (everything cached/rejected)
             ti.xcom_push(key="manifest_uri", value=self.manifest_uri)
@@ -203,7 +213,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
                                             max_poll_failures=self.max_poll_failures, cancel_on_exit=True),
                 method_name="execute_complete",
                 kwargs={"output_uri": self.output_uri, "manifest_uri": self.manifest_uri,
-                        "cache_uri": self.cache_uri},
+                        "cache_uri": self.cache_uri, "credited": self.credited},
                 timeout=timedelta(seconds=self.timeout + self.poll_interval + 60),
             )
         return self._published(context, self._wait_blocking())
@@ -243,12 +253,14 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
                          output_uri: str | None = None, manifest_uri: str | None = None,
-                         cache_uri: str | None = None) -> Any:
+                         cache_uri: str | None = None, credited: list[str] | None = None) -> Any:
         """Resume after the trigger: the instance is fresh, so ids and URIs come from the event and kwargs."""
         event = batch_hook.validate_execute_complete_event(event)
         self.batch_ids = event["batch_ids"]
-        self.output_uri = output_uri or self.output_uri
-        self.manifest_uri = manifest_uri or self.manifest_uri
+        self.credited = list(credited or [])
+        if not (output_uri and manifest_uri):  # dag.test() resumes with the event only: the defaults again
+            output_uri, manifest_uri = self._resolve_uris(context)
+        self.output_uri, self.manifest_uri = output_uri, manifest_uri
         self.cache_uri = cache_uri or self.cache_uri
         if event["reason"] in ("timeout", "polling_error"):
             cancelled = self.hook.cancel_batches(self.batch_ids)  # the trigger tried too; cancel is idempotent
@@ -259,10 +271,39 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
     def _land(self, batches: list[dict] | None, *, evaluate: bool = True) -> dict[str, Any]:
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
         self.results_uri = self.output_uri  # for lineage
+        batches = credit(batches, self.credited)  # a re-attached batch's unanswered lines were sent again
         return land_batches(self._runner(), self.batch_ids, batches, output_uri=self.output_uri,
                             manifest_uri=self.manifest_uri, max_failed_ratio=self.max_failed_ratio,
                             delete_files=self.delete_files, log=self.log, evaluate=evaluate,
                             legacy_keys=("verdict",))
+
+    def _store_get(self, store: Any) -> Any:
+        if store is None:
+            return None
+        try:
+            return store.get(STATE_KEY)
+        except Exception as exc:  # the metadata lookup still finds the batches
+            self.log.warning("could not read the task state store (%s); looking batches up by metadata", exc)
+            return None
+
+    def _store_set(self, store: Any, ids: list[str]) -> None:
+        if store is None:
+            return
+        try:
+            store.set(STATE_KEY, list(ids))
+        except Exception as exc:  # the batch metadata still identifies them
+            self.log.warning("could not record batch ids %s in the task state store: %s", ids, exc)
+
+    def _log_batches(self, submitted: Any, recorded: list[str]) -> None:
+        """One line naming every batch this try waits for: re-attached (and where it was found) or created."""
+        attached = [b for b in submitted.batch_ids if b not in submitted.created]
+        for bid in attached:
+            where = "recorded in the task state store" if bid in recorded else "found by its metadata"
+            self.log.info("re-attached to %s (%s)%s", bid, where,
+                          "; only its answered lines are its own" if bid in submitted.credited else "")
+        if attached or submitted.created:
+            self.log.info("waiting for batch(es) %s: re-attached to %s, created %s", submitted.batch_ids, attached,
+                          submitted.created)
 
     def on_kill(self) -> None:
         if self.batch_ids:
