@@ -36,7 +36,7 @@ _DAG = textwrap.dedent("""
     except ImportError:
         from airflow import DAG
     cfg = json.loads(os.environ["REATTACH_TEST"])
-    with DAG("reattach_kill", schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:
+    with DAG(cfg["dag_id"], schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:
         QwenOcrBatchOperator(task_id="ocr", images=cfg["images"], output_uri=cfg["output"], poll_interval=0.3,
                              deferrable=cfg["deferrable"])
 """)
@@ -63,7 +63,7 @@ _RUN = textwrap.dedent("""
 
         def reuse(*args, **kw):
             session, dag = kw["session"], kw.get("dag") or args[0]
-            date = DagRun.logical_date if hasattr(DagRun, "logical_date") else DagRun.execution_date
+            date = DagRun.execution_date if hasattr(DagRun, "execution_date") else DagRun.logical_date
             found = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, date == when))
             if found is None:
                 return create(*args, **kw)
@@ -93,10 +93,10 @@ def _db(home: str) -> sqlite3.Connection:
     return sqlite3.connect(os.path.join(home, "airflow.db"), timeout=30)
 
 
-def _state_store_has_batches(home: str) -> bool:
+def _state_store_has_batches(home: str, dag_id: str) -> bool:
     with _db(home) as db:
-        return bool(db.execute("select count(*) from task_state_store where dag_id='reattach_kill' and "
-                               "key='qwenocr_batches'").fetchone()[0])
+        return bool(db.execute("select count(*) from task_state_store where dag_id=? and key='qwenocr_batches'",
+                               (dag_id,)).fetchone()[0])
 
 
 def _lines_sent(srv) -> list[int]:
@@ -119,9 +119,11 @@ def test_sigkill_after_submit_then_same_task_instance_again_pays_once(airflow_db
         dags.mkdir()
         (dags / "reattach_kill.py").write_text(_DAG)
         output = tmp_path / "rows.jsonl"
+        dag_id = f"reattach_kill_{'deferred' if deferrable else 'worker'}"  # one DAG run each in the session DB
         env = {**os.environ, "AIRFLOW_CONN_DASHSCOPE_DEFAULT": conn_env(srv.base_url),
                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-               "REATTACH_TEST": json.dumps({"images": str(images), "output": str(output), "deferrable": deferrable})}
+               "REATTACH_TEST": json.dumps({"images": str(images), "output": str(output), "deferrable": deferrable,
+                                             "dag_id": dag_id})}
         cmd = [sys.executable, "-c", _RUN, str(dags / "reattach_kill.py"), "first"]
         first_log = tmp_path / "first.log"
         with open(first_log, "wb") as log:
@@ -134,7 +136,7 @@ def test_sigkill_after_submit_then_same_task_instance_again_pays_once(airflow_db
                 if deferrable:  # the task deferred and dag.test runs its trigger in this process
                     ready = b"running trigger in line" in first_log.read_bytes()
                 elif _airflow_33():
-                    ready = _state_store_has_batches(airflow_db)
+                    ready = _state_store_has_batches(airflow_db, dag_id)
                 else:
                     ready = srv.batch_creations() >= 1
                 if ready:
