@@ -20,7 +20,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_qwenocr._compat import BaseSensorOperator, Context, default_deferrable
+from airflow_provider_qwenocr._compat import AirflowSensorTimeout, BaseSensorOperator, Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import BatchStatus
 from airflow_provider_qwenocr.deprecation import warn_deprecated
 from airflow_provider_qwenocr.exceptions import QwenOcrBatchError
@@ -144,7 +144,12 @@ class QwenOcrBatchSensor(BaseSensorOperator):
                 method_name="execute_complete",
                 timeout=timedelta(seconds=float(self.timeout) + float(self.poke_interval) + 60),
             )
-        super().execute(context)
+        try:
+            super().execute(context)
+        except AirflowSensorTimeout:  # poke/reschedule mode: the deferrable path's trigger does this itself
+            if self.cancel_on_timeout:
+                self.hook.cancel_batches(self._ids())
+            raise
         return self._published(context, self._result)
 
     def poke(self, context: Context) -> bool:
