@@ -8,7 +8,9 @@ re-run after a lost worker or triggerer looks those batches up before uploading 
 are waited for again (in the worker or deferred), completed ones are landed, and of failed, expired or
 cancelled ones only the lines without a result are sent again. The log names every batch re-attached to,
 created, or left (another request's batch still running: an orphan, cancelled only on request —
-``QwenOcrHook.cancel_orphan_batches``).
+``QwenOcrHook.cancel_orphan_batches``). Why the store directly and not Airflow 3.3's ``ResumableJobMixin``:
+the mixin tracks one job and resubmits it whole when it failed (paying again for the lines it answered),
+and exists only on 3.3; a run here is several batches, decided per part and per line, on 2.10 as well.
 
 Cost safety: the operator cancels its batches on timeout, on error (polling error, exception while
 waiting) and on kill (``on_kill`` when running, the trigger's ``on_kill`` while deferred on Airflow 3.3+).

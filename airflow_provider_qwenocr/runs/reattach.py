@@ -300,7 +300,22 @@ def gather(api: Any, identity: TaskIdentity, recorded: Iterable[str] = ()) -> li
     for b in api.find_batches(ds_name=identity.ds_name):
         if is_ours(b, identity):
             found.setdefault(b["id"], b)
-    return list(found.values())
+    return [b for b in found.values() if _results_kept(api, b)]
+
+
+def _results_kept(api: Any, batch: dict[str, Any]) -> bool:
+    """False for an ended batch whose output file is gone (``delete_files=True`` after its rows landed): it
+    can no longer be landed, so its lines count as unanswered (with the result cache on, they are cached)."""
+    fid = batch.get("output_file_id")
+    if not fid or not BatchStatus.of(batch).is_terminal:
+        return True
+    try:
+        api.get_file(fid)
+        return True
+    except Exception as exc:
+        log.warning("batch %s ended but its output file %s cannot be read (%s; deleted with delete_files?): "
+                    "its lines are not landed from it", batch["id"], fid, exc)
+        return False
 
 
 def answered_ids(api: Any) -> Callable[[dict[str, Any]], set[str]]:

@@ -135,3 +135,13 @@ def test_a_failed_create_cancels_only_what_this_call_created(srv, client, tmp_pa
     statuses = {b["id"]: b["status"] for b in client.find_batches(ds_name=ID.ds_name)}
     assert statuses.pop(cancelled[0][0]) in ("cancelling", "cancelled")
     assert len(statuses) == 2 and not {"cancelling", "cancelled"} & set(statuses.values())  # the first call's
+
+
+def test_an_ended_batch_whose_output_was_deleted_is_not_reattached(srv, client, tmp_path):
+    """delete_files=True removed the output after landing; with no cache, a re-run can only send again."""
+    plan = build(tmp_path, n=2)
+    first = create_batches(client, plan, identity=ID)
+    done = wait_status(client, first.batch_ids[0], {"completed"})
+    client.delete_file(done["output_file_id"])
+    again = create_batches(client, plan, identity=ID)
+    assert len(again.created) == 1 and again.batch_ids == again.created and lines_sent(srv) == [2, 2]
