@@ -13,7 +13,7 @@ FLOORS_PYTHON ?= $(PYTHON)
 UV := $(VENV)/bin/uv
 PYTEST_ARGS ?= -q -ra
 
-.PHONY: demo lint test test-airflow3 test-airflow2 test-floors bench emulator clean cluster cluster-smoke cluster-down readme-proof bench-shared
+.PHONY: dist check-install demo lint test test-airflow3 test-airflow2 test-floors bench emulator clean cluster cluster-smoke cluster-down readme-proof bench-shared
 
 # --compile-bytecode: installed as pip installs (bytecode written once); uv does not by default, and with
 # PYTHONDONTWRITEBYTECODE set every task process would compile the dashscope SDK again (0.57 s vs 0.25 s).
@@ -48,6 +48,24 @@ $(VENV_FLOORS)/.installed: pyproject.toml emulator/pyproject.toml $(VENV)/.insta
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/python scripts/demo.py
+
+# Both wheels into dist/ (README "From a clone": neither distribution is on an index yet). Only uv is needed
+# (hatchling comes from the registry in uv's isolated build), so a small venv of its own, not .venv's Airflow.
+BUILD_VENV := .venv-build
+$(BUILD_VENV)/.installed:
+	$(PYTHON) -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	touch $@
+
+dist: $(BUILD_VENV)/.installed
+	rm -rf dist
+	$(BUILD_VENV)/bin/uv build --quiet --wheel --out-dir dist .
+	$(BUILD_VENV)/bin/uv build --quiet --wheel --out-dir dist emulator
+	@ls dist
+
+# The README's install-from-a-clone lines, as written, in a fresh venv (scripts/check_install.py; .ci/run).
+check-install: $(BUILD_VENV)/.installed
+	$(BUILD_VENV)/bin/python scripts/check_install.py --airflow $(AIRFLOW3_VERSION)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -98,7 +116,7 @@ cluster: $(VENV)/.cluster-installed  ## full run (~20 min): 600 images at 120/mi
 
 # CI (.ci/run): a small run with the worker kill, then the README's first DAG on the same services.
 cluster-smoke: $(VENV)/.cluster-installed  ## small run for CI (a few minutes)
-	$(VENV)/bin/python scripts/cluster.py smoke --n 48 --chunk 4 --readme --dir $${TMPDIR:-/tmp}/qwenocr-cluster-smoke $(CLUSTER_ARGS)
+	$(VENV)/bin/python scripts/cluster.py smoke --n 48 --chunk 4 --readme --dir "$${TMPDIR:-/tmp}/qwenocr-cluster-smoke" $(CLUSTER_ARGS)
 
 readme-proof: $(VENV)/.cluster-installed  ## issue 10: the README's first DAG on real Airflow 3.3 services, alone
 	$(VENV)/bin/python scripts/readme_proof.py
@@ -110,4 +128,4 @@ bench-shared: $(VENV)/.installed
 	for store in sqlite redis postgres; do $(VENV)/bin/python bench/shared_limit.py --store $$store || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(VENV2) $(VENV_FLOORS) .demo .pytest_cache
+	rm -rf $(VENV) $(VENV2) $(VENV_FLOORS) $(BUILD_VENV) dist .demo .pytest_cache

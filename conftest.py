@@ -21,6 +21,12 @@ REPO = pathlib.Path(__file__).resolve().parent
 RECORDINGS = REPO / "tests" / "data" / "recordings"  # copied from cnblogs/dashscope-sdk (MIT)
 
 
+def pytest_configure(config):
+    """Our deprecation category is an error (see pyproject.toml's filterwarnings: it is added here, after
+    AIRFLOW_HOME is set, because resolving the class imports Airflow)."""
+    config.addinivalue_line("filterwarnings", "error::airflow_provider_qwenocr.exceptions.QwenOcrDeprecationWarning")
+
+
 @pytest.fixture(autouse=True)
 def _own_result_cache(tmp_path, monkeypatch):
     """Each test gets its own default result cache (``[qwenocr] cache_uri``): the default is per DAG and

@@ -21,10 +21,10 @@ class QwenOcrConfigError(QwenOcrException):
     Raised before any call is made, so nothing is billed."""
 
 
-class QwenOcrSubmitRefusedError(QwenOcrConfigError, ValueError):
+class QwenOcrSubmitRefusedError(QwenOcrConfigError):
     """The batch operator refused to submit (``token_budget`` exceeded, or given with ``image_transport="url"``).
 
-    Nothing was uploaded. Also a ``ValueError``, which is what it was before 1.0 (kept for one release)."""
+    Nothing was uploaded."""
 
 
 class QwenOcrNoSourcesError(QwenOcrConfigError):
@@ -48,3 +48,13 @@ class QwenOcrFailedImagesError(QwenOcrException):
 
 class QwenOcrBatchError(QwenOcrException):
     """A batch could not be submitted, polled or collected, or its wait ended badly (timeout, polling error)."""
+
+
+class QwenOcrDeprecationWarning(DeprecationWarning):
+    """Warns of a public name that will change (from 1.0: one minor release of warning, removal at the next major).
+
+    A category of our own because a ``DeprecationWarning`` is attributed to the caller's module, so a
+    filter by module cannot tell ours from Airflow's; the test suite turns this category into an error. Raise it with
+    ``warnings.warn(message, QwenOcrDeprecationWarning, stacklevel=2)``.
+    """
+

@@ -8,6 +8,7 @@ test keeps the two in agreement.
 from __future__ import annotations
 
 from airflow_provider_qwenocr import __version__
+from airflow_provider_qwenocr.dashscope.config import EXTRAS
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, REGION_ENDPOINTS
 
 CONN_TYPE = "dashscope"
@@ -16,26 +17,12 @@ DEFAULT_CONN_ID = "dashscope_default"
 #: Region codes of the DashScope endpoints, from the catalogue's endpoint table.
 REGIONS = tuple(REGION_ENDPOINTS)
 
-#: Settings read from the connection's extra JSON (all optional). Only ``region`` is a form field: the
-#: Airflow 3 UI stores every form field it shows, an empty one as ``null`` (its own behaviour, for every
-#: provider), so the form holds only a field that always has a value, and the rest are typed into
-#: "Extra Fields JSON" when needed — an untouched form saves ``{"region": "cn-beijing"}`` and nothing else.
-EXTRA_KEYS = {
-    "region": "endpoint region when Base URL is empty (default cn-beijing)",
-    "workspace_id": "sent as X-DashScope-WorkSpace",
-    "default_model": "model when an operator names none (default qwen-vl-ocr)",
-    "timeout": "per-request timeout in seconds (default 120)",
-    "rpm": "client-side requests per minute (default: the model's quota)",
-    "tpm": "client-side tokens per minute (default: the model's quota)",
-    "limiter_path": "SQLite file shared by the worker processes of a host as one RPM/TPM budget",
-    "limiter_conn_id": "a Redis or Postgres connection id: one RPM/TPM budget for every worker on every host",
-    "limiter_expected_workers": "if the shared limiter store is lost, each process paces at quota / this (default 4)",
-    "limiter_wait_seconds": "how long calls wait for a lost limiter store before that fallback (default 15)",
-    "circuit_breaker_failures": "consecutive failed calls (no answer, 5xx) that stop the task (default 8; 0 = off)",
-    "circuit_breaker_seconds": "seconds with no healthy answer while calls keep failing that stop the task (default 120)",
-    "max_retries": "attempts for throttled / 5xx / timed-out calls (default 8)",
-    "max_retry_seconds": "total time one image may spend retrying (default 600)",
-}
+#: Settings read from the connection's extra JSON (all optional), described where they are validated
+#: (``dashscope.config.EXTRAS``). Only ``region`` is a form field: the Airflow 3 UI stores every form field it
+#: shows, an empty one as ``null`` (its own behaviour, for every provider), so the form holds only a field
+#: that always has a value, and the rest are typed into "Extra Fields JSON" when needed — an untouched form
+#: saves ``{"region": "cn-beijing"}`` and nothing else.
+EXTRA_KEYS = {key: description for key, (description, _, _) in EXTRAS.items()}
 
 UI_FIELD_BEHAVIOUR = {
     "hidden_fields": ["schema", "port", "login"],

@@ -25,7 +25,7 @@ def _cpu_ms(fn, repeat: int) -> tuple[float, object]:
 def print_candidates(data: bytes, spec, lo: int, hi: int, *, repeat: int = 3) -> None:
     from PIL import Image
 
-    from airflow_provider_qwenocr.ocr.images import smart_resize
+    from airflow_provider_qwenocr.ocr.grid import smart_resize
 
     rows: list[tuple[str, str]] = []
     src = Image.open(io.BytesIO(data))

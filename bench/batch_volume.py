@@ -1,7 +1,7 @@
 """Batch input at volume: 12-MP scans in S3 (moto) as inline base64 vs presigned URLs (issue 11).
 
 Each measurement is a fresh child process running the batch hook's own build path —
-``expand_sources("s3://…")`` → ``hooks.batch._prepared`` (4 prepare threads, the operator's default) →
+``expand_sources("s3://…")`` → ``runs.batch.prepared_steps`` (4 prepare threads, the operator's default) →
 ``BatchBuilder`` spooling JSONL part files to disk → ``build()`` — against a moto S3 server in another
 process, without uploading the parts (that is the Batch service's side). Reported per run: number of
 input files, lines, bytes, build time, and the child's peak RSS beside its RSS after imports (``VmHWM`` via
@@ -34,7 +34,7 @@ _CHILD = r"""
 import json, sys, time
 from bench.rss import peak_rss_kb
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchBuilder
-from airflow_provider_qwenocr.hooks import batch as hb
+from airflow_provider_qwenocr.runs.batch import prepared_steps
 from airflow_provider_qwenocr.runs.presign import Presigner, expiry_seconds
 from airflow_provider_qwenocr.runs.sources import expand_sources
 import boto3, PIL.Image  # noqa: F401  (in the baseline)
@@ -46,7 +46,7 @@ sources = expand_sources(uri, aws_conn_id="aws_default")
 t_list = time.perf_counter() - t0
 builder = BatchBuilder(task="text_recognition", model="qwen-vl-ocr", spool_dir=spool)
 presigner = Presigner(aws_conn_id="aws_default", expires_in=expiry_seconds("24h")) if mode == "url" else None
-for add in hb._prepared(builder, sources, None, 4, presigner=presigner):
+for add in prepared_steps(builder, sources, None, 4, presigner=presigner):
     add()
 plan = builder.build()
 wall = time.perf_counter() - t0

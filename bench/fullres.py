@@ -154,7 +154,7 @@ def run_operator(folder: str, work: str, concurrency: int) -> dict:
 
     out_uri = os.path.join(work, "results.jsonl")
     op = QwenOcrOperator(task_id="ocr_fullres", images=folder, output_uri=out_uri,
-                         cache_uri=os.path.join(work, "cache"), max_concurrency=concurrency, progress_interval=1000)
+                         cache_uri=os.path.join(work, "cache"), max_concurrency=concurrency)
     w0, c0, t0 = time.perf_counter(), time.process_time(), os.times()
     with GcTimer() as gct, CallClock() as calls:
         summary = op.execute({})

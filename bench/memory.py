@@ -38,7 +38,7 @@ import dashscope, PIL.Image  # noqa: F401  (count the libraries in the baseline)
 base = peak_rss_kb()
 concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 8
 out = QwenOcrOperator(task_id="ocr", images=sys.argv[1], output_uri=sys.argv[2], cache_uri=sys.argv[3],
-                      max_concurrency=concurrency, max_failed_ratio=1.0, progress_interval=1000).execute({})
+                      max_concurrency=concurrency, max_failed_ratio=1.0).execute({})
 peak = peak_rss_kb()
 print(json.dumps({"baseline_kb": base, "peak_kb": peak, "n_ok": out["n_ok"], "n_images": out["n_images"],
                   "failed": out["failed"]}))

@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from airflow_provider_qwenocr.ocr import images, jpeg_fast
+from airflow_provider_qwenocr.ocr import grid, images, jpeg_fast
 from airflow_provider_qwenocr.ocr.models import get_model
 from bench.fullres import write_scans
 
@@ -34,10 +34,10 @@ def stages(data: bytes, spec) -> dict[str, float]:
     sha = images.sha256_hex(data)
     t["sha256"] = time.process_time() - c
     c = time.process_time()
-    lo, hi = images.pixel_bounds(spec, None, None)
+    lo, hi = grid.pixel_bounds(spec, None, None)
     img = images.open_image(data)
     w, h = images._oriented_size(img)
-    th, tw = images.smart_resize(h, w, spec.patch, lo, hi)
+    th, tw = grid.smart_resize(h, w, spec.patch, lo, hi)
     t["header"] = time.process_time() - c
     m = jpeg_fast.dct_scale(*img.size, tw, th)
     dec_w, dec_h = -(-img.size[0] * m // 8), -(-img.size[1] * m // 8)

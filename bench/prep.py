@@ -30,7 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from PIL import Image
 
 from airflow_provider_qwenocr.ocr import jpeg_fast
-from airflow_provider_qwenocr.ocr.images import image_tokens, pixel_bounds, prepare_image, sha256_hex, smart_resize
+from airflow_provider_qwenocr.ocr.grid import image_tokens, pixel_bounds, smart_resize
+from airflow_provider_qwenocr.ocr.images import prepare_image, sha256_hex
 from airflow_provider_qwenocr.ocr.models import get_model
 from bench._candidates import print_candidates
 from bench._common import machine, scan_jpeg

@@ -27,8 +27,7 @@ except ImportError:  # Airflow 2.x
     from airflow.decorators import dag, task
     from airflow.models.param import Param
 
-from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
-from airflow_provider_qwenocr.sensors.batch import QwenOcrBatchSensor
+from airflow_provider_qwenocr import QwenOcrBatchOperator, QwenOcrBatchSensor
 
 SAMPLE_DIR = pathlib.Path(__file__).resolve().parent / "sample_docs"
 OUTPUT_DIR = os.path.join(os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "qwenocr")
@@ -59,7 +58,7 @@ def qwen_ocr_batch_nightly():
     def list_new_documents(params=None) -> list[str]:
         import hashlib
 
-        from airflow_provider_qwenocr.warehouse.tasks import default_sqlite_path, query, warehouse_hook
+        from airflow_provider_qwenocr import loaded_sha256s, warehouse_hook
 
         try:
             from airflow.sdk.exceptions import AirflowSkipException
@@ -67,13 +66,8 @@ def qwen_ocr_batch_nightly():
             from airflow.exceptions import AirflowSkipException
         paths = sorted(str(p) for p in pathlib.Path(params["input_dir"]).rglob("*")
                        if p.is_file() and p.suffix.lower() in DOC_SUFFIXES)
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        try:
-            done = {r["sha256"] for r in query(
-                hook, f'SELECT "sha256" FROM "ocr_results" WHERE "task" = {_ph(hook)} AND "status" = \'ok\'',
-                [params["task"]])}
-        except Exception:  # first night: no table yet
-            done = set()
+        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=True)
+        done = loaded_sha256s(hook, task=params["task"])  # empty on the first night
         new = [p for p in paths if hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest() not in done]
         logging.getLogger(__name__).info("%d new of %d documents in %s", len(new), len(paths), params["input_dir"])
         if not new:
@@ -101,12 +95,6 @@ def qwen_ocr_batch_nightly():
 
     # The warehouse load is its own DAG, scheduled on the sensor's results Asset
     # (qwenocr://qwen_ocr_batch_nightly/wait_for_batch): dags/qwen_ocr_results_to_warehouse.py.
-
-
-def _ph(hook) -> str:
-    from airflow_provider_qwenocr.warehouse.loader import placeholder
-
-    return placeholder(hook)
 
 
 example_dag = qwen_ocr_batch_nightly()

@@ -4,9 +4,15 @@ What ``make demo`` runs. Three OCR tasks over ``params.input_dir`` (default: the
 beside this file):
 
 * text recognition of every document,
-* key information extraction of the receipts and the train ticket with ``sample_docs/receipt_schema.json``
-  (→ the typed table ``ocr_kie``; fields the model could not read stay NULL),
-* advanced recognition of the same receipts, with the recognised boxes drawn on each image (PNG).
+* key information extraction with ``sample_docs/receipt_schema.json`` of the documents whose file names match
+  ``params.kie_patterns`` (default: the sample receipts and train ticket; ``["*"]``: every document) → the
+  typed table ``ocr_kie`` (fields the model could not read stay NULL),
+* advanced recognition of the same documents, with the recognised boxes drawn on each image (PNG).
+
+Any folder of images and PDFs works, whatever the file names: when no name matches ``kie_patterns``, the two
+KIE tasks are skipped and the text rows are still loaded. The first task checks that the warehouse load can
+run (its SQL provider is installed: ``pip install "airflow-provider-qwenocr[warehouse]"``) before any OCR
+call is billed.
 
 Then one load into ``ocr_results`` + ``ocr_kie`` + ``ocr_cost_ledger`` (upserts keyed by the idempotency
 key), and a report that queries a few rows back and prints the run's usage and cost. Run it again: the OCR
@@ -19,6 +25,7 @@ database with ON CONFLICT — when it is not defined, an SQLite file in ``$AIRFL
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import pathlib
@@ -30,12 +37,13 @@ except ImportError:  # Airflow 2.x
     from airflow.decorators import dag, task
     from airflow.models.param import Param
 
-from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
+from airflow_provider_qwenocr import QwenOcrOperator
 
 SAMPLE_DIR = pathlib.Path(__file__).resolve().parent / "sample_docs"
 RESULT_SCHEMA = json.loads((SAMPLE_DIR / "receipt_schema.json").read_text(encoding="utf-8"))
 OUTPUT_DIR = os.path.join(os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow"), "qwenocr")
-KIE_DOCS = ["receipt_*", "*ticket*"]  # globs inside input_dir: each must match at least one file
+KIE_PATTERNS = ["receipt_*", "*ticket*"]  # file-name globs: the sample documents that have the schema's fields
+DOC_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".pdf")
 RUN_DIR = "{{ dag_run.run_id | replace(':', '-') | replace('+', '-') }}"
 
 
@@ -47,6 +55,9 @@ RUN_DIR = "{{ dag_run.run_id | replace(':', '-') | replace('+', '-') }}"
     tags=["qwenocr", "example"],
     params={
         "input_dir": Param(str(SAMPLE_DIR), type="string", description="Folder of documents to OCR"),
+        "kie_patterns": Param(KIE_PATTERNS, type="array",
+                              description="File-name globs (inside input_dir) of the documents for key "
+                                          "information extraction and boxes; [\"*\"] = all; none matching skips them"),
         "warehouse_conn_id": Param("qwenocr_warehouse", type="string",
                                    description="common-sql connection (SQLite/Postgres/DuckDB) to load into"),
         "output_dir": Param(OUTPUT_DIR, type="string", description="Where results JSONL and drawings go"),
@@ -54,6 +65,32 @@ RUN_DIR = "{{ dag_run.run_id | replace(':', '-') | replace('+', '-') }}"
     doc_md=__doc__,
 )
 def qwen_ocr_local_to_warehouse():
+    @task
+    def check_warehouse(params=None) -> str:
+        """Fail now, before any OCR call is billed, if the load at the end cannot run (issue 20 item 15)."""
+        from airflow_provider_qwenocr import check_warehouse
+
+        return check_warehouse(params["warehouse_conn_id"], fallback_sqlite=True)
+
+    @task
+    def kie_documents(params=None) -> list[str]:
+        """The documents of input_dir whose file names match kie_patterns; none → skip the KIE tasks."""
+        try:
+            from airflow.sdk.exceptions import AirflowSkipException
+        except ImportError:  # Airflow 2.x
+            from airflow.exceptions import AirflowSkipException
+
+        patterns = params["kie_patterns"] or []
+        found = []
+        for folder, _dirs, files in os.walk(params["input_dir"]):  # no directory links followed: no loops
+            found += [os.path.join(folder, f) for f in files
+                      if os.path.splitext(f)[1].lower() in DOC_SUFFIXES
+                      and any(fnmatch.fnmatch(f.lower(), pattern.lower()) for pattern in patterns)]
+        if not found:
+            raise AirflowSkipException(f"no document in {params['input_dir']} matches kie_patterns {patterns}")
+        return sorted(found)
+
+    checked = check_warehouse()
     common = {"cache_uri": "{{ params.output_dir }}/_cache", "max_failed_ratio": 0.5}
     text = QwenOcrOperator(
         task_id="ocr_text",
@@ -62,7 +99,7 @@ def qwen_ocr_local_to_warehouse():
         output_uri=f"{{{{ params.output_dir }}}}/{RUN_DIR}/text.jsonl",
         **common,
     )
-    kie_images = [f"{{{{ params.input_dir }}}}/{pattern}" for pattern in KIE_DOCS]
+    kie_images = kie_documents()
     kie = QwenOcrOperator(
         task_id="ocr_key_information",
         images=kie_images,
@@ -80,26 +117,22 @@ def qwen_ocr_local_to_warehouse():
         **common,
     )
 
-    @task
+    @task(trigger_rule="none_failed")  # the KIE tasks are skipped when no document matches kie_patterns
     def load_warehouse(outputs: list, params=None, dag_run=None) -> dict:
-        from airflow_provider_qwenocr.warehouse.tasks import (
-            default_sqlite_path,
-            load_result_files,
-            result_uris,
-            warehouse_hook,
-        )
+        from airflow_provider_qwenocr import load_result_files, warehouse_hook
 
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        return load_result_files(hook, result_uris(outputs), dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=True)
+        return load_result_files(hook, outputs, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
                                  result_schema=RESULT_SCHEMA)
 
-    @task
+    @task(trigger_rule="none_failed")
     def report(load: dict, outputs: list, params=None, dag_run=None) -> dict:
-        from airflow_provider_qwenocr.warehouse.tasks import default_sqlite_path, report, warehouse_hook
+        from airflow_provider_qwenocr import warehouse_hook, warehouse_report
 
-        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=default_sqlite_path())
-        return report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=outputs, load=load)
+        hook = warehouse_hook(params["warehouse_conn_id"], fallback_sqlite=True)
+        return warehouse_report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=outputs, load=load)
 
+    checked >> [text, kie_images]
     outputs = [text.output, kie.output, boxes.output]
     report(load_warehouse(outputs), outputs)
 

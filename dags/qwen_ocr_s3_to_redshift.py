@@ -32,15 +32,12 @@ except ImportError:  # Airflow 2.x
 from airflow.providers.amazon.aws.transfers.s3_to_redshift import S3ToRedshiftOperator
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 
-from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
-from airflow_provider_qwenocr.warehouse.redshift import (
-    COPY_OPTIONS,
-    STAGING_TABLE,
-    ledger_ddl,
-    ledger_sql,
-    merge_sql,
-    results_ddl,
-    staging_ddl,
+from airflow_provider_qwenocr import (
+    REDSHIFT_COPY_OPTIONS,
+    REDSHIFT_STAGING_TABLE,
+    QwenOcrOperator,
+    redshift_merge_sql,
+    redshift_setup_sql,
 )
 
 RUN_DIR = "{{ dag_run.run_id | replace(':', '-') | replace('+', '-') }}"
@@ -74,6 +71,10 @@ def qwen_ocr_s3_to_redshift():
     def list_chunks(params=None) -> list[list[str]]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+        from airflow_provider_qwenocr import check_warehouse
+
+        check_warehouse(params["warehouse_conn_id"])  # before any OCR call: the load at the end can run
+
         bucket, _, prefix = params["s3_prefix"].removeprefix("s3://").partition("/")
         keys = S3Hook(aws_conn_id=AWS_CONN_ID).list_keys(bucket_name=bucket, prefix=prefix) or []
         uris = sorted(f"s3://{bucket}/{k}" for k in keys if k.lower().endswith(DOC_SUFFIXES))
@@ -97,35 +98,35 @@ def qwen_ocr_s3_to_redshift():
 
     @task
     def load_generic(outputs, params=None, dag_run=None) -> dict:
-        from airflow_provider_qwenocr.warehouse.tasks import load_result_files, report, result_uris, warehouse_hook
+        from airflow_provider_qwenocr import load_result_files, warehouse_hook, warehouse_report
 
         hook = warehouse_hook(params["warehouse_conn_id"])
-        load = load_result_files(hook, result_uris(outputs), aws_conn_id=AWS_CONN_ID,
+        load = load_result_files(hook, outputs, aws_conn_id=AWS_CONN_ID,
                                  dag_id=dag_run.dag_id, run_id=dag_run.run_id)
-        report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=list(outputs), load=load)
+        warehouse_report(hook, dag_id=dag_run.dag_id, run_id=dag_run.run_id, ocr_outputs=list(outputs), load=load)
         return load
 
     create_tables = SQLExecuteQueryOperator(
         task_id="create_redshift_tables",
         conn_id="{{ params.warehouse_conn_id }}",
-        sql=[results_ddl("{{ params.schema }}"), staging_ddl("{{ params.schema }}"), ledger_ddl("{{ params.schema }}")],
+        sql=redshift_setup_sql("{{ params.schema }}"),
     )
     copy_to_staging = S3ToRedshiftOperator(
         task_id="copy_to_staging",
         redshift_conn_id="{{ params.warehouse_conn_id }}",
         aws_conn_id=AWS_CONN_ID,
         schema="{{ params.schema }}",
-        table=STAGING_TABLE,
+        table=REDSHIFT_STAGING_TABLE,
         s3_bucket="{{ params.results_prefix.removeprefix('s3://').split('/', 1)[0] }}",
         s3_key="{{ params.results_prefix.removeprefix('s3://').partition('/')[2].rstrip('/') }}/" + RUN_DIR + "/",
-        copy_options=COPY_OPTIONS,
+        copy_options=REDSHIFT_COPY_OPTIONS,
         method="REPLACE",
     )
     merge = SQLExecuteQueryOperator(
         task_id="merge_into_ocr_results",
         conn_id="{{ params.warehouse_conn_id }}",
         # One transaction: the ledger line (rows not yet paid for) first, then the upsert.
-        sql=[ledger_sql("{{ params.schema }}"), merge_sql("{{ params.schema }}")],
+        sql=redshift_merge_sql("{{ params.schema }}"),
         parameters={"run_id": "{{ dag_run.run_id }}", "dag_id": "{{ dag.dag_id }}"},
     )
 

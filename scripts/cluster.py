@@ -181,7 +181,7 @@ def up(args) -> dict:
                                                str(moto_port)], dict(os.environ))
     state["moto_url"] = f"http://127.0.0.1:{moto_port}"
     state["pids"]["emulator"] = _spawn(d, "emulator", [
-        sys.executable, "-m", "airflow_provider_qwenocr.emulator", "--host", "127.0.0.1", "--port", str(emu_port),
+        sys.executable, "-m", "qwenocr_emulator", "--host", "127.0.0.1", "--port", str(emu_port),
         "--engine", "echo", "--rpm", str(args.rpm), "--tpm", str(args.tpm), "--latency-ms", str(args.latency_ms),
         "--batch-seconds", "20", "--seed", "1"], dict(os.environ))
     state["emulator_url"] = f"http://127.0.0.1:{emu_port}"

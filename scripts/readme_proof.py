@@ -38,6 +38,23 @@ DOCS_PLACEHOLDER, RESULTS_PLACEHOLDER = "/data/scans/", "/data/ocr/"
 DAG_FILE = "readme_first_dag.py"
 
 
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+#: A python block whose first line starts with this is a fragment on purpose (goes inside a DAG), not a DAG.
+FRAGMENT = "# Fragment"
+
+
+def python_blocks(readme: str) -> list[dict]:
+    """Every ```python block: ``{"heading", "line", "code", "fragment"}`` (``heading``: the last ``##`` above it;
+    ``line``: 1-based line of the code's first line; ``fragment``: its first line starts with :data:`FRAGMENT`)."""
+    out = []
+    for m in BLOCK.finditer(readme):
+        headings = re.findall(r"^##+ (.*)$", readme[: m.start()], re.M)
+        code = m.group(1)
+        out.append({"heading": headings[-1] if headings else "", "line": readme.count("\n", 0, m.start(1)) + 1,
+                    "code": code, "fragment": code.lstrip().startswith(FRAGMENT)})
+    return out
+
+
 def readme_dag_code(readme: str) -> str:
     """The first ```python block after the heading; SystemExit naming what is missing otherwise."""
     start = readme.find(f"\n{HEADING}\n")
@@ -45,7 +62,7 @@ def readme_dag_code(readme: str) -> str:
         sys.exit(f"README.md has no heading {HEADING!r}: the proof has nothing to run")
     section = readme[start + len(HEADING) + 2:]
     section = section[: m.start()] if (m := re.search(r"^## ", section, re.M)) else section
-    block = re.search(r"^```python\n(.*?)^```", section, re.S | re.M)
+    block = BLOCK.search(section)
     if not block:
         sys.exit(f"README.md's {HEADING!r} holds no ```python block")
     code = block.group(1)

@@ -15,16 +15,25 @@ JSONL request building, splitting and result parsing live in :mod:`.batch_jsonl`
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from enum import Enum
 from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
-from airflow_provider_qwenocr.ocr.models import BATCH_REGIONS
+from airflow_provider_qwenocr.dashscope.deadline import bounded_http_client
+from airflow_provider_qwenocr.ocr.models import ALIASES, BATCH_REGIONS, MODELS, RESPONSES_API
+
+log = logging.getLogger(__name__)
 
 BATCH_ENDPOINT = "/v1/chat/completions"
+#: The request endpoints the Batch reference lists for OCR lines, plus its no-inference test endpoint
+#: (reference §5/§10). ``/v1/responses`` is not among them.
+BATCH_ENDPOINTS = frozenset({BATCH_ENDPOINT, "/v1/chat/ds-test"})
 COMPLETION_WINDOW = "24h"
 #: The completion windows the service accepts, in whole hours (reference §9: "24h" up to "336h").
 MIN_WINDOW_HOURS, MAX_WINDOW_HOURS = 24, 336
@@ -113,6 +122,12 @@ class BatchStatus(str, Enum):
             return cls.IN_PROGRESS
 
 
+def compact_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a batch object that decisions and landing need: small enough for trigger events and XCom."""
+    keys = ("id", "status", "request_counts", "output_file_id", "error_file_id", "errors", "input_file_id")
+    return {k: batch.get(k) for k in keys}
+
+
 class BatchRegionError(ValueError):
     """The connection points at a region whose Batch API does not offer Qwen-OCR."""
 
@@ -130,6 +145,59 @@ def check_batch_region(config: ClientConfig) -> None:
         f"(OCR batch is available in: {allowed}); use a connection for that region, set a custom base URL, "
         "or use the realtime QwenOcrOperator"
     )
+
+
+class BatchModelError(ValueError):
+    """The Batch API does not list this model or endpoint for OCR: refused before anything is uploaded."""
+
+
+def check_batch_request(model: str | None, endpoint: str | None = BATCH_ENDPOINT) -> None:
+    """Refuse a model/endpoint combination the Batch docs do not list, saying what to use instead.
+
+    Refused: any endpoint but chat completions (and the test endpoint) — the Batch reference lists no
+    ``/v1/responses`` lines — and the models the docs call through the Responses API only (``qwen3.5-ocr``:
+    not in the Batch model list). Catalogue snapshots whose Batch support is unconfirmed pass with a
+    warning (the docs list "stable and some latest versions" of OCR without naming them), and a name the
+    catalogue does not know is left to the service to judge (it answers ``model_not_found``).
+    """
+    if endpoint is not None and endpoint not in BATCH_ENDPOINTS:
+        raise BatchModelError(
+            f"the DashScope Batch API does not list the endpoint {endpoint!r} for OCR (it takes "
+            f"{BATCH_ENDPOINT!r} lines); qwen3.5-ocr's Responses API is realtime only: use the realtime "
+            "QwenOcrOperator for it, or a batch of model='qwen-vl-ocr' over /v1/chat/completions"
+        )
+    spec = MODELS.get(ALIASES.get(model, model)) if model else None
+    if spec is None:
+        return
+    if spec.api == RESPONSES_API:
+        raise BatchModelError(
+            f"model {model!r} is not offered by the DashScope Batch API (its documented API is the realtime "
+            "Responses API, and the Batch model list names only the qwen-vl-ocr family for OCR): use the "
+            "realtime QwenOcrOperator with this model, or submit the batch with model='qwen-vl-ocr'"
+        )
+    if spec.batch is None:
+        log.warning("Batch support for %r is not confirmed by the docs (they list qwen-vl-ocr); the service "
+                    "refuses the batch (model_not_found) if it does not offer it", model)
+
+
+def _first_line(content: bytes | BinaryIO) -> dict | None:
+    """The first JSONL line of an input file, read without consuming it (None when it cannot be read)."""
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        raw = bytes(content[:8 * 1024 * 1024]).split(b"\n", 1)[0]
+    else:
+        try:
+            if not content.seekable():
+                return None
+            pos = content.tell()
+            raw = content.readline(8 * 1024 * 1024)
+            content.seek(pos)
+        except (AttributeError, OSError, ValueError):
+            return None
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return None
+    return line if isinstance(line, dict) else None
 
 
 def is_transient_error(exc: BaseException) -> bool:
@@ -163,6 +231,7 @@ def _openai_client(config: ClientConfig):
                 base_url=config.compatible_base,
                 timeout=config.timeout,
                 max_retries=min(config.max_retries, 5),
+                http_client=bounded_http_client(config.timeout),  # bytes and wall clock of every answer
             )
             _CLIENTS[key] = client
         return client
@@ -180,7 +249,14 @@ class BatchClient:
     # -- files -------------------------------------------------------------------------------------------
     def upload_file(self, content: bytes | BinaryIO, filename: str = "requests.jsonl",
                     purpose: str = FILE_PURPOSE) -> dict:
-        """Upload bytes or an open binary file (streamed: a 500 MB part need not be read into memory)."""
+        """Upload bytes or an open binary file (streamed: a 500 MB part need not be read into memory).
+
+        A Batch input file's first line is checked first (:func:`check_batch_request`: lines share one
+        model): a model or endpoint the Batch API does not list is refused before any byte is uploaded.
+        """
+        if purpose == FILE_PURPOSE and (line := _first_line(content)) is not None:
+            body = line.get("body") if isinstance(line.get("body"), dict) else {}
+            check_batch_request(body.get("model"), line.get("url"))
         obj = self._client.files.create(file=(filename, content, "application/jsonl"), purpose=purpose)
         return obj.model_dump()
 
@@ -201,6 +277,7 @@ class BatchClient:
     def create_batch(self, input_file_id: str, *, metadata: dict[str, str] | None = None,
                      endpoint: str = BATCH_ENDPOINT,
                      completion_window: str | int | timedelta = COMPLETION_WINDOW) -> dict:
+        check_batch_request(None, endpoint)
         obj = self._client.batches.create(
             input_file_id=input_file_id,
             endpoint=endpoint,  # type: ignore[arg-type]  # DashScope also accepts its test endpoint
@@ -264,3 +341,39 @@ class BatchClient:
 
 def _clean(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
+
+
+# -- best-effort clean-up (timeout, error and kill paths; also the run's own failure path) ------------------
+
+def cancel_batches(api: Any, batch_ids: Iterable[str]) -> list[str]:
+    """Best-effort cancel of every non-terminal batch; returns the ids a cancel was sent for.
+
+    Never raises: it runs on timeout, error and kill paths where the original problem must surface.
+    """
+    sent = []
+    for bid in batch_ids:
+        try:
+            if BatchStatus.of(api.get_batch(bid)).is_terminal:
+                continue
+            api.cancel_batch(bid)
+            sent.append(bid)
+        except Exception as exc:  # keep cancelling the others
+            log.warning("could not cancel batch %s: %s", bid, exc)
+    if sent:
+        log.warning("cancelled batch(es) %s (requests that already completed are still billed)", sent)
+    return sent
+
+
+def delete_batch_files(api: Any, batches: Iterable[dict[str, Any]]) -> list[str]:
+    """Best-effort delete of every file a batch used or produced; returns the ids deleted."""
+    deleted = []
+    for b in batches:
+        for fid in (b.get("input_file_id"), b.get("output_file_id"), b.get("error_file_id")):
+            if not fid:
+                continue
+            try:
+                api.delete_file(fid)
+                deleted.append(fid)
+            except Exception as exc:  # rows are landed; a leftover file is not fatal
+                log.warning("could not delete file %s: %s", fid, exc)
+    return deleted

@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
 from airflow_provider_qwenocr.dashscope.batch import BATCH_ENDPOINT
-from airflow_provider_qwenocr.ocr.images import ImageValidationError, PreparedImage, sha256_hex
+from airflow_provider_qwenocr.dashscope.errors import describe
+from airflow_provider_qwenocr.ocr.images import ImageValidationError, PreparedImage
+from airflow_provider_qwenocr.ocr.plan import Identity, SourcePlan, find_cached, plan_bytes
 from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class ManifestEntry:
     part: int | None = None  # index of the input file the line went to; None when rejected
     error: dict[str, str] | None = None  # set when the image was rejected before submission
     duplicates: list[str] = field(default_factory=list)  # other sources with identical bytes (same key)
+    duplicate_pages: list[int | None] = field(default_factory=list)  # their pages (older manifests: none)
     cached: dict[str, Any] | None = None  # a finished row found in the result cache: not sent again
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,22 +143,24 @@ class PartFile:
 
 @dataclass
 class Prepared:
-    """What :meth:`BatchBuilder.prepare` found for one image's bytes: a line to send, a cached row, or an error."""
+    """What :meth:`BatchBuilder.prepare` made of one plan: a line to send (a prepared image or a URL), a
+    cached ``(key, row)``, or an error."""
 
-    sha256: str
-    key: str
+    identity: Identity
     image: PreparedImage | None = None
-    cached: dict[str, Any] | None = None
+    url: str | None = None
+    cached: tuple[str, dict[str, Any]] | None = None
     error: dict[str, str] | None = None
 
 
 class BatchBuilder:
     """Collects images for ONE model and task and spools them into size-limited JSONL part files.
 
-    Lines are written encoded so the size checks are exact. Identical images (same idempotency key) are
-    sent once; their other sources are recorded as duplicates and get a row of their own on landing.
+    Each source comes as its plan (``ocr.plan.plan_source``: how it is sent, which keys find it); lines are
+    written encoded so the size checks are exact. Identical images (same idempotency key) are sent once;
+    their other sources are recorded as duplicates and get a row of their own on landing.
     :meth:`prepare` is thread-safe (decode/resize/encode — the slow part — can run in a pool);
-    :meth:`add_prepared` must be called from one thread, in the order rows should appear.
+    :meth:`add` must be called from one thread, in the order rows should appear.
     """
 
     def __init__(self, *, request: OcrRequest | None = None, limits: BatchLimits | None = None,
@@ -170,8 +175,6 @@ class BatchBuilder:
             raise ValueError("the Batch API (compatible mode) cannot rotate: enable_rotate must be False")
         self.request = request
         self.task, self.spec, self.model = request.task, request.spec, request.model
-        self.prompt, self.result_schema = request.prompt, request.result_schema
-        self.min_pixels, self.max_pixels = request.min_pixels, request.max_pixels
         self.text = request.text
         self.limits = limits or BatchLimits()
         self._entries: dict[str, ManifestEntry] = {}
@@ -180,50 +183,38 @@ class BatchBuilder:
         self._fh: BinaryIO | None = None
         self.image_tokens = 0
 
-    def key(self, sha256: str) -> str:
-        """The request's key (:meth:`OcrRequest.key`): one image + task + model + knobs has one key whichever
-        API answered it, so the result cache serves both."""
-        return self.request.key(sha256)
+    def prepare(self, plan: SourcePlan, *, cache: Any = None) -> Prepared:
+        """Thread-safe: the cached row of ``plan`` (``cache.get(key) -> row | None``), else its line's image
+        (resized + encoded) or URL, else its error."""
+        ident = plan.identity
+        if plan.error is not None:
+            return Prepared(ident, error={"code": plan.error.code, "message": plan.error.text(describe)})
+        hit = find_cached(cache, plan)
+        if hit is not None:
+            return Prepared(ident, cached=hit)
+        if plan.data is None:
+            return Prepared(ident, url=plan.url)
+        try:
+            return Prepared(ident, image=self.request.prepare(plan.data, sha256=ident.sha256))
+        except ImageValidationError as exc:
+            return Prepared(ident, error={"code": exc.code, "message": str(exc)})
+        except ValueError as exc:
+            return Prepared(ident, error={"code": "InvalidParameter", "message": str(exc)})
 
-    def _entry(self, key: str, source: str, sha: str | None, page: int | None) -> ManifestEntry | None:
+    def add(self, item: Prepared) -> ManifestEntry:
+        """Queue ``item``'s line (or record its cached row or error) in the manifest; a second source with the
+        same key becomes a duplicate of the first entry (one line, a row for each on landing)."""
+        ident = item.identity
+        key = item.cached[0] if item.cached is not None else ident.key
         existing = self._entries.get(key)
         if existing is not None:
-            existing.duplicates.append(source)
-            return None
-        entry = ManifestEntry(custom_id=key, source=source, task=self.task.value, model=self.model, sha256=sha,
-                              page=page)
-        self._entries[key] = entry
-        return entry
-
-    def reject(self, source: str, code: str, message: str, *, data: bytes | None = None,
-               page: int | None = None) -> ManifestEntry:
-        sha = sha256_hex(data) if data is not None else None
-        key = self.key(sha or sha256_hex(f"unreadable:{source}".encode()))
-        entry = self._entry(key, source, sha, page) or self._entries[key]
-        entry.error = {"code": code, "message": message}
-        return entry
-
-    def prepare(self, data: bytes, *, cache: Any = None) -> Prepared:
-        """Thread-safe: hash, look up ``cache`` (``.get(key) -> row | None``), else resize + encode."""
-        sha = sha256_hex(data)
-        key = self.key(sha)
-        hit = cache.get(key) if cache is not None else None
-        if hit and hit.get("status") == "ok":
-            return Prepared(sha, key, cached=hit)
-        try:
-            image = self.request.prepare(data, sha256=sha)
-        except ImageValidationError as exc:
-            return Prepared(sha, key, error={"code": exc.code, "message": str(exc)})
-        except ValueError as exc:
-            return Prepared(sha, key, error={"code": "InvalidParameter", "message": str(exc)})
-        return Prepared(sha, key, image=image)
-
-    def add_prepared(self, source: str, item: Prepared, *, page: int | None = None) -> ManifestEntry:
-        entry = self._entry(item.key, source, item.sha256, page)
-        if entry is None:
-            return self._entries[item.key]
+            existing.duplicates.append(ident.source)
+            existing.duplicate_pages.append(ident.page)
+            return existing
+        entry = self._entries[key] = ManifestEntry(custom_id=key, source=ident.source, task=self.task.value,
+                                                   model=self.model, sha256=ident.sha256, page=ident.page)
         if item.cached is not None:
-            entry.cached = item.cached
+            entry.cached = item.cached[1]
         elif item.error is not None:
             entry.error = item.error
         elif item.image is not None:
@@ -231,33 +222,17 @@ class BatchBuilder:
             entry.scale_x, entry.scale_y = item.image.scale_x, item.image.scale_y
             if self._queue(entry, item.image.data_url):
                 self.image_tokens += item.image.tokens
+        elif item.url is not None:
+            self._queue(entry, item.url)
         return entry
 
     def add_image(self, source: str, data: bytes, *, page: int | None = None, cache: Any = None) -> ManifestEntry:
-        """Prepare ``data`` (resize to the model grid, base64) and queue its request line."""
-        return self.add_prepared(source, self.prepare(data, cache=cache), page=page)
-
-    def url_key(self, uri: str) -> str:
-        """The key of an image sent by reference: its URI stands in for its unread bytes."""
-        return self.request.url_key(uri)
-
-    def add_url(self, url: str, *, page: int | None = None, source: str | None = None,
-                key_uri: str | None = None) -> ManifestEntry:
-        """A public http(s) URL, passed to the service untouched (keyed by the URL: its bytes are unknown).
-
-        A presigned URL (``runs/presign.py``) changes at every signing, so it is keyed by ``key_uri`` (the
-        object's ``s3://`` URI) and the manifest names ``source``: the signature never lands in a row.
-        """
-        key = self.url_key(key_uri or url)
-        entry = self._entry(key, source or url, None, page)
-        if entry is None:
-            return self._entries[key]
-        self._queue(entry, url)
-        return entry
+        """Plan, prepare (resize to the model grid, base64) and queue the bytes of one image."""
+        return self.add(self.prepare(plan_bytes(source, data, self.request, page), cache=cache))
 
     def _queue(self, entry: ManifestEntry, image_url: str) -> bool:
         line = encode_line(request_line(entry.custom_id, image_url, self.text, model=self.model,
-                                        min_pixels=self.min_pixels, max_pixels=self.max_pixels))
+                                        min_pixels=self.request.min_pixels, max_pixels=self.request.max_pixels))
         if len(line) > self.limits.max_line_bytes:
             entry.error = {
                 "code": "LineTooLarge",

@@ -11,12 +11,12 @@ an error line's code, or ``NotProcessed`` when a batch ended (expired, cancelled
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from airflow_provider_qwenocr.dashscope.batch_jsonl import ManifestEntry
-from airflow_provider_qwenocr.dashscope.errors import PermanentError, QwenOcrError, classify_body
-from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, get_model
+from airflow_provider_qwenocr.dashscope.errors import PermanentError, QwenOcrError, classify_body, redact
+from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec, Price, get_model
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 
@@ -45,13 +45,13 @@ def line_error(line: dict[str, Any]) -> QwenOcrError | None:
     status = int(status) if status is not None else None
     if err:
         typed = classify_body(status, {"error": err} if isinstance(err, dict) else {"error": str(err)}, answered=True)
-        typed.request_id = typed.request_id or response.get("request_id") or line.get("id")
+        typed.request_id = typed.request_id or redact(response.get("request_id") or line.get("id")) or None
         return typed
     if status is not None and status != 200:
         typed = classify_body(status, body, answered=True)
         if typed.message == "(no message)":
-            typed.message = json.dumps(body, ensure_ascii=False)[:500]
-        typed.request_id = typed.request_id or response.get("request_id") or line.get("id")
+            typed.message = redact(json.dumps(body, ensure_ascii=False))[:500]
+        typed.request_id = typed.request_id or redact(response.get("request_id") or line.get("id")) or None
         return typed
     if not response:
         return PermanentError("no response in the batch output line", code="BatchRequestError")
@@ -64,9 +64,17 @@ def _line_error(line: dict[str, Any]) -> tuple[str, str] | None:
     return None if typed is None else (typed.code, typed.message)
 
 
-def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *, region: str = DEFAULT_REGION,
+def _list_price(spec: ModelSpec) -> Price:
+    return spec.price(DEFAULT_REGION)
+
+
+def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *,
+                     price_of: Callable[[ModelSpec], Price] = _list_price,
                      missing_reason: str = "no output for this request") -> OcrResult:
-    """The row for one manifest entry, from its output/error-file line (or its absence)."""
+    """The row for one manifest entry, from its output/error-file line (or its absence).
+
+    ``price_of`` gives a model's realtime price (the connection's ``ClientConfig.price_of``); the row costs
+    half of it, as the Batch API bills."""
     common = dict(sha256=entry.sha256, key=entry.custom_id, width=entry.width, height=entry.height, page=entry.page)
     if entry.cached is not None:
         return OcrResult.from_row({**entry.cached, "source": entry.source, "page": entry.page})
@@ -78,9 +86,9 @@ def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *, regio
     response = line.get("response") or {}
     request_id = response.get("request_id") or line.get("id")
     failure = _line_error(line)
-    if failure is not None:
+    if failure is not None:  # code and message are scrubbed by the error; the line's id is not
         return OcrResult.failure(entry.source, entry.task, entry.model, failure[0], failure[1],
-                                 request_id=request_id, **common)
+                                 request_id=redact(request_id) if request_id else None, **common)
     body = response.get("body") or {}
     choice = (body.get("choices") or [{}])[0]
     text, ocr_result = content_text((choice.get("message") or {}).get("content"))
@@ -89,7 +97,7 @@ def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *, regio
     parsed = parse_answer(entry.task, text, ocr_result, scale_x=entry.scale_x, scale_y=entry.scale_y,
                           text_box_size=size)
     usage = Usage.from_api(body.get("usage"))
-    price = spec.price(region)
+    price = price_of(spec)
     return OcrResult(
         source=entry.source, task=entry.task, model=body.get("model") or entry.model, status="ok",
         text=parsed.text, kv=parsed.kv, words=parsed.words, html=parsed.html, latex=parsed.latex,
@@ -99,18 +107,21 @@ def result_from_line(entry: ManifestEntry, line: dict[str, Any] | None, *, regio
 
 
 def results_for(manifest: Iterable[ManifestEntry], lines: dict[str, dict[str, Any]], *,
-                region: str = DEFAULT_REGION,
+                price_of: Callable[[ModelSpec], Price] = _list_price,
                 missing_reason: str = "no output for this request") -> Iterator[OcrResult]:
     """Every row of a batch run: one per source (duplicates included), in manifest order.
 
-    Duplicate sources share the answer but carry no usage/cost of their own: the request was billed once.
+    A duplicate source (same key) gets the entry's row under its own name and page, with the usage and
+    cost of the one request — as a cache hit carries the call that made it — so a load that keeps one row
+    per key records the bill once whichever row comes last; the landing counts it as not billed.
     """
     for entry in manifest:
-        result = result_from_line(entry, lines.get(entry.custom_id), region=region, missing_reason=missing_reason)
+        result = result_from_line(entry, lines.get(entry.custom_id), price_of=price_of, missing_reason=missing_reason)
         yield result
-        for other in entry.duplicates:
-            dup = OcrResult.from_row({**result.to_row(), "source": other, "usage": None, "cost": None})
-            yield dup
+        pages = entry.duplicate_pages if len(entry.duplicate_pages) == len(entry.duplicates) else None
+        for i, other in enumerate(entry.duplicates):
+            yield OcrResult.from_row({**result.to_row(), "source": other,
+                                      "page": pages[i] if pages is not None else result.page})
 
 
 def index_lines(*contents: bytes | str | None) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,8 @@ compatible-mode ``{"error": {...}}`` bodies (incl. 404 ``model_not_found``, a pe
 ``openai`` SDK's exceptions (:func:`from_openai_error`), Batch error-file lines, and the data of an SSE
 ``event:error`` frame (HTTP 200 outside, ``:HTTP_STATUS/429`` + ``Throttling.RateQuota`` inside: retried).
 
-Messages never carry the API key: :func:`redact` scrubs any ``sk-…`` token and the configured key.
+No field of an error carries the API key: :func:`redact` scrubs every known key, any ``sk-…`` token and
+``Authorization`` values from code, message and request id when the error is made.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ ACCOUNT_CODES: dict[str, str] = {
     "AllocationQuota.FreeTierOnly": "the free tier is used up and 'free tier only' is on: turn it off in Model "
                                     "Studio (or wait for the quota to renew), then re-run",
 }
-FATAL_CODES = frozenset(ACCOUNT_CODES)  # kept for callers that imported it
 #: The HTTP status the service documents for a code (reference §3, §9): where a status was lost — the SDK
 #: reports every SSE ``event:error`` frame as 400 — the code still says what the service answered.
 DOCUMENTED_STATUS: dict[str, int] = {
@@ -57,14 +57,34 @@ RETRYABLE_CODES = frozenset({"RequestTimeOut", "InternalError", "ServiceUnavaila
 
 _SK = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+_AUTHORIZATION = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\",}\s]+(\s+[^'\",}\s]+)?")
+#: Shorter strings are not treated as keys (a DashScope key is 35 characters): a test key such as "k" would
+#: otherwise turn every "k" of every message and error code into "***".
+MIN_SECRET_LENGTH = 8
+_SECRETS: set[str] = set()
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember a key so that :func:`redact` scrubs it from every text from now on (this process)."""
+    if secret and len(secret) >= MIN_SECRET_LENGTH:
+        _SECRETS.add(secret)
 
 
 def redact(text: Any, secret: str | None = None) -> str:
-    """``text`` as a string with the key (and anything that looks like a DashScope key) replaced by ***."""
+    """``text`` as a string with every known key, anything that looks like a DashScope key, and
+    ``Authorization``/Bearer values replaced by ***.
+
+    The one redaction rule: error fields (:class:`QwenOcrError`), result rows and every log line our
+    loggers write (``dashscope.config.SecretFilter``) go through it. Known keys are ``secret`` and every
+    key registered with :func:`register_secret` (each connection's key, when its config is built), also in
+    the escaped form a ``repr`` would print.
+    """
     s = "" if text is None else str(text)
-    if secret:
-        s = s.replace(secret, "***")
+    for key in (secret, *_SECRETS):
+        if key and len(key) >= MIN_SECRET_LENGTH:
+            s = s.replace(key, "***").replace(repr(key)[1:-1], "***")
     s = _SK.sub("sk-***", s)
+    s = _AUTHORIZATION.sub(r"\1***", s)
     return _BEARER.sub(r"\1***", s)
 
 
@@ -82,10 +102,12 @@ class QwenOcrError(Exception):
         request_id: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        self.code = code or type(self).__name__
-        self.message = message
+        # every field a server wrote may echo the key (seen: a key in ``code`` and ``request_id``); they go
+        # to rows, XCom and logs from here, so they are scrubbed once, where the error is made
+        self.code = redact(code or type(self).__name__)
+        self.message = redact(message)
         self.status_code = status_code
-        self.request_id = request_id
+        self.request_id = None if request_id is None else redact(request_id)
         self.retry_after = retry_after
         super().__init__(self.__str__())
 
@@ -203,8 +225,8 @@ def classify(
     text = redact(message, secret) or "(no message)"
     if len(text) > 500:
         text = text[:500] + "…"
-    return cls(text, code=code, status_code=status_code, request_id=request_id or None,
-               retry_after=parse_retry_after(headers))
+    return cls(text, code=redact(code, secret), status_code=status_code,
+               request_id=redact(request_id, secret) if request_id else None, retry_after=parse_retry_after(headers))
 
 
 def error_fields(body: Any) -> tuple[str | None, str | None, str | None]:

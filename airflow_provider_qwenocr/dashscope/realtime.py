@@ -23,6 +23,15 @@ from typing import Any
 
 from airflow_provider_qwenocr.dashscope import deadline as _deadline
 from airflow_provider_qwenocr.dashscope.breaker import CircuitBreaker
+from airflow_provider_qwenocr.dashscope.calls import (
+    QUOTA_THROTTLING_CODES,
+    charges_retry,
+    guarded,
+    make_session,
+    run_with_retries,
+    settle,
+)
+from airflow_provider_qwenocr.dashscope.calls import text_tokens as _text_tokens
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import (
     PermanentError,
@@ -33,11 +42,11 @@ from airflow_provider_qwenocr.dashscope.errors import (
     from_exception,
 )
 from airflow_provider_qwenocr.dashscope.limits import RateLimiter
-from airflow_provider_qwenocr.dashscope.retry import retrying
 from airflow_provider_qwenocr.ocr.images import PreparedImage
 from airflow_provider_qwenocr.ocr.models import ModelSpec
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
-from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request, image_sha, request_key
+from airflow_provider_qwenocr.ocr.plan import Identity, payload_identity
+from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request, request_key
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, ocr_options, prompt_for
 
@@ -48,11 +57,6 @@ DEFAULT_OUTPUT_ALLOWANCE = 512
 #: Token estimate for an image sent by URL (we never see its pixels): about a 1.5-MP page at 32-px patches.
 URL_IMAGE_TOKENS = 1500
 DEFAULT_POOL_SIZE = 64
-
-
-def _text_tokens(text: str | None) -> int:
-    # Chinese ≈ 1 token per character, English ≈ 4 characters per token: len/2 is a safe middle.
-    return (len(text) + 1) // 2 if text else 0
 
 
 def response_error(response: Any, *, secret: str | None = None) -> QwenOcrError | None:
@@ -95,26 +99,6 @@ def _sdk():
     from dashscope import MultiModalConversation
 
     return MultiModalConversation
-
-
-#: 429 codes that mean the account's own quota window is full (reference §3/§9).
-QUOTA_THROTTLING_CODES = frozenset({"Throttling.RateQuota", "Throttling.AllocationQuota", "Throttling.BurstRate"})
-
-
-def charges_retry(exc: QwenOcrError, refusals: int) -> bool:
-    """Whether the retry after ``exc`` waits for the rate limiter again (see :meth:`RealtimeClient.call`).
-
-    ``refusals`` = the 429s this request has had so far, ``exc`` included. A quota refusal is charged
-    again from the second one on, or at once when its ``Retry-After`` is over a second: the service says
-    the window stays full that long, and every call it refused meanwhile would otherwise come back
-    unpaced at the same instant (seen on the cluster: seven refusals with Retry-After 7, 6 … 1 s, their
-    free retries all at one second, four refused again).
-    """
-    if exc.status_code != 429:
-        return True
-    if exc.code not in QUOTA_THROTTLING_CODES:
-        return False
-    return refusals > 1 or (exc.retry_after or 0) > 1
 
 
 class RealtimeClient:
@@ -161,14 +145,7 @@ class RealtimeClient:
 
     @staticmethod
     def _make_session(pool_size: int):
-        import requests
-        from requests.adapters import HTTPAdapter
-
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return _deadline.install(session)
+        return make_session(pool_size)
 
     def close(self) -> None:
         self._session.close()
@@ -216,18 +193,9 @@ class RealtimeClient:
     # -- one HTTP attempt ----------------------------------------------------------------------------
 
     def _call_once(self, model: str, messages: list[dict], options: dict | None, tokens: int, *, charge: bool = True):
-        self.breaker.before_call()
-        _sdk()  # before the limiter: a grant must not wait out the SDK's first import (seconds on a busy host)
-        if self.limiter is not None and charge:
-            self.limiter.acquire(tokens)
-        self.breaker.before_call()  # it may have opened while we waited for the limiter
-        try:
-            response = self._http(model, messages, options)
-        except QwenOcrError as exc:
-            self.breaker.record_failure(exc)
-            raise
-        self.breaker.record_success()
-        return response
+        # _sdk before the limiter: a grant must not wait out the SDK's first import (seconds on a busy host)
+        return guarded(lambda: self._http(model, messages, options), breaker=self.breaker, limiter=self.limiter,
+                       tokens=tokens, charge=charge, before=_sdk)
 
     def _http(self, model: str, messages: list[dict], options: dict | None):
         """One HTTP attempt under the wall-clock deadline; a typed error for anything but a 200."""
@@ -247,73 +215,46 @@ class RealtimeClient:
         try:
             with _deadline.Deadline(limit) as dl:
                 response = MultiModalConversation.call(model=model, messages=messages, api_key=key, **kwargs)
+        except _deadline.ResponseTooLarge as exc:  # the same answer again would be as large: not retried
+            raise PermanentError(str(exc), code="ResponseTooLarge", status_code=200) from None
         except Exception as exc:  # transport or SDK client-side failure
             if dl.expired:
                 raise RetryableError(f"no complete response within the {limit:g} s deadline "
                                      "(connect + send + response)", code="RequestTimeOut") from None
             raise from_exception(exc, secret=key) from None
+        if dl.expired:  # an answer without Content-Length ends at the cut: what arrived looks complete
+            raise RetryableError(f"no complete response within the {limit:g} s deadline "
+                                 "(connect + send + response)", code="RequestTimeOut")
         error = response_error(response, secret=key)
         if error is not None:
             raise error
         return response
 
     def call(self, model: str, messages: list[dict], options: dict | None = None, *, tokens: int = 0):
-        """One request with retries: the SDK response, or the last typed error raised.
-
-        Every attempt waits for the rate limiter, except retries after a 429 (:func:`charges_retry`):
-
-        - a *first* refusal's retry reuses the slot it was charged: the refusal consumed no quota, and
-          charging again would cap the pipe at (1 − refusal rate) of the quota under transient 429s;
-        - a request refused again with a **quota** code (``Throttling.RateQuota`` / ``.AllocationQuota``
-          / ``.BurstRate``), or once with a Retry-After over a second, waits for the limiter on every
-          further retry. Twice refused (or told to wait) means the
-          account's window is full, and there a retry outside the limiter lands on a window the paced
-          calls keep full: it is refused again, or takes the place of a paced call that is refused in
-          turn, so one overflow circulated as refusals every second or two for the rest of the run (the
-          rule before: 82 × 429 in 262 calls on the 3-worker cluster, bench/RESULTS.md). Paced, it
-          queues behind the others instead and the circulation ends.
-        - a generic ``Throttling`` (the service busy, not our quota) is never charged again.
-        """
-        charge, refusals = True, 0
-        for attempt in retrying(self.config.max_retries, self.config.max_retry_seconds, sleep=self._sleep):
-            with attempt:
-                try:
-                    response = self._call_once(model, messages, options, tokens, charge=charge)
-                except QwenOcrError as exc:
-                    refusals += exc.status_code == 429
-                    charge = charges_retry(exc, refusals)
-                    raise
-                self._settle(tokens, response)
-                return response
-        raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
+        """One request with retries: the SDK response, or the last typed error raised. Which retries wait
+        for the rate limiter again: ``calls.run_with_retries``."""
+        response = run_with_retries(
+            lambda charge: self._call_once(model, messages, options, tokens, charge=charge),
+            max_retries=self.config.max_retries, max_retry_seconds=self.config.max_retry_seconds, sleep=self._sleep)
+        self._settle(tokens, response)
+        return response
 
     def _settle(self, tokens: int, response: Any) -> None:
-        """Refund the part of the last charge (``tokens``, clamped as the limiter clamped it) that the
-        answer's ``usage`` (input + output tokens) shows the call did not use (:meth:`RateLimiter.refund`)."""
-        refund = getattr(self.limiter, "refund", None)
-        if refund is None or tokens <= 0:
-            return
-        usage = getattr(response, "usage", None) or {}
-        try:
-            used = int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
-        except (AttributeError, TypeError, ValueError):
-            return
-        cap = getattr(self.limiter, "max_token_weight", None)
-        charged = min(tokens, cap) if cap else tokens
-        if 0 < used < charged:
-            refund(charged - used)
+        settle(self.limiter, tokens, getattr(response, "usage", None))
 
     # -- public API ----------------------------------------------------------------------------------
 
     def recognize(self, image: PreparedImage | str, *, request: OcrRequest | None = None, source: str | None = None,
-                  **arguments: Any) -> OcrResult:
+                  identity: Identity | None = None, **arguments: Any) -> OcrResult:
         """OCR one image: a :class:`PreparedImage` (preferred: resized to the grid, boxes mapped back), a local
         path (prepared here), or a URL string (``https://``, ``oss://`` or ``data:``) passed untouched.
 
         ``request`` is the run's :class:`~airflow_provider_qwenocr.ocr.request.OcrRequest`; without it,
         ``arguments`` (``task``, ``prompt``, ``result_schema``, ``model``, ``min_pixels``, ``max_pixels``,
-        ``enable_rotate``) build one by the same rules (``ocr.request.build_ocr_request``). Returns an ``ok``
-        result; raises :class:`PermanentError` (incl. ``InvalidApiKeyError``, and ``InvalidParameter`` for a
+        ``enable_rotate``) build one by the same rules (``ocr.request.build_ocr_request``). Returns the
+        finished ``ok`` row: ``identity`` (from the run's plan, ``ocr.plan``: source, sha256, key, page) or,
+        without one, the payload's own (``ocr.plan.payload_identity``), its usage, and its cost at the model's
+        price in the connection's region — callers do not rewrite it. Raises :class:`PermanentError` (incl. ``InvalidApiKeyError``, and ``InvalidParameter`` for a
         bad argument) at once and :class:`RetryableError` when retries are exhausted.
         """
         if request is None:
@@ -331,20 +272,18 @@ class RealtimeClient:
             scale, size = (image.scale_x, image.scale_y), (image.width, image.height)
         else:
             url, img_tokens, scale, size = str(image), URL_IMAGE_TOKENS, (1.0, 1.0), (None, None)
-        sha = image_sha(image)
+        if identity is None:
+            identity = payload_identity(image, request, source)
         messages, options = self.build_request(
             url, request.spec, task=request.task, prompt=request.prompt, result_schema=request.result_schema,
             enable_rotate=request.enable_rotate, min_pixels=request.min_pixels, max_pixels=request.max_pixels,
         )
         tokens = img_tokens + _text_tokens(request.text) + self.output_allowance
         response = self.call(request.model, messages, options, tokens=tokens)
-        return self._to_result(
-            response, source=source or (url if not url.startswith("data:") else f"sha256:{sha}"),
-            task=request.task, model=request.model, spec=request.spec, sha=sha, scale=scale, size=size,
-            key=request.key(sha),
-        )
+        return self._to_result(response, identity, task=request.task, model=request.model, spec=request.spec,
+                               scale=scale, size=size)
 
-    def _to_result(self, response, *, source, task, model, spec, sha, scale, size, key) -> OcrResult:
+    def _to_result(self, response, identity: Identity, *, task, model, spec, scale, size) -> OcrResult:
         output = getattr(response, "output", None) or {}
         choices = output.get("choices") or []
         if not choices:
@@ -355,14 +294,12 @@ class RealtimeClient:
         text, ocr = content_text(message.get("content"))
         parsed = parse_answer(task, text, ocr, scale_x=scale[0], scale_y=scale[1])
         usage = Usage.from_api(dict(getattr(response, "usage", None) or {}))
-        cost = spec.price(self.config.region).cost(usage.input_tokens, usage.output_tokens)
+        cost = self.config.price_of(spec).cost(usage.input_tokens, usage.output_tokens)
         return OcrResult(
-            source=source,
+            **identity.fields(),
             task=task.value,
             model=model,
             status="ok",
-            sha256=sha,
-            key=key,
             text=parsed.text,
             kv=parsed.kv,
             words=parsed.words,
@@ -377,4 +314,4 @@ class RealtimeClient:
         )
 
 
-__all__ = ["RealtimeClient", "request_key", "response_error", "charges_retry", "QwenOcrError"]
+__all__ = ["RealtimeClient", "request_key", "response_error", "charges_retry", "QUOTA_THROTTLING_CODES", "QwenOcrError"]

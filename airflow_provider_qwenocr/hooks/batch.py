@@ -4,9 +4,11 @@
 :class:`~airflow_provider_qwenocr.dashscope.config.ClientConfig`), so files and batches use the same
 ``dashscope`` connection as realtime calls. Its methods are thin: the Batch API calls (files, batches,
 cancel) over :mod:`..dashscope.batch`. The run itself — preparing images, the cache, the manifest, upload
-and create, landing rows, deleting files — is :mod:`airflow_provider_qwenocr.runs.batch`
-(:meth:`BatchHookMixin.batch_runner`); ``submit_ocr_batch`` / ``download_batch_results`` remain for one
-release as deprecated wrappers around it.
+and create, landing rows, deleting files — is :class:`airflow_provider_qwenocr.runs.batch.BatchRunner`,
+which works on the batch client; :meth:`BatchHookMixin.batch_runner` only builds it.
+
+Nothing here imports ``runs/`` at module level: the triggerer imports this module (through the trigger and
+the hook) and must not load the run loops, OpenCV or numpy.
 
 The shared policy (``evaluate_batch_counts``, ``validate_execute_complete_event`` …) is defined in
 :mod:`.batch_policy` and re-exported here, so operator, sensor and trigger import it from the hook
@@ -19,8 +21,7 @@ from collections.abc import Iterable
 from functools import cached_property
 from typing import Any, BinaryIO
 
-from airflow_provider_qwenocr.dashscope.batch import BatchClient
-from airflow_provider_qwenocr.deprecation import warn_deprecated
+from airflow_provider_qwenocr.dashscope.batch import BatchClient, cancel_batches, delete_batch_files
 from airflow_provider_qwenocr.hooks.batch_policy import (  # noqa: F401 - the shared policy, importable from here
     EVENT_REASONS,
     EVENT_STATUSES,
@@ -32,7 +33,6 @@ from airflow_provider_qwenocr.hooks.batch_policy import (  # noqa: F401 - the sh
     skip_exception,
     validate_execute_complete_event,
 )
-from airflow_provider_qwenocr.runs.batch import prepared_steps
 
 
 def default_manifest_uri(output_uri: str) -> str:
@@ -47,7 +47,7 @@ def default_manifest_uri(output_uri: str) -> str:
 # -- the hook mixin -----------------------------------------------------------------------------------------
 
 class BatchHookMixin:
-    """Files, batches and the submit/land helpers of ``QwenOcrHook``."""
+    """Files, batches, their best-effort clean-up, and the batch runner of ``QwenOcrHook``."""
 
     config: Any  # ClientConfig, provided by QwenOcrHook
 
@@ -118,60 +118,20 @@ class BatchHookMixin:
 
     def cancel_batches(self, batch_ids: Iterable[str]) -> list[str]:
         """Best-effort cancel of every non-terminal batch; returns the ids a cancel was sent for (never raises)."""
-        from airflow_provider_qwenocr.runs.batch import cancel_batches
-
-        return cancel_batches(self, batch_ids)
+        return cancel_batches(self.batch_client, batch_ids)
 
     def delete_batch_files(self, batches: Iterable[dict[str, Any]]) -> list[str]:
         """Best-effort delete of every file a batch used or produced; returns the ids deleted."""
-        from airflow_provider_qwenocr.runs.batch import delete_batch_files
+        return delete_batch_files(self.batch_client, batches)
 
-        return delete_batch_files(self, batches)
-
-    # -- deprecated: the run lives in runs.batch -------------------------------------------------------
+    # -- the run ---------------------------------------------------------------------------------------
     def batch_runner(self, *, aws_conn_id: str | None = "aws_default", cache_uri: str | None = None,
                      prepare_workers: int = 4) -> Any:
-        """A :class:`~airflow_provider_qwenocr.runs.batch.BatchRunner` over this hook's connection.
+        """A :class:`~airflow_provider_qwenocr.runs.batch.BatchRunner` on this connection's batch client.
 
         Refuses (``BatchRegionError``) a region without OCR batch before anything is prepared.
         """
         from airflow_provider_qwenocr.runs.batch import BatchRunner
 
-        self.batch_client  # noqa: B018 - the region check, before any image is read
-        return BatchRunner(self, region=self.config.region, aws_conn_id=aws_conn_id, cache_uri=cache_uri,
+        return BatchRunner(self.batch_client, aws_conn_id=aws_conn_id, cache_uri=cache_uri,
                            prepare_workers=prepare_workers)
-
-    def submit_ocr_batch(self, sources: Iterable[Any], *, manifest_uri: str, request: Any = None,
-                         metadata: dict[str, str] | None = None, limits: Any = None,
-                         aws_conn_id: str | None = "aws_default", on_batch_created: Any = None,
-                         cache_uri: str | None = None, prepare_workers: int = 4, token_budget: int | None = None,
-                         completion_window: Any = "24h", image_transport: str = "inline",
-                         **arguments: Any) -> dict[str, Any]:
-        """Deprecated: ``hook.batch_runner(...).submit(sources, request, ...)`` (``runs.batch``).
-
-        ``arguments`` are the request's (task, prompt, result_schema, model, min_pixels, max_pixels, fetch);
-        returns the old dict (batch_ids, input_file_ids, manifest_uri, model, task, n_images, n_requests,
-        n_rejected, n_cached, image_tokens).
-        """
-        warn_deprecated("QwenOcrHook.submit_ocr_batch is deprecated: use hook.batch_runner(...).submit(sources, "
-                        "request, manifest_uri=...) (airflow_provider_qwenocr.runs.batch)", stacklevel=2)
-        request = request if request is not None else self.ocr_request(**arguments)
-        runner = self.batch_runner(aws_conn_id=aws_conn_id, cache_uri=cache_uri, prepare_workers=prepare_workers)
-        return runner.submit(sources, request, manifest_uri=manifest_uri, metadata=metadata, limits=limits,
-                             on_batch_created=on_batch_created, token_budget=token_budget,
-                             completion_window=completion_window, image_transport=image_transport).to_dict()
-
-    def download_batch_results(self, batch_ids: list[str], *, output_uri: str, manifest_uri: str | None = None,
-                               batches: list[dict] | None = None, aws_conn_id: str | None = "aws_default",
-                               cache_uri: str | None = None, delete_files: bool = False) -> dict[str, Any]:
-        """Deprecated: ``hook.batch_runner(...).land(batch_ids, output_uri=...)``; returns the XCom summary."""
-        warn_deprecated("QwenOcrHook.download_batch_results is deprecated: use hook.batch_runner(...).land("
-                        "batch_ids, output_uri=...) (airflow_provider_qwenocr.runs.batch)", stacklevel=2)
-        runner = self.batch_runner(aws_conn_id=aws_conn_id, cache_uri=cache_uri)
-        summary = runner.land(batch_ids, output_uri=output_uri, manifest_uri=manifest_uri, batches=batches,
-                              delete_files=delete_files)
-        return summary.to_xcom(output_uri, batch_ids=batch_ids, manifest_uri=manifest_uri)
-
-
-# bench/batch_volume.py drives the preparation pool directly (its home is runs.batch now)
-_prepared = prepared_steps

@@ -2,19 +2,24 @@
 
 Why it lives beside the hook: the operator (waiting on batches it submitted) and the sensor (waiting on
 ids from elsewhere) must decide *identically* when a batch counts as done, partial, skipped or failed,
-and must accept the same trigger events. Keeping the rules in the hook package lets both import them
-without importing each other (the pattern of the anthropic provider's batch trio).
+must accept the same trigger events and must land rows the same way (:func:`land_batches`; two copies of
+these steps had already drifted in their messages and in what they returned). Keeping the rules in the
+hook package lets both import them without importing each other (the pattern of the anthropic
+provider's batch trio).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_qwenocr.dashscope.batch import BatchStatus
+from airflow_provider_qwenocr.dashscope.batch import BatchStatus, compact_batch  # noqa: F401 - re-exported
+from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrFailedImagesError
 from airflow_provider_qwenocr.runs.summary import (  # noqa: F401 - the one failure policy, importable from here
     DEFAULT_MAX_FAILED_RATIO,
+    OcrSummary,
     failed_ratio_exceeded,
     resolve_max_failed_ratio,
 )
@@ -39,8 +44,7 @@ class BatchVerdict:
         return self.counts.get("completed", 0) > 0 or self.action in ("success", "partial")
 
 
-def evaluate_batch_counts(batches: Iterable[dict[str, Any]], fail_on_partial_error: bool | None = None, *,
-                          max_failed_ratio: float | None = None) -> BatchVerdict:
+def evaluate_batch_counts(batches: Iterable[dict[str, Any]], *, max_failed_ratio: float | None = None) -> BatchVerdict:
     """The partial-failure policy over terminal batches (the requests they hold).
 
     - every batch ``completed`` and no failed request → ``success``;
@@ -53,7 +57,7 @@ def evaluate_batch_counts(batches: Iterable[dict[str, Any]], fail_on_partial_err
     Callers that landed rows apply :func:`failed_ratio_exceeded` to the rows as well: that also counts
     images rejected before submission, which no batch knows about.
     """
-    ratio = resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error, owner="evaluate_batch_counts")
+    ratio = resolve_max_failed_ratio(max_failed_ratio)
     batches = list(batches)
     statuses = {b.get("id", "?"): str(b.get("status")) for b in batches}
     counts = {"total": 0, "completed": 0, "failed": 0}
@@ -116,7 +120,43 @@ def skip_exception(message: str) -> Exception:
     return module.AirflowSkipException(message)
 
 
-def compact_batch(batch: dict[str, Any]) -> dict[str, Any]:
-    """The fields decisions and landing need: small enough for trigger events and XCom."""
-    keys = ("id", "status", "request_counts", "output_file_id", "error_file_id", "errors", "input_file_id")
-    return {k: batch.get(k) for k in keys}
+def land_batches(runner: Any, batch_ids: list[str], batches: list[dict], *, output_uri: str | None,
+                 manifest_uri: str | None, max_failed_ratio: float, delete_files: bool = False,
+                 log: logging.Logger | Any, evaluate: bool = True) -> dict[str, Any]:
+    """The XCom summary of terminal ``batches``, after the policy and the landing (operator and sensor alike).
+
+    - every batch cancelled before anything completed → skip (``AirflowSkipException``);
+    - with ``output_uri``, one row per image lands first, also when the task then fails (a batch that failed
+      validation gives every image an error row naming why); without, the summary holds the batches'
+      request counts (``state="ended"``, ``results_uri`` None);
+    - a failed batch or too many failed requests → :class:`QwenOcrBatchError`; more failed *images* (incl.
+      those rejected before submission) than ``max_failed_ratio`` → :class:`QwenOcrFailedImagesError`.
+
+    ``evaluate=False``: nothing was submitted (every image cached or rejected): land the manifest's rows only.
+    """
+    verdict = evaluate_batch_counts(batches, max_failed_ratio=max_failed_ratio) if evaluate else None
+    if verdict is not None and verdict.action == "skip":
+        raise skip_exception(verdict.message)
+    landed = None
+    if output_uri:
+        landed = runner.land(batch_ids, output_uri=output_uri, manifest_uri=manifest_uri, batches=batches,
+                             delete_files=delete_files)
+        summary = landed.to_xcom(output_uri, batch_ids=batch_ids, manifest_uri=manifest_uri)
+    else:
+        counts = verdict.counts if verdict else {}
+        ended = OcrSummary(n_images=counts.get("total", 0), n_ok=counts.get("completed", 0),
+                           n_failed=counts.get("total", 0) - counts.get("completed", 0))
+        ended.cost_pending(ended.n_ok)  # billed, at a price this task did not compute
+        summary = ended.to_xcom(None, batch_ids=batch_ids, manifest_uri=manifest_uri, state="ended")
+    where = f"; rows (incl. error rows) landed at {output_uri}" if landed else ""
+    if verdict is not None and verdict.action == "fail":
+        raise QwenOcrBatchError(verdict.message + where)
+    too_many = failed_ratio_exceeded(landed.n_failed, landed.n_images, max_failed_ratio) if landed else None
+    if too_many:
+        raise QwenOcrFailedImagesError(too_many + where)
+    if verdict is not None and verdict.action == "partial":
+        log.warning("%s%s", verdict.message, where)
+    if landed:
+        log.info("landed %d row(s) (%d ok, %d failed) at %s; usage %s; cost %s", landed.n_images, landed.n_ok,
+                 landed.n_failed, output_uri, summary["usage"], summary["cost"])
+    return summary

@@ -7,6 +7,7 @@ EXIF-transposed original, never on the resized copy that was sent. Pure Pillow, 
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterable
 
@@ -56,9 +57,16 @@ def draw_words(image: bytes, words: Iterable[Word | dict], *, width: int | None 
 
 
 def boxed_name(source: str, page: int | None = None) -> str:
-    """File name for a drawing written beside the results: ``<stem>[.p<page>].boxes.png``."""
+    """File name of the picture of ``source`` (its URI) [page]: ``<stem>.<hash>[.p<page>].boxes.png``.
+
+    Why the hash of the whole URI: names made of the stem alone collided — ``a/scan.png``, ``b/scan.png`` and
+    ``scan.jpg`` all drew ``scan.boxes.png``, and page 1 of ``doc.pdf`` drew over ``doc.p1.png``'s picture
+    (issue 20 #8: 6 images, 3 pictures). The stem keeps the name readable; 12 hex digits of the URI's
+    SHA-256 make it unique among any realistic number of sources.
+    """
     stem = source.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
-    return f"{stem}.p{page}.boxes.png" if page is not None else f"{stem}.boxes.png"
+    digest = hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{stem}.{digest}" + (f".p{page}" if page is not None else "") + ".boxes.png"
 
 
 def open_png(data: bytes) -> Image.Image:

@@ -32,6 +32,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from .amounts import strip_currency
 from .tasks import validate_schema
 
 MAX_IDENTIFIER_BYTES = 63
@@ -39,7 +40,6 @@ TYPES = ("text", "number", "integer", "date", "boolean", "json")
 _TYPE_HINT = re.compile(r"^\s*(number|integer|int|date|boolean|bool|text)\s*[:：]", re.I)
 _HINT_ALIASES = {"int": "integer", "bool": "boolean"}
 _NULL_WORDS = {"", "null", "none", "n/a", "na", "无", "-", "—"}
-_CURRENCY = re.compile(r"(?i)[¥￥$€£]|元|人民币|rmb|cny|usd|eur")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
 _TRUE = {"true", "yes", "y", "1", "是", "有"}
@@ -152,7 +152,7 @@ def coerce(value: Any, col_type: str) -> Any:
         if isinstance(value, (int, float)):
             num = value
         else:
-            t = _CURRENCY.sub("", s).replace(",", "").replace(" ", "")
+            t = strip_currency(s).replace(",", "").replace(" ", "")
             if not _NUMBER.match(t):
                 return None
             num = float(t)

@@ -66,8 +66,7 @@ def image_tokens(height: int, width: int, factor: int, min_pixels: int, max_pixe
 def pixel_bounds(spec: ModelSpec, min_pixels: int | None, max_pixels: int | None) -> tuple[int, int]:
     lo = min_pixels if min_pixels is not None else spec.default_min_pixels
     hi = max_pixels if max_pixels is not None else spec.default_max_pixels
-    cap = spec.max_image_tokens * spec.patch * spec.patch  # ≤ 30,000 tokens per image
-    hi = min(hi, cap)
+    hi = min(hi, spec.max_pixels_limit)  # ≤ 30,000 tokens per image
     if lo > hi:
         raise ValueError(f"min_pixels ({lo}) is larger than max_pixels ({hi})")
     return lo, hi

@@ -9,10 +9,17 @@ Prices are per 1,000 tokens. Beijing prices are set in CNY by Alibaba (USD figur
 USD list prices); the batch API costs half of realtime (reference/dashscope-api.md §1, §5).
 
 What is not documented stays ``None`` and means *unknown*, never a guess: ``qwen3.5-ocr`` has no published
-price or RPM/TPM, so its rows carry ``cost = {"usd": None, "cny": None}`` and no client-side quota applies
-beyond the connection's own ``rpm``/``tpm``. A model name the catalogue does not know is accepted with one
-warning per process (it may be a snapshot released after us) on the same terms: 32-px patches, the default
-pixel bounds, unknown price and quota.
+price, RPM/TPM, context length or Batch support, so its rows carry ``cost = {"usd": None, "cny": None}``, and
+the limiter paces it at the conservative documented default (:func:`effective_quota`: 600 RPM, the lowest any
+Qwen OCR model has, and the 6,000,000 TPM every documented row has) with a log line saying the quota is
+unknown and how to set it (the connection's ``rpm``/``tpm``). A model name the catalogue does not know is
+accepted with one warning per process (it may be a snapshot released after us) on the same terms: 32-px
+patches, the default pixel bounds, unknown price and quota.
+
+Which API a model is called through (reference §10): ``qwen3.5-ocr`` and later through the OpenAI-compatible
+Responses API (``dashscope/responses.py``: whole PDFs, a built-in task *combined* with the user's prompt);
+the older models through the native API (``dashscope/realtime.py``), several page images per request for a
+multi-page document.
 """
 
 from __future__ import annotations
@@ -36,6 +43,17 @@ REGION_ENDPOINTS: dict[str, str] = {
 DEFAULT_REGION = "cn-beijing"
 #: OCR through the Batch API is offered in the Chinese mainland (Beijing) region only.
 BATCH_REGIONS = frozenset({"cn-beijing"})
+
+#: The APIs a model is called through (reference §10): the native multimodal-generation API, or the
+#: OpenAI-compatible Responses API ("仅 qwen3.5-ocr 及以后版本支持": qwen3.5-ocr and later only).
+NATIVE_API, RESPONSES_API = "native", "responses"
+#: Whole-PDF input through the Responses API (reference §10): ≤ 50 pages and ≤ 100 MB per file.
+MAX_PDF_PAGES = 50
+MAX_PDF_BYTES = 100 * 1024 * 1024
+#: The quota assumed for a model without a documented one (reference §1/§10: 600 RPM is the lowest any Qwen
+#: OCR model has; 6,000,000 TPM is the figure of every documented row). Logged as an assumption, never silent.
+CONSERVATIVE_RPM = 600
+CONSERVATIVE_TPM = 6_000_000
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,27 @@ class ModelSpec:
     max_image_tokens: int = 30_000
     max_image_bytes: int = MAX_IMAGE_BYTES
     known: bool = True  # False: a name the catalogue does not know (accepted with a warning)
+    api: str = NATIVE_API  # the API the docs call it through (NATIVE_API / RESPONSES_API)
+    max_pdf_pages: int | None = None  # whole PDFs per request (Responses API) up to this many pages; None: no PDFs
+    max_pdf_bytes: int | None = None
+    multi_image: bool | None = True  # several images per request: documented for the pre-3.5 models; None = unconfirmed
+    batch: bool | None = None  # True: the Batch docs list it; None: not confirmed either way
+
+    @property
+    def combines_prompt(self) -> bool:
+        """qwen3.5-ocr and later (the Responses-API models): a built-in task no longer overrides the user's
+        prompt; both are sent, the text answers the prompt and ``ocr_result`` carries the task's result."""
+        return self.api == RESPONSES_API
+
+    @property
+    def takes_pdf(self) -> bool:
+        return self.max_pdf_pages is not None
+
+    @property
+    def max_pixels_limit(self) -> int:
+        """The largest ``max_pixels`` the service takes: 30,000 tokens of patch² px (30,720,000 at 32 px,
+        23,520,000 at 28 px; reference §10)."""
+        return self.max_image_tokens * self.patch * self.patch
 
     @property
     def default_min_pixels(self) -> int:
@@ -121,9 +160,9 @@ class ModelSpec:
         return self.prices.get(region) or next(iter(self.prices.values()), UNKNOWN_PRICE)
 
 
-def _new(name: str, rpm: int, regions: tuple[str, ...]) -> ModelSpec:
+def _new(name: str, rpm: int, regions: tuple[str, ...], batch: bool | None = None) -> ModelSpec:
     prices = {"cn-beijing": _PRICE_NEW_CN, "us-east-1": _PRICE_NEW_CN, "ap-southeast-1": _PRICE_NEW_INTL}
-    return ModelSpec(name, 32, 38_192, 30_000, 8_192, True, rpm, regions=regions, prices=prices)
+    return ModelSpec(name, 32, 38_192, 30_000, 8_192, True, rpm, regions=regions, prices=prices, batch=batch)
 
 
 def _old(name: str, builtin: bool) -> ModelSpec:
@@ -135,16 +174,20 @@ _ALL_REGIONS = ("cn-beijing", "ap-southeast-1", "us-east-1")
 MODELS: dict[str, ModelSpec] = {
     m.name: m
     for m in (
-        _new("qwen-vl-ocr", 600, _ALL_REGIONS),
+        # The Batch reference lists OCR batch (Beijing) for qwen-vl-ocr; which snapshots it takes: unconfirmed.
+        _new("qwen-vl-ocr", 600, _ALL_REGIONS, batch=True),
         _new("qwen-vl-ocr-latest", 1200, ("cn-beijing",)),
         _new("qwen-vl-ocr-2025-11-20", 1200, _ALL_REGIONS),
         _old("qwen-vl-ocr-2025-08-28", True),
         _old("qwen-vl-ocr-2025-04-13", True),
         _old("qwen-vl-ocr-2024-10-28", False),
-        # Chinese guide on the newer platform (S2, reference §9): 32-px tokens, 20 MB images, built-in
-        # tasks (combined with the user's prompt). Context/output limits, price and RPM/TPM: not published.
+        # Chinese guide on the newer platform (S2, reference §9/§10): 32-px tokens, 20 MB images, built-in
+        # tasks combined with the user's prompt, the Responses API only, whole PDFs (≤ 50 pages, ≤ 100 MB),
+        # Beijing. Context (128K in the release log vs 65,536 in a third-party guide), output limit, price,
+        # RPM/TPM and Batch support: unconfirmed, so None (unknown) — never another model's figure.
         ModelSpec("qwen3.5-ocr", 32, None, None, None, True, None, None,
-                  max_image_bytes=20 * 1024 * 1024),
+                  max_image_bytes=20 * 1024 * 1024, api=RESPONSES_API, max_pdf_pages=MAX_PDF_PAGES,
+                  max_pdf_bytes=MAX_PDF_BYTES, multi_image=None),  # its documented multi-page input is the PDF
     )
 }
 ALIASES = {
@@ -167,8 +210,8 @@ def unknown_model(name: str) -> ModelSpec:
     if first:
         log.warning(
             "model %r is not in this provider's catalogue; assuming 32-px patches, the default pixel bounds "
-            "(min %d, max %d), no client-side quota beyond the connection's rpm/tpm, and an unknown price "
-            "(cost is reported as null). Pass patch=28 if it is a 28-px snapshot.",
+            "(min %d, max %d), an unknown quota (paced at the conservative default unless the connection sets "
+            "rpm/tpm) and an unknown price (cost is reported as null). Pass patch=28 if it is a 28-px snapshot.",
             name, 32 * 32 * 3, 32 * 32 * 8192,
         )
     return ModelSpec(name, 32, None, None, None, True, None, None, regions=_ALL_REGIONS, known=False)
@@ -188,3 +231,26 @@ def get_model(name: str | None, *, patch: int | None = None) -> ModelSpec:
             raise ValueError(f"patch must be 28 or 32, not {patch!r}")
         spec = ModelSpec(**{**spec.__dict__, "patch": patch})
     return spec
+
+
+_QUOTA_WARNED: set[str] = set()
+
+
+def effective_quota(spec: ModelSpec, rpm: int | None = None, tpm: int | None = None) -> tuple[int, int]:
+    """(RPM, TPM) to pace ``spec`` at: the connection's ``rpm``/``tpm``, else the model's documented quota,
+    else :data:`CONSERVATIVE_RPM` / :data:`CONSERVATIVE_TPM` — logged once per model and process as an
+    assumption (the real quota is unknown), with how to set it."""
+    out_rpm, out_tpm = rpm or spec.rpm, tpm or spec.tpm
+    if out_rpm and out_tpm:
+        return out_rpm, out_tpm
+    missing = " and ".join(n for n, v in (("RPM", out_rpm), ("TPM", out_tpm)) if not v)
+    with _WARNED_LOCK:
+        first = spec.name not in _QUOTA_WARNED
+        _QUOTA_WARNED.add(spec.name)
+    if first:
+        log.warning(
+            "model %r: its %s quota is unknown (not documented); pacing at %s RPM / %s TPM, a conservative "
+            "documented default. Set the connection extras 'rpm' and 'tpm' to your account's quota.",
+            spec.name, missing, out_rpm or CONSERVATIVE_RPM, out_tpm or CONSERVATIVE_TPM,
+        )
+    return out_rpm or CONSERVATIVE_RPM, out_tpm or CONSERVATIVE_TPM

@@ -6,7 +6,8 @@ prompt with the default task means custom", "custom needs a prompt", the schema 
 each computed the idempotency key its own way. A drift between two copies silently splits the result
 cache (realtime and batch share it) or sends a different prompt than the key says. Here each rule is
 written once: :func:`build_ocr_request` applies them and returns a frozen :class:`OcrRequest`, whose
-:meth:`~OcrRequest.key` is the one keying rule. Errors are ``ValueError``; the Airflow edge turns them
+:meth:`~OcrRequest.key` is the one keying formula (which bytes or URI a source is keyed on, and which
+keys find it, is ``ocr/plan.py``). Errors are ``ValueError``; the Airflow edge turns them
 into ``QwenOcrConfigError`` (``operators/base.py``), the client into ``PermanentError``.
 
 No Airflow imports: the core is tested and used (bench, emulator tests) without it.
@@ -21,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .images import PreparedImage, decode_data_url, pixel_bounds, prepare_image, reference_sha, sha256_hex
+from .images import PreparedImage, pixel_bounds, prepare_image
 from .models import ModelSpec, get_model
 from .results import idempotency_key
 from .tasks import OcrTask, prompt_for, validate_schema
@@ -49,20 +50,6 @@ def request_key(sha256: str, task: str | OcrTask, model: str, *, prompt: str | N
         "enable_rotate": bool(enable_rotate),
     }
     return idempotency_key(sha256, task, model, params)
-
-
-def image_sha(image: PreparedImage | str) -> str:
-    """What a payload is keyed on: a prepared image's bytes, a data URL's decoded bytes, else the URL text.
-
-    (A URL the *realtime* service fetches is keyed on ``sha256(url)``; the batch builder and presigned
-    URLs use :meth:`OcrRequest.url_key`. Both formulas are kept as they were so existing caches hit, and both
-    paths look a fetched URL up under both: :meth:`OcrRequest.fetched_url_keys`.)
-    """
-    if isinstance(image, PreparedImage):
-        return image.sha256
-    if image.startswith("data:"):
-        return sha256_hex(decode_data_url(image)[1])
-    return sha256_hex(image.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -99,16 +86,6 @@ class OcrRequest:
         """The idempotency key of this request for an image whose bytes hash to ``sha256``."""
         return request_key(sha256, self.task, self.model, prompt=self.prompt, result_schema=self.result_schema,
                            min_pixels=self.min_pixels, max_pixels=self.max_pixels, enable_rotate=self.enable_rotate)
-
-    def url_key(self, uri: str) -> str:
-        """The key of an image sent by reference (batch URLs, presigned objects): its URI stands in for its bytes."""
-        return self.key(reference_sha(uri))
-
-    def fetched_url_keys(self, url: str) -> tuple[str, str]:
-        """Both keys a row for a URL the service fetches may be cached under: the realtime path's
-        ``key(sha256(url))`` and the batch path's :meth:`url_key`. Each path writes its own (existing caches
-        keep hitting) and looks up both, so one URL is not paid for again when it moves between the two."""
-        return self.key(image_sha(url)), self.url_key(url)
 
     def prepare(self, data: bytes, *, sha256: str | None = None) -> PreparedImage:
         """``data`` resized to the model's grid under this request's pixel bounds (raises ImageValidationError)."""

@@ -104,6 +104,7 @@ class OcrResult:
     height: int | None = None
     finish_reason: str | None = None
     page: int | None = None
+    boxes_uri: str | None = None  # where the picture of this row's boxes was written (draw_boxes_uri), if any
 
     @property
     def ok(self) -> bool:
@@ -130,6 +131,7 @@ class OcrResult:
             "width": self.width,
             "height": self.height,
             "finish_reason": self.finish_reason,
+            "boxes_uri": self.boxes_uri,
         }
 
     def to_json(self) -> str:
@@ -159,6 +161,7 @@ class OcrResult:
             height=row.get("height"),
             finish_reason=row.get("finish_reason"),
             page=row.get("page"),
+            boxes_uri=row.get("boxes_uri"),
         )
 
     @classmethod
@@ -180,14 +183,15 @@ def add_cost(total: dict[str, Any], cost: dict[str, float | None] | None) -> Non
 
     A currency some row could not price (``None``: the model's price is not published, or the region
     has no list price in that currency) makes that currency's total ``None`` — a partial sum would read
-    as the bill. ``unknown_rows`` counts the rows with no known price at all (``usd`` is ``None``), so a
-    reader sees how many rows the null stands for. ``cost=None`` (a duplicate or cached row that carries
+    as the bill. ``unknown_rows`` counts the rows with no known price at all (no currency priced: a row
+    priced in CNY only, by a connection's own CNY price, is known), so a reader sees how many rows the
+    null stands for. ``cost=None`` (a duplicate or cached row that carries
     no cost of its own) adds nothing.
     """
     if cost is None:
         return
     total.setdefault("unknown_rows", 0)
-    if cost.get("usd") is None:
+    if all(cost.get(cur) is None for cur in CURRENCIES):
         total["unknown_rows"] += 1
     for cur in CURRENCIES:
         value = cost.get(cur)

@@ -1,20 +1,27 @@
-"""The arguments both OCR operators share, stored once, and the one place they become an ``OcrRequest``.
+"""The arguments both OCR operators share, stored and templated once, and where they become an ``OcrRequest``.
 
 Why a base operator (not a plain mixin): Airflow reads an operator's parameters from the ``__init__``
 signatures of the BaseOperator classes in its MRO — ``default_args``, ``partial()``/``expand()``
-validation — so the shared list must sit on a BaseOperator subclass to stay first-class. Each operator
-keeps its own ``template_fields``; the request checks are ``ocr.request.build_ocr_request`` (no Airflow)
-and :meth:`QwenOcrBaseOperator.ocr_request` is where their ``ValueError`` becomes ``QwenOcrConfigError``.
+validation — so the shared list must sit on a BaseOperator subclass to stay first-class. The base owns
+the shared ``template_fields`` too (each operator only adds its own), so a shared argument is templated in
+both operators or in neither. The request checks are ``ocr.request.build_ocr_request`` (no Airflow) and
+:meth:`QwenOcrBaseOperator.ocr_request` is where their ``ValueError`` becomes ``QwenOcrConfigError``.
+
+Each knob has one home: a per-task choice is an argument here or on the operator; a tuning knob of the
+service (retries, timeouts, circuit breaker, RPM/TPM) is a connection extra; a display or poll cadence is a
+module constant. Locations follow one rule (:mod:`airflow_provider_qwenocr.hooks.locations`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_qwenocr._compat import BaseOperator
 from airflow_provider_qwenocr.exceptions import QwenOcrConfigError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_qwenocr.hooks.locations import check_location, is_template
 from airflow_provider_qwenocr.lineage import OcrLineageMixin, declare_results_asset
 
 if TYPE_CHECKING:
@@ -36,12 +43,13 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
     :param model: model name; default is the connection's ``default_model`` (``qwen-vl-ocr``).
     :param min_pixels: lower pixel bound of the model's resize (default: the model's).
     :param max_pixels: upper pixel bound of the model's resize (default: the model's).
-    :param enable_rotate: let the service correct rotated images (realtime only; the batch operator refuses it).
     :param fetch: download http(s) URLs ourselves (and resize them) instead of letting the service fetch them.
-    :param output_uri: where the result rows (JSONL) go; each operator documents its default.
+    :param output_uri: where the result rows (JSONL) go: a file, or a folder ending in ``/`` (then
+        ``<task_id>[_<map_index>].jsonl`` in it). Default: ``$AIRFLOW_HOME/qwenocr/<dag_id>/<run_id>/<task_id>[_<map_index>].jsonl``.
+        An absolute path or a URI; a relative path or a mistyped scheme (``s3:/bucket``) is refused.
     :param cache_uri: the per-image result cache, shared by both operators (same keys). Default:
         ``[qwenocr] cache_uri`` (``AIRFLOW__QWENOCR__CACHE_URI``), else ``$AIRFLOW_HOME/qwenocr/<dag_id>/_cache``
-        — never beside a templated ``output_uri`` (see ``operators/locations.py``).
+        — never beside a templated ``output_uri`` (see ``hooks/locations.py``).
     :param use_cache: look up and store results in the cache (default True).
     :param conn_id: the ``dashscope`` connection.
     :param aws_conn_id: AWS connection for ``s3://`` sources, outputs and caches.
@@ -49,9 +57,17 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
         images not yet cached exceed this.
     :param image_transport: ``"inline"`` (default: read, resized to the model grid, sent as base64) or
         ``"url"``: object-store sources go as presigned URLs (``runs/presign.py`` says what that trades).
+    :param max_failed_ratio: the task fails when failed images / all images exceeds this (default 0: any
+        failed image fails the task); the rows, error rows included, are written first.
     :param emit_asset: declare the outlet asset ``qwenocr://<dag_id>/<task_id>`` (Dataset on 2.x), whose
         events carry ``results_uri`` and the counts (see :mod:`airflow_provider_qwenocr.lineage`).
     """
+
+    template_fields: Sequence[str] = (
+        "images", "task", "prompt", "result_schema", "model", "min_pixels", "max_pixels", "output_uri",
+        "cache_uri", "conn_id", "aws_conn_id", "token_budget",
+    )
+    template_fields_renderers = {"result_schema": "json", "prompt": "md"}
 
     def __init__(
         self,
@@ -63,7 +79,6 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
         model: str | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
-        enable_rotate: bool = False,
         fetch: bool = False,
         output_uri: str | None = None,
         cache_uri: str | None = None,
@@ -72,11 +87,26 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
         aws_conn_id: str | None = "aws_default",
         token_budget: int | None = None,
         image_transport: str = "inline",
+        max_failed_ratio: float = 0.0,
         emit_asset: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_provider_qwenocr.ocr.tasks import OcrTask
         from airflow_provider_qwenocr.runs.presign import check_transport
+        from airflow_provider_qwenocr.runs.summary import resolve_max_failed_ratio
+
+        if isinstance(task, str) and not is_template(task):
+            try:  # a typo fails when the DAG is parsed, not when the task runs
+                OcrTask.parse(task)
+            except ValueError as exc:
+                raise QwenOcrConfigError(str(exc)) from None
+        try:
+            self.max_failed_ratio = resolve_max_failed_ratio(max_failed_ratio)
+        except ValueError as exc:
+            raise QwenOcrConfigError(str(exc)) from None
+        check_location("output_uri", output_uri)  # literal values at parse time; rendered ones at run time
+        check_location("cache_uri", cache_uri)
 
         self.images = images
         self.task = task
@@ -85,7 +115,6 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
         self.model = model
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
-        self.enable_rotate = enable_rotate
         self.fetch = fetch
         self.output_uri = output_uri
         self.cache_uri = cache_uri
@@ -96,6 +125,9 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
         self.image_transport = check_transport(image_transport)
         self.results_uri: str | None = None
         self.results_asset = declare_results_asset(self) if emit_asset else None
+
+    #: only ``QwenOcrOperator`` takes ``enable_rotate`` (the Batch API cannot rotate)
+    enable_rotate = False
 
     @cached_property
     def hook(self) -> QwenOcrHook:

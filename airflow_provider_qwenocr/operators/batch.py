@@ -28,36 +28,43 @@ from typing import Any
 from airflow_provider_qwenocr._compat import Context, default_deferrable
 from airflow_provider_qwenocr.dashscope.batch import (
     COMPLETION_WINDOW,
-    BatchStatus,
     normalize_completion_window,
     window_hours,
 )
-from airflow_provider_qwenocr.deprecation import warn_deprecated
 from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError, QwenOcrSubmitRefusedError
-from airflow_provider_qwenocr.hooks import batch as batch_hook
-from airflow_provider_qwenocr.hooks.batch import compact_batch
+from airflow_provider_qwenocr.hooks.batch_policy import compact_batch, land_batches, validate_execute_complete_event
+from airflow_provider_qwenocr.hooks.locations import (
+    cache_location,
+    check_location,
+    is_template,
+    manifest_location,
+    output_location,
+    task_ids,
+)
 from airflow_provider_qwenocr.lineage import publish_results_event
 from airflow_provider_qwenocr.operators.base import QwenOcrBaseOperator
-from airflow_provider_qwenocr.operators.landing import land_batches
-from airflow_provider_qwenocr.operators.locations import default_cache_uri
 from airflow_provider_qwenocr.runs.reattach import STATE_KEY, TaskIdentity, credit, stored_ids
-from airflow_provider_qwenocr.triggers.batch import QwenOcrBatchTrigger
+from airflow_provider_qwenocr.triggers.batch import BatchPoller, PollingError, QwenOcrBatchTrigger, wait_for_batches
 
 DEFAULT_TIMEOUT = 24 * 3600 + 3600  # the default 24 h window plus an hour of slack
 TIMEOUT_SLACK = 3600  # default timeout = the completion window plus this
+#: Threads preparing images (decode, resize, encode) while the input file is built: CPU work, sized for the
+#: worker rather than for the task.
+PREPARE_WORKERS = 4
+#: Per-file limits of the input files (``BatchLimits``); None = the service's published ones.
+BATCH_LIMITS = None
 
 
 class QwenOcrBatchOperator(QwenOcrBaseOperator):
     """Submit images as DashScope batch job(s) (one model per file, split at the service limits) and wait.
 
     The arguments both OCR operators share (``images``, ``task``, ``prompt``, ``result_schema``, ``model``,
-    ``min_pixels``, ``max_pixels``, ``fetch``, ``cache_uri``, ``use_cache``, ``conn_id``, ``aws_conn_id``,
-    ``token_budget``, ``image_transport``) are documented on
-    :class:`~airflow_provider_qwenocr.operators.base.QwenOcrBaseOperator`; tasks go as their fixed prompt
-    text. Here:
+    ``min_pixels``, ``max_pixels``, ``fetch``, ``output_uri``, ``cache_uri``, ``use_cache``, ``conn_id``,
+    ``aws_conn_id``, ``token_budget``, ``image_transport``, ``max_failed_ratio``, ``emit_asset``) are
+    documented on :class:`~airflow_provider_qwenocr.operators.base.QwenOcrBaseOperator`; tasks go as their
+    fixed prompt text. ``max_failed_ratio`` counts the images rejected before submission and the requests
+    that failed, expired or were cancelled. Here:
 
-    :param output_uri: where the JSONL result rows land (local path or object-storage URI). Default:
-        ``$AIRFLOW_HOME/qwenocr/batch/<dag>/<task>/<run>/results.jsonl``.
     :param manifest_uri: where the manifest (custom_id → source, scale …) goes; default next to the output.
     :param wait_for_completion: False → return right after submission (use the sensor to wait).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
@@ -66,28 +73,21 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         ``timedelta`` (templated; checked before anything is uploaded).
     :param timeout: seconds to wait before cancelling the batches and failing; default the completion window
         plus an hour.
-    :param max_failed_ratio: the task fails when failed images / all images exceeds this (default 0: any
-        failed image fails the task, as in ``QwenOcrOperator``). Failed images are those rejected before
-        submission and the requests that failed, expired or were cancelled. The rows land first either way.
-    :param fail_on_partial_error: deprecated; True = ``max_failed_ratio=0``, False = ``max_failed_ratio=1``.
-    :param prepare_workers: threads preparing images (decode, resize, encode) while the input file is built.
-        (``max_concurrency``, its old name, is deprecated: in ``QwenOcrOperator`` that name means calls in
-        flight, and the Batch API has no calls in flight to bound.)
-    :param enable_rotate: must stay False: the Batch API cannot rotate, so True is refused
-        (``QwenOcrConfigError``) rather than silently ignored — use ``QwenOcrOperator`` for rotated scans.
     :param delete_files: delete the batch's input/output/error files from the account after landing the rows.
-    :param batch_limits: ``BatchLimits`` (lines / file bytes / line bytes per input file); the service's by default.
     :param emit_asset: with ``wait_for_completion=True``, declare the outlet asset ``qwenocr://<dag_id>/<task_id>``
         (as ``QwenOcrOperator``); without waiting there are no rows yet — the sensor that lands them declares it.
+
+    ``enable_rotate`` is refused (``QwenOcrConfigError``): the Batch API cannot rotate — use
+    ``QwenOcrOperator`` for rotated scans. Images are prepared by :data:`PREPARE_WORKERS` threads; transient
+    poll errors are tolerated :data:`~airflow_provider_qwenocr.triggers.batch.MAX_POLL_FAILURES` times in a row.
+
     :return: the XCom summary of :class:`~airflow_provider_qwenocr.runs.summary.OcrSummary` (``state`` "done",
         or "submitted" without waiting) — never the rows themselves. With ``image_transport="url"`` the
         presigned URLs are valid past the completion window (one input file holds up to 50,000 lines).
     """
 
-    template_fields: Sequence[str] = (
-        "images", "task", "prompt", "result_schema", "model", "output_uri", "manifest_uri", "cache_uri", "conn_id",
-        "min_pixels", "max_pixels", "metadata", "completion_window",
-    )
+    template_fields: Sequence[str] = (*QwenOcrBaseOperator.template_fields, "manifest_uri", "metadata",
+                                      "completion_window")
     ui_color = "#ffd9b3"
 
     def __init__(
@@ -100,63 +100,32 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         poll_interval: float | timedelta = 60.0,
         timeout: float | timedelta | None = None,
         completion_window: str | int | timedelta = COMPLETION_WINDOW,
-        max_failed_ratio: float | None = None,
-        fail_on_partial_error: bool | None = None,
-        max_poll_failures: int = 5,
-        batch_limits: Any = None,
-        prepare_workers: int = 4,
         delete_files: bool = False,
-        emit_asset: bool = True,
-        max_concurrency: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs.get("enable_rotate"):
-            raise QwenOcrConfigError("enable_rotate=True is not available through the Batch API (compatible mode "
+        if kwargs.pop("enable_rotate", False):
+            raise QwenOcrConfigError("enable_rotate is not available through the Batch API (compatible mode "
                                      "cannot rotate); use QwenOcrOperator for rotated scans")
-        super().__init__(emit_asset=emit_asset and wait_for_completion, **kwargs)
-        if max_concurrency is not None:
-            warn_deprecated("QwenOcrBatchOperator(max_concurrency=...) is deprecated: use prepare_workers (threads "
-                          "preparing images); max_concurrency means calls in flight in QwenOcrOperator", stacklevel=2)
-            prepare_workers = max_concurrency
-        if int(prepare_workers) < 1:
-            raise QwenOcrConfigError(f"prepare_workers must be at least 1, not {prepare_workers!r}")
-        self.manifest_uri = manifest_uri
+        kwargs["emit_asset"] = kwargs.get("emit_asset", True) and wait_for_completion
+        super().__init__(**kwargs)
+        self.manifest_uri = check_location("manifest_uri", manifest_uri)
         self.metadata = metadata
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = _seconds(poll_interval)
         self.completion_window = completion_window
-        if not _is_template(completion_window):
+        if not is_template(completion_window):
             normalize_completion_window(completion_window)  # a clear error at parse time, not at run time
         self._timeout_given = timeout is not None
         self.timeout = _seconds(timeout) if timeout is not None else _window_timeout(completion_window)
-        self.max_failed_ratio = batch_hook.resolve_max_failed_ratio(max_failed_ratio, fail_on_partial_error,
-                                                                            owner="QwenOcrBatchOperator")
-        self.max_poll_failures = max_poll_failures
-        self.batch_limits = batch_limits
-        self.prepare_workers = int(prepare_workers)
         self.delete_files = delete_files
         self.batch_ids: list[str] = []
         self.credited: list[str] = []
 
     # -- submit ---------------------------------------------------------------------------------------------
-    def _resolve_uris(self, context: Context) -> tuple[str, str]:
-        output = self.output_uri
-        if not output:
-            from airflow_provider_qwenocr.runs.results_store import default_base_dir
-
-            ti = context.get("ti") or context.get("task_instance")
-            run_id = str(getattr(ti, "run_id", None) or context.get("run_id") or int(time.time()))
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-            map_index = getattr(ti, "map_index", -1)
-            name = "results.jsonl" if map_index is None or map_index < 0 else f"results-{map_index}.jsonl"
-            output = str(default_base_dir() / "batch" / self.dag_id / self.task_id / safe / name)
-        manifest = self.manifest_uri or batch_hook.default_manifest_uri(output)
-        return output, manifest
-
     def _runner(self) -> Any:
         return self.hook.batch_runner(aws_conn_id=self.aws_conn_id, cache_uri=self.cache_uri,
-                                      prepare_workers=self.prepare_workers)
+                                      prepare_workers=PREPARE_WORKERS)
 
     def execute(self, context: Context) -> Any:
         from airflow_provider_qwenocr.runs.sources import expand_sources
@@ -164,14 +133,15 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         self.completion_window = normalize_completion_window(self.completion_window)  # rendered; before upload
         if not self._timeout_given:
             self.timeout = _window_timeout(self.completion_window)
-        self.output_uri, self.manifest_uri = self._resolve_uris(context)
-        if self.use_cache and not self.cache_uri:
-            self.cache_uri = default_cache_uri(self.dag_id or "adhoc")
-        elif not self.use_cache:
-            self.cache_uri = None
+        ids = task_ids(self, context)
+        self.output_uri = output_location(self.output_uri, **ids)
+        self.manifest_uri = manifest_location(self.manifest_uri, self.output_uri)
+        self.cache_uri = cache_location(self.cache_uri, use_cache=self.use_cache, dag_id=ids["dag_id"])
         request = self.ocr_request()  # before anything is prepared or uploaded
         sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
-                                 max_pixels=request.bounds[1])
+                                 max_pixels=request.bounds[1], model=request.model,
+                                 fetch_timeout=self.hook.config.timeout,
+                                 exclude=[self.output_uri, self.manifest_uri, self.cache_uri])  # never our own outputs
         ti = context.get("ti") or context.get("task_instance")
         identity = TaskIdentity.from_context(context)
         store = context.get("task_state_store")  # Airflow >= 3.3; kept across the task instance's tries
@@ -187,7 +157,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
 
         try:
             submitted = self._runner().submit(
-                sources, request, manifest_uri=self.manifest_uri, metadata=self.metadata, limits=self.batch_limits,
+                sources, request, manifest_uri=self.manifest_uri, metadata=self.metadata, limits=BATCH_LIMITS,
                 on_batch_created=pushed, token_budget=self.token_budget, completion_window=self.completion_window,
                 image_transport=self.image_transport, identity=identity, recorded=recorded,
             )
@@ -211,8 +181,8 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
             end_time = time.time() + self.timeout
             self.defer(
                 trigger=QwenOcrBatchTrigger(batch_ids=self.batch_ids, conn_id=self.conn_id, end_time=end_time,
-                                            poll_interval=self.poll_interval,
-                                            max_poll_failures=self.max_poll_failures, cancel_on_exit=True),
+                                            poll_interval=self.poll_interval, cancel_on_exit=True,
+                                            cancel_on_kill=True),
                 method_name="execute_complete",
                 kwargs={"output_uri": self.output_uri, "manifest_uri": self.manifest_uri,
                         "cache_uri": self.cache_uri, "credited": self.credited},
@@ -226,28 +196,17 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
 
     # -- wait -----------------------------------------------------------------------------------------------
     def _wait_blocking(self) -> Any:
-        """Poll in the worker; any way out before every batch is terminal (timeout, error, kill) cancels them."""
-        from airflow_provider_qwenocr.dashscope.batch import is_transient_error
-
-        deadline = time.monotonic() + self.timeout
-        failures = 0
-        batches: list[dict] = []
+        """Poll in the worker (the trigger's poll step); any way out before every batch is terminal (timeout,
+        polling error, kill) cancels them."""
         try:
-            while True:
-                try:
-                    batches = [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
-                    failures = 0
-                except Exception as exc:
-                    failures += 1
-                    if not is_transient_error(exc) or failures >= self.max_poll_failures:
-                        raise QwenOcrBatchError(f"polling batches {self.batch_ids} failed: {exc}") from exc
-                    self.log.warning("transient poll error (%d/%d): %s", failures, self.max_poll_failures, exc)
-                else:
-                    if all(BatchStatus.of(b).is_terminal for b in batches):
-                        break
-                if time.monotonic() >= deadline:
-                    raise QwenOcrBatchError(f"batches {self.batch_ids} not finished after {self.timeout:.0f} s")
-                time.sleep(max(0.0, min(self.poll_interval, deadline - time.monotonic())))
+            batches = wait_for_batches(BatchPoller(self.hook.get_batches, self.batch_ids), timeout=self.timeout,
+                                       poll_interval=self.poll_interval, log=self.log)
+        except PollingError as exc:
+            self.hook.cancel_batches(self.batch_ids)
+            raise QwenOcrBatchError(str(exc)) from exc.__cause__
+        except TimeoutError as exc:
+            self.hook.cancel_batches(self.batch_ids)
+            raise QwenOcrBatchError(str(exc)) from None
         except BaseException:
             self.hook.cancel_batches(self.batch_ids)
             raise
@@ -257,11 +216,14 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
                          output_uri: str | None = None, manifest_uri: str | None = None,
                          cache_uri: str | None = None, credited: list[str] | None = None) -> Any:
         """Resume after the trigger: the instance is fresh, so ids and URIs come from the event and kwargs."""
-        event = batch_hook.validate_execute_complete_event(event)
+        event = validate_execute_complete_event(event)
         self.batch_ids = event["batch_ids"]
         self.credited = list(credited or [])
         if not (output_uri and manifest_uri):  # dag.test() resumes with the event only: the defaults again
-            output_uri, manifest_uri = self._resolve_uris(context)
+            ids = task_ids(self, context)
+            output_uri = output_location(self.output_uri, **ids)
+            manifest_uri = manifest_location(self.manifest_uri, output_uri)
+            cache_uri = cache_location(self.cache_uri, use_cache=self.use_cache, dag_id=ids["dag_id"])
         self.output_uri, self.manifest_uri = output_uri, manifest_uri
         self.cache_uri = cache_uri or self.cache_uri
         if event["reason"] in ("timeout", "polling_error"):
@@ -276,8 +238,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         batches = credit(batches, self.credited)  # a re-attached batch's unanswered lines were sent again
         return land_batches(self._runner(), self.batch_ids, batches, output_uri=self.output_uri,
                             manifest_uri=self.manifest_uri, max_failed_ratio=self.max_failed_ratio,
-                            delete_files=self.delete_files, log=self.log, evaluate=evaluate,
-                            legacy_keys=("verdict",))
+                            delete_files=self.delete_files, log=self.log, evaluate=evaluate)
 
     def _store_get(self, store: Any) -> Any:
         if store is None:
@@ -312,13 +273,9 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
             self.hook.cancel_batches(self.batch_ids)
 
 
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and "{{" in value
-
-
 def _window_timeout(window: Any) -> float:
     """The default wait: the completion window plus an hour (24 h + 1 h while the window is a template)."""
-    return float(DEFAULT_TIMEOUT if _is_template(window) else window_hours(window) * 3600 + TIMEOUT_SLACK)
+    return float(DEFAULT_TIMEOUT if is_template(window) else window_hours(window) * 3600 + TIMEOUT_SLACK)
 
 
 def _seconds(value: float | timedelta) -> float:

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_qwenocr._compat import BaseOperator
 from airflow_provider_qwenocr.exceptions import (
     QwenOcrAccountError,
     QwenOcrConfigError,
@@ -22,10 +21,12 @@ from airflow_provider_qwenocr.exceptions import (
     QwenOcrNoSourcesError,
     QwenOcrServiceUnavailableError,
 )
+from airflow_provider_qwenocr.hooks.locations import cache_location, check_location, output_location, task_ids
 from airflow_provider_qwenocr.lineage import publish_results_event
 from airflow_provider_qwenocr.operators.base import QwenOcrBaseOperator
-from airflow_provider_qwenocr.operators.locations import default_cache_uri
-from airflow_provider_qwenocr.operators.locations import safe_part as _safe
+
+#: Seconds between progress lines in the task log.
+PROGRESS_INTERVAL = 10.0
 
 if TYPE_CHECKING:
     from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
@@ -38,24 +39,19 @@ class QwenOcrOperator(QwenOcrBaseOperator):
     """Recognise every image of ``images`` with Qwen-VL-OCR; write one JSON line per image to ``output_uri``.
 
     The arguments both OCR operators share (``images``, ``task``, ``prompt``, ``result_schema``, ``model``,
-    ``min_pixels``, ``max_pixels``, ``enable_rotate``, ``fetch``, ``cache_uri``, ``use_cache``, ``conn_id``,
-    ``aws_conn_id``, ``token_budget``, ``image_transport``, ``emit_asset``) are documented on
-    :class:`~airflow_provider_qwenocr.operators.base.QwenOcrBaseOperator`. Here:
+    ``min_pixels``, ``max_pixels``, ``fetch``, ``output_uri``, ``cache_uri``, ``use_cache``, ``conn_id``,
+    ``aws_conn_id``, ``token_budget``, ``image_transport``, ``max_failed_ratio``, ``emit_asset``) are
+    documented on :class:`~airflow_provider_qwenocr.operators.base.QwenOcrBaseOperator`. A fixed
+    ``output_uri`` file name shared by mapped instances would be overwritten: template it with
+    ``{{ ti.map_index }}`` or give a folder. Here:
 
-    :param output_uri: where the JSONL goes (local path or any object-storage URI). Ending in ``/``, it is a
-        folder and the file is ``<task_id>[_<map_index>].jsonl`` in it. Default:
-        ``$AIRFLOW_HOME/qwenocr/<dag_id>/<run_id>/<task_id>[_<map_index>].jsonl``. Either way each mapped
-        instance writes its own file (a fixed file name shared by mapped instances would be overwritten:
-        template it with ``{{ ti.map_index }}`` or give a folder).
+    :param enable_rotate: let the service correct rotated images (the Batch API cannot).
     :param max_concurrency: calls in flight at once (the connection's RPM/TPM limiter still applies).
-    :param max_failed_ratio: the task fails when failed images / all images exceeds this (0 = any failure).
     :param draw_boxes_uri: for ``advanced_recognition``, write ``<name>.boxes.png`` per image there.
-    :param progress_interval: seconds between progress lines in the task log.
-    :param circuit_breaker_failures: stop the task after this many consecutive calls got no answer
-        (connection refused/reset, timeout, deadline) or a 5xx/408, across all images. Default: the
-        connection extra of the same name, else 8; 0 disables the breaker.
-    :param circuit_breaker_seconds: stop the task when calls keep failing and no call was answered for
-        this long. Default: the connection extra of the same name, else 120 s.
+
+    The circuit breaker (``circuit_breaker_failures`` / ``circuit_breaker_seconds``), retries and timeouts
+    are connection extras; progress is logged every :data:`PROGRESS_INTERVAL` seconds.
+
     :return: the XCom summary of :class:`~airflow_provider_qwenocr.runs.summary.OcrSummary` (README "What the
         tasks return") — never the rows.
 
@@ -71,43 +67,29 @@ class QwenOcrOperator(QwenOcrBaseOperator):
     done get no row and no call, so the re-run sends exactly those (finished ones come from the cache).
     """
 
-    template_fields: Sequence[str] = (
-        "images", "task", "prompt", "result_schema", "model", "min_pixels", "max_pixels", "output_uri",
-        "cache_uri", "conn_id", "aws_conn_id", "draw_boxes_uri", "token_budget",
-    )
-    template_fields_renderers = {"result_schema": "json", "prompt": "md"}
+    template_fields: Sequence[str] = (*QwenOcrBaseOperator.template_fields, "draw_boxes_uri")
     ui_color = "#ff6a00"
 
     def __init__(
         self,
         *,
+        enable_rotate: bool = False,
         max_concurrency: int = 8,
-        max_failed_ratio: float = 0.0,
         draw_boxes_uri: str | None = None,
-        progress_interval: float = 10.0,
-        circuit_breaker_failures: int | None = None,
-        circuit_breaker_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= float(max_failed_ratio) <= 1.0:
-            raise ValueError(f"max_failed_ratio must be between 0 and 1, not {max_failed_ratio!r}")
         if int(max_concurrency) < 1:
-            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
+            raise QwenOcrConfigError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
+        self.enable_rotate = enable_rotate
         self.max_concurrency = max_concurrency
-        self.max_failed_ratio = max_failed_ratio
-        self.draw_boxes_uri = draw_boxes_uri
-        self.progress_interval = progress_interval
-        self.circuit_breaker_failures = circuit_breaker_failures
-        self.circuit_breaker_seconds = circuit_breaker_seconds
+        self.draw_boxes_uri = check_location("draw_boxes_uri", draw_boxes_uri)
 
     @cached_property
     def hook(self) -> QwenOcrHook:
         from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 
-        return QwenOcrHook(conn_id=self.conn_id, max_concurrency=max(1, int(self.max_concurrency)),
-                           circuit_breaker_failures=self.circuit_breaker_failures,
-                           circuit_breaker_seconds=self.circuit_breaker_seconds)
+        return QwenOcrHook(conn_id=self.conn_id, max_concurrency=max(1, int(self.max_concurrency)))
 
     # -- execution --------------------------------------------------------------------------------
 
@@ -117,16 +99,21 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         from airflow_provider_qwenocr.runs.realtime import Progress
         from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
         from airflow_provider_qwenocr.runs.sources import NoSourcesError, expand_sources
+        ids = task_ids(self, context)
+        output_uri = output_location(self.output_uri, **ids)  # the rendered locations, before any connection
+        cache_uri = cache_location(self.cache_uri, use_cache=self.use_cache, dag_id=ids["dag_id"])
+        check_location("draw_boxes_uri", self.draw_boxes_uri)
         job = self._job()
-        output_uri, cache_uri = self._locations(context)
-        self._check_writable(output_uri, cache_uri if self.use_cache else None)
+        self._check_writable(output_uri, cache_uri)
         try:
             sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
-                                     max_pixels=job.request.bounds[1])
+                                     max_pixels=job.request.bounds[1], model=job.model,
+                                     fetch_timeout=self.hook.config.timeout,
+                                     exclude=[output_uri, cache_uri, self.draw_boxes_uri])  # never our own outputs
         except NoSourcesError as exc:
             raise QwenOcrNoSourcesError(str(exc)) from exc
         self.results_uri = output_uri
-        cache = ResultCache(cache_uri, aws_conn_id=self.aws_conn_id) if self.use_cache else None
+        cache = ResultCache(cache_uri, aws_conn_id=self.aws_conn_id) if cache_uri else None
         if cache is not None and cache.remove_stale_parts():
             self.log.info("removed temp files a killed run left in the cache %s", cache_uri)
         self.log.info(
@@ -137,7 +124,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
             self._check_budget(sources, job, cache)
 
         client = self.hook.get_client()
-        progress = Progress(len(sources), self.log, interval=self.progress_interval)
+        progress = Progress(len(sources), self.log, interval=PROGRESS_INTERVAL)
         try:
             with ResultsWriter(output_uri, aws_conn_id=self.aws_conn_id) as writer:
                 summary = runner.run(
@@ -178,24 +165,6 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         from airflow_provider_qwenocr.runs.presign import REALTIME_EXPIRY_SECONDS, Presigner
 
         return Presigner(aws_conn_id=self.aws_conn_id, expires_in=REALTIME_EXPIRY_SECONDS)
-
-    def _locations(self, context: Any) -> tuple[str, str]:
-        """(output_uri, cache_uri) with the documented defaults; each mapped instance gets its own file.
-
-        The cache never follows ``output_uri`` (see :mod:`~airflow_provider_qwenocr.operators.locations`).
-        """
-        from airflow_provider_qwenocr.runs import storage
-        from airflow_provider_qwenocr.runs.results_store import default_base_dir
-
-        dag_id, task_id, run_id, map_index = _ids(self, context)
-        suffix = f"_{map_index}" if map_index is not None and map_index >= 0 else ""
-        if self.output_uri and str(self.output_uri).endswith("/"):  # a folder/prefix: one file per instance
-            output = storage.join(str(self.output_uri), f"{_safe(task_id)}{suffix}.jsonl")
-        elif self.output_uri:
-            output = str(self.output_uri)
-        else:
-            output = str(default_base_dir() / _safe(dag_id) / _safe(run_id) / f"{_safe(task_id)}{suffix}.jsonl")
-        return output, str(self.cache_uri or default_cache_uri(dag_id))
 
     def _check_writable(self, output_uri: str, cache_uri: str | None) -> None:
         """Fail before the first call when results or the cache could not be written (a probe write)."""
@@ -252,23 +221,23 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
         def drawer(data: bytes, result: Any, src: Any) -> None:
             png = draw.draw_words(data, result.words or [])
-            storage.write_bytes(storage.join(target, draw.boxed_name(src.uri, src.page)), png,
-                                aws_conn_id=aws_conn_id)
+            uri = storage.join(target, draw.boxed_name(src.uri, src.page))
+            storage.write_bytes(uri, png, aws_conn_id=aws_conn_id)
+            result.boxes_uri = uri  # the row says where its picture is
 
         return drawer
 
     def _log_summary(self, summary: OcrSummary, progress: Any, output_uri: str) -> None:
+        from airflow_provider_qwenocr.runs.summary import cost_text
+
         usage = summary.usage
         self.log.info(
             "OCR done: %d image(s), %d ok, %d failed, %d from cache (not billed again) in %.1fs -> %s",
             summary.n_images, summary.n_ok, summary.n_failed, summary.n_cached,
             progress.clock() - progress.started, output_uri,
         )
-        self.log.info(
-            "Usage this run: input %d, output %d, image %d tokens; cost USD %s, CNY %s (None = unknown price)",
-            usage.input_tokens, usage.output_tokens, usage.image_tokens,
-            summary.cost.get("usd"), summary.cost.get("cny"),
-        )
+        self.log.info("Usage this run: input %d, output %d, image %d tokens; %s", usage.input_tokens,
+                      usage.output_tokens, usage.image_tokens, cost_text(summary.cost))
         if summary.failed:
             self.log.warning("%d image(s) failed:", summary.n_failed)
             for f in summary.failed:
@@ -277,13 +246,3 @@ class QwenOcrOperator(QwenOcrBaseOperator):
                 self.log.warning("  ... and %d more (see error rows in %s)", summary.n_failed - len(summary.failed),
                                  output_uri)
 
-
-def _ids(op: BaseOperator, context: Any) -> tuple[str, str, str, int | None]:
-    """dag_id, task_id, run_id, map_index from the context (also from a minimal dict in tests)."""
-    ctx = context or {}
-    ti = ctx.get("ti") or ctx.get("task_instance")
-    dag_id = getattr(ti, "dag_id", None) or getattr(op, "dag_id", None) or "adhoc"
-    task_id = getattr(ti, "task_id", None) or op.task_id
-    run_id = ctx.get("run_id") or getattr(ti, "run_id", None) or getattr(ctx.get("dag_run"), "run_id", None) or "manual"
-    map_index = getattr(ti, "map_index", None)
-    return str(dag_id), str(task_id), str(run_id), map_index if isinstance(map_index, int) else None

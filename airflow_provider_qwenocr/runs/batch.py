@@ -1,11 +1,11 @@
 """The batch OCR run, beside the realtime runner: prepare → manifest → upload + create → … → land rows.
 
 Why not in the hook: preparing images in a thread pool, cache lookups, writing the manifest and the rows
-and deleting files are the *run*, not the connection. Here they are plain Python over an ``api`` object
-with the Batch API's calls (``upload_file``, ``create_batch``, ``get_batch``, ``cancel_batch``,
-``file_content``, ``delete_file`` — a :class:`~airflow_provider_qwenocr.dashscope.batch.BatchClient`, or
-the hook, which has the same methods), so they are tested without Airflow; the operator, the sensor and
-the hook's deprecated ``submit_ocr_batch``/``download_batch_results`` all call this one implementation.
+and deleting files are the *run*, not the connection. Here they are plain Python over a batch ``client``
+(a :class:`~airflow_provider_qwenocr.dashscope.batch.BatchClient`, or anything with its calls —
+``upload_file``, ``create_batch``, ``get_batch``, ``cancel_batch``, ``file_content``, ``delete_file`` —
+and its ``config``, whose region and prices price the rows), so they are tested without Airflow. The hook
+only builds the runner (``QwenOcrHook.batch_runner``); the run never calls the hook back.
 
 Cost safety: the manifest is written *before* anything billable starts (results can always be rebuilt),
 and if creating a later part fails, the batches already created are cancelled before the error
@@ -17,20 +17,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_qwenocr.dashscope.batch import BatchStatus, normalize_completion_window
+from airflow_provider_qwenocr.dashscope.batch import cancel_batches, delete_batch_files, normalize_completion_window
 from airflow_provider_qwenocr.dashscope.batch_jsonl import (
     BatchBuilder,
     BatchLimits,
     ManifestEntry,
-    Prepared,
     dump_manifest,
     load_manifest,
 )
 from airflow_provider_qwenocr.dashscope.batch_results import index_lines, results_for
-from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION
+from airflow_provider_qwenocr.ocr.plan import plan_bytes, plan_source
 from airflow_provider_qwenocr.ocr.request import OcrRequest
 from airflow_provider_qwenocr.runs import storage
 from airflow_provider_qwenocr.runs.batch_parts import create_batches
@@ -39,40 +38,6 @@ from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWrit
 from airflow_provider_qwenocr.runs.summary import OcrSummary
 
 log = logging.getLogger(__name__)
-
-
-def cancel_batches(api: Any, batch_ids: Iterable[str]) -> list[str]:
-    """Best-effort cancel of every non-terminal batch; returns the ids a cancel was sent for.
-
-    Never raises: it runs on timeout, error and kill paths where the original problem must surface.
-    """
-    sent = []
-    for bid in batch_ids:
-        try:
-            if BatchStatus.of(api.get_batch(bid)).is_terminal:
-                continue
-            api.cancel_batch(bid)
-            sent.append(bid)
-        except Exception as exc:  # keep cancelling the others
-            log.warning("could not cancel batch %s: %s", bid, exc)
-    if sent:
-        log.warning("cancelled batch(es) %s (requests that already completed are still billed)", sent)
-    return sent
-
-
-def delete_batch_files(api: Any, batches: Iterable[dict[str, Any]]) -> list[str]:
-    """Best-effort delete of every file a batch used or produced; returns the ids deleted."""
-    deleted = []
-    for b in batches:
-        for fid in (b.get("input_file_id"), b.get("output_file_id"), b.get("error_file_id")):
-            if not fid:
-                continue
-            try:
-                api.delete_file(fid)
-                deleted.append(fid)
-            except Exception as exc:  # rows are landed; a leftover file is not fatal
-                log.warning("could not delete file %s: %s", fid, exc)
-    return deleted
 
 
 @dataclass
@@ -93,10 +58,6 @@ class Submission:
     created: list[str] = field(default_factory=list)  # by this submit; the others in batch_ids were re-attached
     credited: list[str] = field(default_factory=list)  # re-attached, ended unsuccessfully (reattach.credit)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The dict ``QwenOcrHook.submit_ocr_batch`` returned (kept for its deprecation period)."""
-        return {k: v for k, v in asdict(self).items() if k != "manifest"}
-
     def summary(self, results_uri: str) -> dict[str, Any]:
         """The XCom summary of ``wait_for_completion=False`` (``state="submitted"``): cache hits are ok,
         images rejected before submission failed, and the bill of the requests sent is not known yet."""
@@ -109,9 +70,7 @@ class Submission:
                 elif entry.cached is not None:
                     s.n_ok, s.n_cached = s.n_ok + 1, s.n_cached + 1
         s.cost_pending(self.n_requests)
-        return s.to_xcom(results_uri, batch_ids=self.batch_ids, manifest_uri=self.manifest_uri, state="submitted",
-                         deprecated={"output_uri": results_uri, "n_requests": self.n_requests,
-                                     "n_rejected": self.n_rejected})
+        return s.to_xcom(results_uri, batch_ids=self.batch_ids, manifest_uri=self.manifest_uri, state="submitted")
 
 
 class SubmitRefused(ValueError):
@@ -133,50 +92,23 @@ def presigner_for(image_transport: str, token_budget: int | None, aws_conn_id: s
     return Presigner(aws_conn_id=aws_conn_id, expires_in=expiry_seconds(completion_window))
 
 
-def _cached(cache: Any, keys: Iterable[str]) -> tuple[str, dict] | None:
-    """(key, row) of the first ok row cached under one of ``keys`` (an image sent by reference), else None."""
-    for key in keys if cache is not None else ():
-        row = cache.get(key)
-        if row and row.get("status") == "ok":
-            return key, row
-    return None
-
-
 def prepared_steps(builder: BatchBuilder, sources: Iterable[Any], cache: Any, workers: int, *,
-                   fetch: bool = False, presigner: Any = None) -> Iterator[Callable[[], Any]]:
-    """Read + hash + cache-check + resize/encode sources in a small thread pool; yield in-order "add" steps.
+                   presigner: Any = None) -> Iterator[Callable[[], Any]]:
+    """Plan (``ocr.plan``: read, hash, sign) + cache-check + resize/encode sources in a small thread pool;
+    yield in-order "add" steps. ``sources`` are ``runs.sources.Source`` objects or ``(name, bytes)`` pairs.
 
     Pillow and hashlib release the GIL, so a few threads prepare several images at once; a bounded window
     of futures keeps memory flat however many sources there are. Adding to the builder stays on this thread.
     """
+    request = builder.request
+
     def work(src: Any) -> Callable[[], Any]:
         if isinstance(src, tuple):
-            name, data = src
-            item = builder.prepare(data, cache=cache)
-            return lambda: builder.add_prepared(str(name), item)
-        name = getattr(src, "name", None) or src.uri
-        page = getattr(src, "page", None)
-        if getattr(src, "error", None):
-            return lambda: builder.reject(name, "InvalidSource", str(src.error), page=page)
-        if getattr(src, "is_remote_url", False) and not fetch:
-            hit = _cached(cache, builder.request.fetched_url_keys(src.uri)[::-1])  # this path's key first
-            if hit is not None:
-                return lambda: builder.add_prepared(name, Prepared(None, hit[0], cached=hit[1]), page=page)
-            return lambda: builder.add_url(src.uri, page=page)
-        if presigner is not None and page is None and presigner.supports(src.uri):  # a PDF page goes inline
-            hit = _cached(cache, (builder.url_key(src.uri),))
-            if hit is not None:
-                return lambda: builder.add_prepared(name, Prepared(None, hit[0], cached=hit[1]))
-            url = presigner.url(src.uri)
-            if url is not None:
-                return lambda: builder.add_url(url, source=name, key_uri=src.uri)
-        try:
-            data = src.read()
-        except Exception as exc:  # an unreadable source is an error row, not a crash
-            message = f"{type(exc).__name__}: {exc}"
-            return lambda: builder.reject(name, "SourceReadError", message, page=page)
-        item = builder.prepare(data, cache=cache)
-        return lambda: builder.add_prepared(name, item, page=page)
+            plan = plan_bytes(str(src[0]), src[1], request)
+        else:
+            plan = plan_source(src, request, presigner=presigner)
+        item = builder.prepare(plan, cache=cache)
+        return lambda: builder.add(item)
 
     window = max(1, workers) * 4
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="qwenocr-batch-prep") as pool:
@@ -195,18 +127,18 @@ def _entry_from_line(custom_id: str, line: dict[str, Any]) -> ManifestEntry:
 
 
 class BatchRunner:
-    """Submit and land batch OCR runs through ``api`` (see the module docstring).
+    """Submit and land batch OCR runs through a batch ``client`` (see the module docstring).
 
-    :param region: prices of landed rows are the batch prices of this region.
+    :param client: the Batch API calls and the connection's ``config`` (landed rows are priced at
+        ``config.price_of(model)``: the connection's prices, else the region's batch list price).
     :param aws_conn_id: for ``s3://`` manifests, results, caches and presigning.
     :param cache_uri: the result cache shared with realtime (same keys); None = no cache.
     :param prepare_workers: threads preparing images (decode, resize, encode) while the input file is built.
     """
 
-    def __init__(self, api: Any, *, region: str = DEFAULT_REGION, aws_conn_id: str | None = None,
-                 cache_uri: str | None = None, prepare_workers: int = 4) -> None:
-        self.api = api
-        self.region = region
+    def __init__(self, client: Any, *, aws_conn_id: str | None = None, cache_uri: str | None = None,
+                 prepare_workers: int = 4) -> None:
+        self.client = client
         self.aws_conn_id = aws_conn_id
         self.cache = ResultCache(cache_uri, aws_conn_id=aws_conn_id) if cache_uri else None
         self.prepare_workers = max(1, int(prepare_workers))
@@ -232,8 +164,7 @@ class BatchRunner:
         presigner = presigner_for(image_transport, token_budget, self.aws_conn_id, completion_window)
         builder = BatchBuilder(request=request, limits=limits)
         try:
-            for add in prepared_steps(builder, sources, self.cache, self.prepare_workers, fetch=request.fetch,
-                                      presigner=presigner):
+            for add in prepared_steps(builder, sources, self.cache, self.prepare_workers, presigner=presigner):
                 add()
             plan = builder.build()
             if token_budget is not None and plan.image_tokens > token_budget:
@@ -241,7 +172,7 @@ class BatchRunner:
                                  f"exceed token_budget={token_budget:,}; nothing was submitted")
             storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"),
                                 aws_conn_id=self.aws_conn_id)
-            created = create_batches(self.api, plan, identity=identity, recorded=recorded, metadata=metadata,
+            created = create_batches(self.client, plan, identity=identity, recorded=recorded, metadata=metadata,
                                      completion_window=completion_window, on_batch_created=on_batch_created,
                                      cancel=cancel_batches)
         finally:
@@ -262,8 +193,8 @@ class BatchRunner:
         run. ``delete_files`` removes the input, output and error files from the account once the rows are
         safely written (the input files hold the base64 images; account file storage is limited).
         """
-        batches = batches if batches is not None else [self.api.get_batch(b) for b in batch_ids]
-        contents = [self.api.file_content(fid) for b in batches
+        batches = batches if batches is not None else [self.client.get_batch(b) for b in batch_ids]
+        contents = [self.client.file_content(fid) for b in batches
                     for fid in (b.get("output_file_id"), b.get("error_file_id")) if fid]
         lines = index_lines(*contents)
         manifest: list[ManifestEntry] | None = None
@@ -277,14 +208,17 @@ class BatchRunner:
         ended = ", ".join(f"{b.get('id')}={b.get('status')}" for b in batches)
         summary = OcrSummary()
         cached = {e.custom_id for e in manifest if e.cached is not None}
+        landed: set[str | None] = set()
         with ResultsWriter(output_uri, aws_conn_id=self.aws_conn_id) as writer:
-            for result in results_for(manifest, lines, region=self.region,
+            for result in results_for(manifest, lines, price_of=self.client.config.price_of,
                                       missing_reason=f"no output for this request (batches: {ended})"):
                 writer.write(result)
-                from_cache = result.key in cached
+                duplicate = result.key in landed  # the same key under another name: one request, billed once
+                landed.add(result.key)
+                from_cache = result.key in cached or (duplicate and result.ok)
                 summary.add(result, cached=from_cache)
                 if self.cache is not None and result.ok and not from_cache:
                     self.cache.put(result)
         if delete_files:  # only after the writer published the rows
-            delete_batch_files(self.api, batches)
+            delete_batch_files(self.client, batches)
         return summary

@@ -1,4 +1,8 @@
-"""The realtime OCR loop the operator runs: for each source read → hash → cache? → prepare → recognise → row.
+"""The realtime OCR loop the operator runs: for each source plan → cache? → prepare → recognise → row.
+
+Each source's plan (``ocr/plan.py``: how it is sent, which keys find it) is the one the token estimate
+and the batch builder use; the client returns the finished row (identity from the plan, usage, cost) and
+the loop writes it as it came.
 
 Why this lives outside the operator: the operator is Airflow glue (templating, context, XCom); this
 loop is plain Python over a client object, so it is tested without Airflow and reused by anything that
@@ -8,7 +12,8 @@ Guarantees:
 - Bounded memory: at most ``2 × max_concurrency`` images are in flight; an image's bytes are dropped as
   soon as its row is written. Memory does not grow with the number of images.
 - Idempotent: an image whose idempotency key is in the cache is not sent again (no tokens billed);
-  every finished ``ok`` image is cached at once, so a killed task's retry re-bills nothing done.
+  every finished ``ok`` image is cached at once, so a killed task's retry re-bills nothing done. The
+  same bytes under two names in one run are one call (:class:`InFlight`): both get a row, billed once.
 - Failure isolation: a bad image (unreadable, undecodable, refused by the service, retries exhausted, its
   row or drawing not writable) becomes an error row naming its file; a cache that cannot be read or
   written is a miss plus a warning. Only account-wide failures stop the whole run, because every other
@@ -37,9 +42,10 @@ from airflow_provider_qwenocr.dashscope.errors import (
     describe,
     redact,
 )
-from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens, reference_sha, sha256_hex
+from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens
 from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec
-from airflow_provider_qwenocr.ocr.request import OcrRequest, image_sha
+from airflow_provider_qwenocr.ocr.plan import Identity, Send, SourcePlan, find_cached, plan_source
+from airflow_provider_qwenocr.ocr.request import OcrRequest
 from airflow_provider_qwenocr.ocr.results import OcrResult
 from airflow_provider_qwenocr.ocr.tasks import OcrTask
 from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
@@ -54,8 +60,9 @@ RunSummary = OcrSummary
 
 @dataclass(frozen=True, init=False)
 class OcrJob:
-    """One task's :class:`OcrRequest` plus what only the run knows: region (prices), the key to scrub from
-    messages, and the presigner of ``image_transport="url"``.
+    """One task's :class:`OcrRequest` plus what only the run knows: the key to scrub from messages and the
+    presigner of ``image_transport="url"``. (``region`` is no longer read: the client prices the rows it
+    returns in its connection's region; it goes when the operator stops passing it.)
 
     ``OcrJob(request, region=…, secret=…, presigner=…)``; the older field form
     (``OcrJob(task=…, spec=…, prompt=…, …)``, with the task already resolved) still builds its request.
@@ -100,86 +107,107 @@ Drawer = Callable[[bytes, OcrResult, Source], None]
 
 
 def process_one(src: Source, job: OcrJob, client: Any, cache: ResultCache | None,
-                drawer: Drawer | None = None) -> tuple[OcrResult, bool]:
-    """(row, was_cached) for one source. Raises only :class:`AccountError` / :class:`ServiceUnavailableError`
-    (stop everything)."""
-    base = {"source": src.name, "task": job.task, "model": job.model}
-    if src.error:
-        return OcrResult.failure(**base, code="UnsupportedSource", message=src.error, page=src.page), False
-    image: Any
-    data: bytes | None = None
+                drawer: Drawer | None = None, inflight: InFlight | None = None) -> tuple[OcrResult, bool]:
+    """(row, not billed by this run) for one source, as its plan (``ocr.plan``) says. Raises only
+    :class:`AccountError` / :class:`ServiceUnavailableError` (stop everything).
+
+    ``inflight`` (the run's) makes the same key under two names one call: the second source waits for the
+    first and gets its row under its own name, not billed (like a cache hit)."""
+    plan = plan_source(src, job.request, presigner=job.presigner)
+    ident = plan.identity
+    if plan.error is not None:
+        return _failure(job, ident, plan.error.code, redact(plan.error.text(describe), job.secret)), False
+    twin = inflight.claim(ident.key) if inflight is not None else None
+    if twin is not None:  # the same bytes under another name are being recognised: wait for that row
+        row = OcrResult.from_row(ident.reuse(twin.result().to_row()))
+        _draw(drawer, plan.data, row, src)
+        return row, row.ok
+    outcome: Future = Future()
     try:
-        signed = _presigned(src, job)
-    except Exception as exc:  # e.g. no AWS connection: this image cannot go as a URL (nor silently inline)
-        msg = redact(f"cannot presign source: {describe(exc)}", job.secret)
-        return OcrResult.failure(**base, code="SourceReadError", message=msg, page=src.page), False
-    if src.is_remote_url and not job.fetch:
-        sha, image = image_sha(src.uri), src.uri  # the service fetches it: key on the URL
-    elif signed is not None:  # the service fetches the object itself: key on the object URI, not the signature
-        sha, image = reference_sha(src.uri), signed
-    else:
-        try:
-            data = src.read()
-            sha = sha256_hex(data)
-        except ImageValidationError as exc:  # e.g. a TIFF page over the pixel cap, refused before decoding
-            return OcrResult.failure(**base, code=exc.code, message=describe(exc), page=src.page), False
-        except Exception as exc:
-            msg = redact(f"cannot read source: {describe(exc)}", job.secret)
-            return OcrResult.failure(**base, code="SourceReadError", message=msg, page=src.page), False
-    key = job.key(sha)
-    ident = {"sha256": sha, "key": key, "page": src.page}
-    if cache is not None:
-        row = _cached_row(cache, src, job, key)
-        if row is not None:
-            cached = OcrResult.from_row(row)
-            cached.source, cached.page = src.name, src.page  # same bytes under another name: still free
-            return cached, True
+        result, cached = _recognise(plan, src, job, client, cache)
+        outcome.set_result(result)
+    except BaseException as exc:
+        outcome.set_exception(exc)
+        raise
+    finally:
+        if inflight is not None:
+            inflight.release(ident.key, outcome)
+    if not cached:
+        _draw(drawer, plan.data, result, src)
+    return result, cached
+
+
+def _recognise(plan: SourcePlan, src: Source, job: OcrJob, client: Any,
+               cache: ResultCache | None) -> tuple[OcrResult, bool]:
+    """The cached row of ``plan``, else the client's finished row (cached when ok), else an error row."""
+    ident = plan.identity
+    hit = find_cached(cache, plan)
+    if hit is not None:
+        return OcrResult.from_row(ident.reuse(hit[1])), True
     try:
-        if data is not None:
-            image = job.request.prepare(data, sha256=sha)
-        result = client.recognize(image, request=job.request, source=src.name)
+        image = job.request.prepare(plan.data, sha256=ident.sha256) if plan.data is not None else plan.url
+        result = client.recognize(image, request=job.request, identity=ident)
     except (AccountError, ServiceUnavailableError):
         raise
     except ImageValidationError as exc:
-        return OcrResult.failure(**base, code=exc.code, message=describe(exc), **ident), False
+        return _failure(job, ident, exc.code, describe(exc)), False
     except QwenOcrError as exc:
         breaker = getattr(client, "breaker", None)
         if isinstance(exc, RetryableError) and breaker is not None and breaker.is_open:
             raise breaker.error() from None  # an outage, not this image's fault: no row, the re-run sends it
-        message = redact(exc.message, job.secret).replace(signed, src.uri) if signed else redact(exc.message, job.secret)
-        return OcrResult.failure(**base, code=exc.code, message=message, request_id=exc.request_id, **ident), False
+        message = redact(exc.message, job.secret)
+        if plan.send is Send.PRESIGNED and plan.url:  # the signature never lands in a row
+            message = message.replace(plan.url, str(plan.reference))
+        return _failure(job, ident, exc.code, message, request_id=exc.request_id), False
     except Exception as exc:  # an unexpected bug for one image must not lose the other images' rows
         log.warning("unexpected error on %s", src.name, exc_info=True)
-        return OcrResult.failure(**base, code=type(exc).__name__, message=redact(describe(exc), job.secret),
-                                 **ident), False
-    result.source, result.sha256, result.key, result.page = src.name, sha, key, src.page
-    if result.cost is None:
-        result.cost = job.spec.price(job.region).cost(result.usage.input_tokens, result.usage.output_tokens)
+        return _failure(job, ident, type(exc).__name__, redact(describe(exc), job.secret)), False
     if result.ok and cache is not None:
         cache.put(result)
-    if result.ok and drawer is not None and data is not None and result.words:
-        try:
-            drawer(data, result, src)
-        except Exception:  # a picture is a by-product: never fail the image for it
-            log.warning("could not draw boxes for %s", src.name, exc_info=True)
     return result, False
 
 
-def _cached_row(cache: ResultCache, src: Source, job: OcrJob, key: str) -> dict | None:
-    """The cached row of ``src`` (``key`` is its key), else None; never raises (an unreadable cache or a row of
-    another version is a miss). A URL the service fetches is also looked up under the batch path's key for it
-    (:meth:`OcrRequest.fetched_url_keys`)."""
-    keys = job.request.fetched_url_keys(src.uri) if src.is_remote_url and not job.fetch else (key,)
-    return next((row for row in map(cache.get, keys) if row is not None), None)
+def _failure(job: OcrJob, ident: Identity, code: str, message: str, **kw: Any) -> OcrResult:
+    return OcrResult.failure(task=job.task, model=job.model, code=code, message=message, **ident.fields(), **kw)
 
 
-def _presigned(src: Source, job: OcrJob) -> str | None:
-    """The presigned URL of ``src`` in URL mode, else None (inline). A PDF page or TIFF frame has no URL of
-    its own, and a store that cannot sign goes inline too."""
-    p = job.presigner
-    if p is None or src.page is not None or src.is_remote_url or not p.supports(src.uri):
-        return None
-    return p.url(src.uri)
+def _draw(drawer: Drawer | None, data: bytes | None, result: OcrResult, src: Source) -> None:
+    if drawer is None or data is None or not result.ok or not result.words:
+        return
+    try:
+        drawer(data, result, src)
+    except Exception:  # a picture is a by-product: never fail the image for it
+        log.warning("could not draw boxes for %s", src.name, exc_info=True)
+
+
+class InFlight:
+    """Idempotency keys being recognised in this run → the row they will get (a ``Future``).
+
+    Why: two names for the same bytes (a copy in another folder) used to be two calls billed twice, and the
+    warehouse ledger (one row per key) then recorded one of them. An entry lives only while its call runs
+    (memory stays flat); a later twin finds the row in the result cache instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, Future] = {}
+
+    def claim(self, key: str) -> Future | None:
+        """None when the caller is the first with ``key`` (it must :meth:`release` it), else the first's row."""
+        with self._lock:
+            running = self._running.get(key)
+            if running is None:
+                self._running[key] = Future()
+            return running
+
+    def release(self, key: str, outcome: Future) -> None:
+        with self._lock:
+            waiting = self._running.pop(key)
+        exc = outcome.exception()
+        if exc is not None:
+            waiting.set_exception(exc)
+        else:
+            waiting.set_result(outcome.result())
 
 
 def run(
@@ -198,12 +226,13 @@ def run(
     workers = max(1, int(max_concurrency))
     window = 2 * workers
     stop = threading.Event()
+    inflight = InFlight()
 
     def task(src: Source) -> tuple[OcrResult, bool]:
         if stop.is_set():
             raise _Cancelled()
         try:
-            return process_one(src, job, client, cache, drawer)
+            return process_one(src, job, client, cache, drawer, inflight)
         except (AccountError, ServiceUnavailableError):
             stop.set()  # here, not when the main thread gets to it: a queued image must not start meanwhile
             raise
@@ -267,33 +296,38 @@ def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCac
                         max_concurrency: int = 8) -> tuple[int, int, int]:
     """(image tokens to be billed, images counted at the per-image maximum, images already cached).
 
-    Reads every uncached image once (header only is decoded). URLs the service fetches itself cannot be
-    measured, so they count at the model's per-image maximum: the budget check stays on the safe side.
-    Presigned ``s3://`` objects (URL mode) are measured from one ranged GET of their header.
+    Each source as its plan (``ocr.plan``) says the run will send it, counted once per key (the run makes
+    one call per key). Inline sources are read (header only is decoded); URLs the service fetches cannot
+    be measured, so they count at the model's per-image maximum (the budget check stays on the safe side);
+    presigned ``s3://`` objects are measured from one ranged GET of their header.
     """
+    seen: set[str] = set()
+    lock = threading.Lock()
+
     def one(src: Source) -> tuple[int, int, int]:
-        if src.error:
-            return 0, 0, 0
-        if src.is_remote_url and not job.fetch:
-            if cache is not None and _cached_row(cache, src, job, job.key(image_sha(src.uri))) is not None:
-                return 0, 0, 1
+        plan = plan_source(src, job.request, presigner=job.presigner)
+        if plan.error is not None:
+            return 0, 0, 0  # becomes an error row; costs nothing
+        with lock:
+            if plan.identity.key in seen:
+                return 0, 0, 0  # the same bytes under another name: one call
+            seen.add(plan.identity.key)
+        if find_cached(cache, plan) is not None:
+            return 0, 0, 1
+        head = plan.data
+        if plan.send is Send.PRESIGNED:
+            try:
+                head = job.presigner.header(plan.reference)
+            except Exception:  # unreadable (that becomes an error row later): counted safely meanwhile
+                log.debug("no header for %s", plan.reference, exc_info=True)
+        if head is None:
             return job.spec.max_image_tokens, 1, 0
         try:
-            by_reference = _presigned(src, job) is not None
-        except Exception:
-            return job.spec.max_image_tokens, 1, 0  # becomes an error row later; counted safely meanwhile
-        if by_reference:
-            return _estimate_by_reference(src, job, cache)
-        try:
-            data = src.read()
-        except Exception:
-            return 0, 0, 0  # becomes an error row later; costs nothing
-        if cache is not None and cache.get(job.key(sha256_hex(data))) is not None:
-            return 0, 0, 1
-        try:
-            return estimate_tokens(data, job.spec, job.min_pixels, job.max_pixels), 0, 0
+            return estimate_tokens(head, job.spec, job.min_pixels, job.max_pixels), 0, 0
         except (ImageValidationError, ValueError):
-            return 0, 0, 0
+            if plan.send is Send.PRESIGNED:  # the header was not in the range
+                return job.spec.max_image_tokens, 1, 0
+            return 0, 0, 0  # an inline image that does not decode becomes an error row
 
     total = unknown = cached = 0
     with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="qwenocr-est") as pool:
@@ -302,21 +336,7 @@ def estimate_job_tokens(sources: Iterable[Source], job: OcrJob, cache: ResultCac
     return total, unknown, cached
 
 
-def _estimate_by_reference(src: Source, job: OcrJob, cache: ResultCache | None) -> tuple[int, int, int]:
-    """(tokens, unknown, cached) of an object sent as a presigned URL: from a ranged GET of its header
-    (no download of the image), or at the model's maximum when the header is not in it or not readable."""
-    if cache is not None and cache.get(job.key(reference_sha(src.uri))) is not None:
-        return 0, 0, 1
-    try:
-        head = job.presigner.header(src.uri)
-        if head is not None:
-            return estimate_tokens(head, job.spec, job.min_pixels, job.max_pixels), 0, 0
-    except Exception:  # header not in the range, or unreadable (that becomes an error row later)
-        log.debug("no header for %s", src.uri, exc_info=True)
-    return job.spec.max_image_tokens, 1, 0
-
-
-__all__ = ["MAX_FAILED_IN_SUMMARY", "MAX_FAILED_KEPT", "OcrJob", "OcrSummary", "RunSummary", "estimate_job_tokens", "process_one", "run"]
+__all__ = ["MAX_FAILED_IN_SUMMARY", "MAX_FAILED_KEPT", "OcrJob", "OcrSummary", "RunSummary", "InFlight", "estimate_job_tokens", "process_one", "run"]
 
 
 # Progress lines for long runs, throttled by time and not per image: a 50,000-image backlog logging every

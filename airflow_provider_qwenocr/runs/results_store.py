@@ -48,7 +48,7 @@ class ResultsWriter:
             target = storage.local_path(self.output_uri)
             target.parent.mkdir(parents=True, exist_ok=True)
             directory: str | None = str(target.parent)  # same filesystem → os.replace is atomic
-            prefix = f".{target.name}."
+            prefix = storage.temp_prefix(target.name)  # pid@host: a parallel task can tell it is alive
         else:
             directory, prefix = None, "qwenocr-results-"
         fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
@@ -148,16 +148,15 @@ class ResultCache:
     def remove_stale_parts(self, older_than: float = 3600.0) -> int:
         """Delete temp files (``*.part``) a killed writer left in a local cache; returns how many.
 
-        Only files older than ``older_than`` seconds: a parallel task writing to the same cache right now
-        keeps its temp file (a write lost to a race would only cost a cache entry, never a row)."""
+        Only orphans (``storage.is_orphan``: the writer's pid is gone from this host, or, when that cannot
+        be told, the file is older than ``older_than`` seconds): a parallel task writing to the same cache
+        right now keeps its temp file."""
         if not storage.is_local(self.cache_uri):
             return 0
-        import time
-
-        root, removed, cutoff = storage.local_path(self.cache_uri), 0, time.time() - older_than
+        root, removed = storage.local_path(self.cache_uri), 0
         for part in root.glob("*/.*.part") if root.is_dir() else []:
             try:
-                if part.stat().st_mtime < cutoff:
+                if storage.is_orphan(part, older_than):
                     part.unlink()
                     removed += 1
             except FileNotFoundError:

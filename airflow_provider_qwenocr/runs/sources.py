@@ -20,19 +20,17 @@ public URL itself, which saves our bandwidth; the operator fetches them only whe
 from __future__ import annotations
 
 import fnmatch
-import glob as globlib
-import importlib
 import os
 import stat
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_qwenocr.dashscope.errors import describe, readable
-from airflow_provider_qwenocr.runs import storage
+from airflow_provider_qwenocr.dashscope.errors import readable
+from airflow_provider_qwenocr.runs import source_limits as limits
+from airflow_provider_qwenocr.runs import source_pages, storage
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dib", ".ico", ".jp2"}
@@ -79,21 +77,48 @@ class Source:
         return self._reader()
 
 
+@dataclass(frozen=True)
+class _Options:
+    """What every entry's expansion needs besides the entry (see :func:`expand_sources`)."""
+
+    aws_conn_id: str | None = "aws_default"
+    max_pixels: int | None = None
+    model: str | None = None
+    fetch_timeout: float = limits.DEFAULT_FETCH_SECONDS
+    exclude: tuple[str, ...] = ()
+
+    def excluded(self, uri: str) -> bool:
+        """Whether ``uri`` lies at or under one of the ``exclude`` locations (the operator's own outputs)."""
+        return any(uri == p or uri.startswith(p.rstrip("/") + "/") for p in self.exclude)
+
+
+def _location(uri: str) -> str:
+    """``uri`` in the form sources are named by: an absolute resolved path for a local one."""
+    uri = str(uri)
+    return str(storage.local_path(uri).resolve()) if storage.is_local(uri) else uri.rstrip("/")
+
+
 def expand_sources(images: Any, *, aws_conn_id: str | None = "aws_default", fetch: bool = False,
-                   max_pixels: int | None = None) -> list[Source]:
+                   max_pixels: int | None = None, model: str | None = None,
+                   fetch_timeout: float = limits.DEFAULT_FETCH_SECONDS, exclude: Iterable[Any] = ()) -> list[Source]:
     """Expand ``images`` (one entry or a list) into sources, in the given order, de-duplicated.
 
-    ``fetch`` only changes what :meth:`Source.read` of an http(s) URL does; listing is the same.
-    ``max_pixels`` bounds what a PDF page or a TIFF/GIF frame is rendered at (the job's pixel ceiling).
+    ``fetch`` only changes what :meth:`Source.read` of an http(s) URL does; listing is the same. A fetched
+    URL is bounded by ``fetch_timeout`` seconds of wall clock and ``model``'s image byte limit
+    (:mod:`.source_limits`). ``max_pixels`` bounds what a PDF page or a TIFF/GIF frame is rendered at.
+    ``exclude``: locations (files or folders) whose files are never sources — the operator passes its own
+    outputs (results, box pictures, cache), so a run never reads back what an earlier run wrote.
     Raises :class:`NoSourcesError` naming every entry that matched nothing.
     """
     entries = _as_list(images)
     if not entries:
         raise NoSourcesError("images is empty: give a path, directory, glob, URL or s3:// prefix")
+    opts = _Options(aws_conn_id, max_pixels, model, float(fetch_timeout),
+                    tuple(_location(e) for e in exclude if e))
     out: list[Source] = []
     seen: set[str] = set()
     missing: list[str] = []
-    for entry, found in zip(entries, _expand_all(entries, aws_conn_id, max_pixels), strict=True):
+    for entry, found in zip(entries, _expand_all(entries, opts), strict=True):
         if not found:
             missing.append(entry)
         for src in found:
@@ -101,25 +126,26 @@ def expand_sources(images: Any, *, aws_conn_id: str | None = "aws_default", fetc
                 seen.add(src.name)
                 out.append(src)
     if missing:
-        raise NoSourcesError("no images found for: " + ", ".join(repr(m) for m in missing))
+        note = f" (outside the operator's own outputs {', '.join(opts.exclude)})" if opts.exclude else ""
+        raise NoSourcesError("no images found for: " + ", ".join(repr(m) for m in missing) + note)
     return out
 
 
 _LIST_THREADS = 16  # S3 requests in flight while expanding many entries (each explicit key is one HeadObject)
 
 
-def _expand_all(entries: list[str], aws_conn_id: str | None, max_pixels: int | None) -> list[list[Source]]:
+def _expand_all(entries: list[str], opts: _Options) -> list[list[Source]]:
     """Each entry's sources, in the entries' order; several ``s3://`` entries are expanded concurrently.
 
     A mapped task over 50 explicit keys used to send its 50 HeadObjects one after another (~8 s on moto
     before the first image was read); boto3's client is thread-safe, so they go 16 at a time.
     """
     def one(entry: str) -> list[Source]:
-        return list(_expand_one(entry, aws_conn_id, max_pixels))
+        return [s for s in _expand_one(entry, opts) if not (opts.exclude and opts.excluded(s.uri))]
 
     if sum(storage.scheme_of(e.strip()) in storage.S3_SCHEMES for e in entries) < 2:
         return [one(e) for e in entries]
-    storage.s3_hook(aws_conn_id)  # the connection is fetched here, on the task's own thread
+    storage.s3_hook(opts.aws_conn_id)  # the connection is fetched here, on the task's own thread
     with ThreadPoolExecutor(max_workers=min(_LIST_THREADS, len(entries)), thread_name_prefix="qwenocr-list") as pool:
         return list(pool.map(one, entries))
 
@@ -134,28 +160,29 @@ def _as_list(images: Any) -> list[str]:
     return [str(images)]
 
 
-def _expand_one(entry: str, aws_conn_id: str | None, max_pixels: int | None = None) -> Iterable[Source]:
+def _expand_one(entry: str, opts: _Options) -> Iterable[Source]:
     entry = entry.strip()
     scheme = storage.scheme_of(entry)
     if scheme in ("http", "https"):
-        return [Source(entry, is_remote_url=True, _reader=_http_reader(entry))]
+        cap = limits.cap_for(entry, downloaded=True, model=opts.model)
+        return [Source(entry, is_remote_url=True, _reader=_http_reader(entry, opts.fetch_timeout, cap))]
     if scheme in ("", "file"):
-        return _expand_local(entry, max_pixels)
+        return _expand_local(entry, opts)
     if scheme in storage.S3_SCHEMES:
-        return _expand_s3(entry, aws_conn_id, max_pixels)
-    return _expand_object_storage(entry, max_pixels)
+        return _expand_s3(entry, opts)
+    return _expand_object_storage(entry, opts)
 
 
 def _pages(uri: str, reader: Callable[[], bytes], max_pixels: int | None) -> list[Source]:
     """The sources of one file: its PDF pages, its TIFF/GIF frames, or the file itself."""
     suffix = Path(uri).suffix.lower()
     if suffix == PDF_EXTENSION:
-        return _with_pdf_pages(uri, reader, max_pixels)
+        return source_pages.pdf_pages(uri, reader, max_pixels)
     if suffix in UNSUPPORTED_EXTENSIONS and suffix not in _pillow_extensions():
         return [Source(uri, error=f"unsupported format {suffix}: no decoder installed "
                                   f"({UNSUPPORTED_EXTENSIONS[suffix]})")]
     if suffix in MULTI_FRAME_EXTENSIONS:
-        return _with_frames(uri, reader, max_pixels)
+        return source_pages.frames(uri, reader, max_pixels)
     return [Source(uri, _reader=reader)]
 
 
@@ -188,10 +215,27 @@ def _special(path: Path) -> str | None:
     return f"not a regular file ({kind}); not read"
 
 
-def _expand_local(entry: str, max_pixels: int | None = None) -> list[Source]:
+def _glob_local(path: Path) -> list[Path]:
+    """Paths matching a local glob, walking like the folder form: ``**`` never descends a directory link.
+
+    ``glob.glob(recursive=True)`` follows links, so a link to a parent folder made ``**/*.png`` run for
+    minutes and hundreds of MB (issue 20 #5). ``Path.glob`` does not recurse through links; the pattern is
+    split at its first component with a wildcard, the literal part being the folder it walks.
+    """
+    parts = path.parts
+    first = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
+    root = Path(*parts[:first]) if first else Path(".")
+    rest = str(Path(*parts[first:]))
+    if not root.is_dir():
+        return []
+    return sorted(root.glob(rest))
+
+
+def _expand_local(entry: str, opts: _Options) -> list[Source]:
+    max_pixels = opts.max_pixels
     path = storage.local_path(entry)
     if _GLOB_CHARS & set(str(path)):
-        candidates = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
+        candidates = _glob_local(path)
     elif path.is_dir():
         candidates = sorted(path.rglob("*"))
     elif path.is_file():
@@ -203,6 +247,8 @@ def _expand_local(entry: str, max_pixels: int | None = None) -> list[Source]:
         return []
     out: list[Source] = []
     for p in candidates:
+        if opts.exclude and opts.excluded(str(p.absolute())):
+            continue  # never stat'ed nor read: the operator's own outputs
         problem = _special(p)
         if problem is not None:
             out.append(Source(str(p.absolute()), error=problem))  # never opened: a fifo would block forever
@@ -213,13 +259,20 @@ def _expand_local(entry: str, max_pixels: int | None = None) -> list[Source]:
 
 
 def _local_reader(path: str) -> Callable[[], bytes]:
-    return lambda: Path(path).read_bytes()
+    """Size (stat) and signature checked before the body is read (:mod:`.source_limits`)."""
+    def read() -> bytes:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            return limits.read_capped(path, fh, size, limits.cap_for(path, downloaded=False))
+
+    return read
 
 
 # -- s3 ---------------------------------------------------------------------------------------------
 
 
-def _expand_s3(entry: str, aws_conn_id: str | None, max_pixels: int | None = None) -> list[Source]:
+def _expand_s3(entry: str, opts: _Options) -> list[Source]:
+    aws_conn_id, max_pixels = opts.aws_conn_id, opts.max_pixels
     bucket, key = storage.split_s3(entry)
     hook = storage.s3_hook(aws_conn_id)
     keys: list[str]
@@ -240,13 +293,24 @@ def _expand_s3(entry: str, aws_conn_id: str | None, max_pixels: int | None = Non
 
 
 def _s3_reader(bucket: str, key: str, aws_conn_id: str | None) -> Callable[[], bytes]:
-    return lambda: storage.s3_client(aws_conn_id).get_object(Bucket=bucket, Key=key)["Body"].read()
+    """The object's ``ContentLength`` and signature are checked before its body is read."""
+    def read() -> bytes:
+        uri = f"s3://{bucket}/{key}"
+        obj = storage.s3_client(aws_conn_id).get_object(Bucket=bucket, Key=key)
+        body = obj["Body"]
+        try:
+            return limits.read_capped(uri, body, obj.get("ContentLength"), limits.cap_for(uri, downloaded=False))
+        finally:
+            body.close()
+
+    return read
 
 
 # -- any other object storage -----------------------------------------------------------------------
 
 
-def _expand_object_storage(entry: str, max_pixels: int | None = None) -> list[Source]:
+def _expand_object_storage(entry: str, opts: _Options) -> list[Source]:
+    max_pixels = opts.max_pixels
     root = storage.object_path(entry)
     if root.is_dir():
         paths = sorted((p for p in root.rglob("*") if p.is_file() and _wanted(p.name)), key=str)
@@ -262,82 +326,22 @@ def _expand_object_storage(entry: str, max_pixels: int | None = None) -> list[So
 
 
 def _object_reader(uri: str) -> Callable[[], bytes]:
-    return lambda: storage.object_path(uri).read_bytes()
+    """The object's size and signature are checked before its body is read."""
+    def read() -> bytes:
+        path = storage.object_path(uri)
+        try:
+            size = int(path.stat().st_size)
+        except Exception:  # a store that cannot say: the read itself stops at the cap
+            size = None
+        with path.open("rb") as fh:
+            return limits.read_capped(uri, fh, size, limits.cap_for(uri, downloaded=False))
+
+    return read
 
 
 # -- http -------------------------------------------------------------------------------------------
 
 
-def _http_reader(url: str, timeout: float = 60.0) -> Callable[[], bytes]:
-    def read() -> bytes:
-        import urllib.request
-
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # http(s) only, checked above
-            return resp.read()
-
-    return read
-
-
-# -- PDF pages --------------------------------------------------------------------------------------
-
-
-def _pdf_module():
-    """``airflow_provider_qwenocr.ocr.pdf`` if it and pypdfium2 are importable, else None."""
-    try:
-        return importlib.import_module("airflow_provider_qwenocr.ocr.pdf")
-    except ImportError:
-        return None
-
-
-def _with_pdf_pages(uri: str, reader: Callable[[], bytes], max_pixels: int | None = None) -> list[Source]:
-    """One source per page. The PDF is read once here to count pages; each page re-reads it when its
-    turn comes (a small per-PDF cache avoids re-downloading it for every page of the same file)."""
-    pdf = _pdf_module()
-    if pdf is None or not hasattr(pdf, "page_count") or not hasattr(pdf, "render_pages"):
-        msg = "PDF input needs the pdf extra: pip install 'airflow-provider-qwenocr[pdf]'"
-        return [Source(uri, error=msg)]
-    try:
-        n_pages = int(pdf.page_count(reader()))
-    except Exception as exc:  # a corrupt PDF is that document's problem, not the whole task's
-        return [Source(uri, error=f"cannot read PDF: {describe(exc)}")]
-    cached = _OnePdf(reader, n_pages)
-
-    def render(number: int) -> bytes:
-        return next(iter(pdf.render_pages(cached.get(), pages=[number], max_pixels=max_pixels)))[1]
-
-    return [Source(uri, page=n, _reader=(lambda n=n: render(n))) for n in range(1, n_pages + 1)]
-
-
-def _with_frames(uri: str, reader: Callable[[], bytes], max_pixels: int | None = None) -> list[Source]:
-    """One source per page of a multi-page TIFF / frame of an animated GIF or WebP; a single-frame file
-    (or one whose header cannot be read: the decoder reports that as its row) stays one source."""
-    from airflow_provider_qwenocr.ocr import images
-
-    try:
-        n_frames = images.frame_count(reader())
-    except Exception:
-        n_frames = 1
-    if n_frames <= 1:
-        return [Source(uri, _reader=reader)]
-    cached = _OnePdf(reader, n_frames)
-    return [Source(uri, page=n, _reader=(lambda n=n: images.frame_png(cached.get(), n - 1, max_pixels)))
-            for n in range(1, n_frames + 1)]
-
-
-class _OnePdf:
-    """Keeps the bytes of one PDF (or multi-frame image) while its pages are being rendered, then lets them go."""
-
-    def __init__(self, reader: Callable[[], bytes], n_pages: int) -> None:
-        self._reader = reader
-        self._n_pages = n_pages
-        self._lock = threading.Lock()
-        self._data: bytes | None = None
-        self._uses = 0
-
-    def get(self) -> bytes:
-        with self._lock:
-            data = self._data if self._data is not None else self._reader()
-            self._uses += 1
-            # keep the bytes for the next page, drop them after the last one (memory stays flat)
-            self._data = data if self._uses < self._n_pages else None
-            return data
+def _http_reader(url: str, timeout: float, cap: int) -> Callable[[], bytes]:
+    """``fetch=True``: a download bounded in wall-clock time and bytes (:func:`.source_limits.download`)."""
+    return lambda: limits.download(url, cap=cap, timeout=timeout)

@@ -11,10 +11,14 @@ Only the sources and the results store use this module; it holds no OCR logic.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
+import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -45,6 +49,38 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not parsed.netloc:
         raise ValueError(f"{uri!r} has no bucket name")
     return parsed.netloc, parsed.path.lstrip("/")
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of a temp file written beside ``name``: ``.<name>.<pid>@<host>.`` (mkstemp adds a random part
+    and ``.part``). The writer's pid and host in the name let :func:`is_orphan` tell a live writer's file
+    from a killed one's."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
+    return f".{name}.{os.getpid()}@{host}."
+
+
+_WRITER = re.compile(r"\.(\d+)@([A-Za-z0-9_.-]+)\.[^.]+\.part$")
+#: A temp file whose writer cannot be checked (another host, or no pid in its name) is removed only
+#: when it has not been written for this long: a task writing results for hours keeps touching its file.
+ORPHAN_SECONDS = 24 * 3600.0
+
+
+def is_orphan(path: str | Path, older_than: float = ORPHAN_SECONDS) -> bool:
+    """Whether the temp file ``path`` is a leftover: its writer (pid on this host) is gone, or — when that
+    cannot be checked — it was last written more than ``older_than`` seconds ago."""
+    match = _WRITER.search(Path(path).name)
+    if match and match.group(2) == re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()):
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError):  # alive under another user / nonsense pid
+            return False
+        return False  # alive on this host: a parallel task writing right now
+    try:
+        return time.time() - os.stat(path).st_mtime > older_than
+    except FileNotFoundError:
+        return False
 
 
 _hooks: dict = {}
@@ -130,7 +166,7 @@ def write_bytes(uri: str, data: bytes, *, aws_conn_id: str | None = None) -> Non
     if scheme in ("", "file"):
         target = local_path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name), suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -157,7 +193,7 @@ def publish_file(local_file: str | Path, uri: str, *, aws_conn_id: str | None = 
         try:
             os.replace(local_file, target)
         except OSError:  # another filesystem: copy beside the target, then rename
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name), suffix=".part")
             os.close(fd)
             shutil.copyfile(local_file, tmp)
             os.replace(tmp, target)
@@ -224,17 +260,21 @@ def probe_write(uri: str, *, aws_conn_id: str | None = None) -> None:
     delete(uri, aws_conn_id=aws_conn_id)
 
 
-def remove_stale_parts(uri: str) -> list[str]:
+def remove_stale_parts(uri: str, older_than: float = ORPHAN_SECONDS) -> list[str]:
     """Delete the temporary ``.<name>.*.part`` files a killed run left beside the local file ``uri``.
 
     Why at the start and not only at exit: a SIGKILL runs no exit handler. The temp names carry the
-    target's name, so only this output's leftovers are touched. Returns what was removed."""
+    target's name, so only this output's leftovers are touched, and only orphans (:func:`is_orphan`): a
+    second task over the same output once deleted the first one's file in progress, and the first failed
+    at publish after paying for every call (issue 20 #7). Returns what was removed."""
     if not is_local(uri):
         return []
     target = local_path(uri)
     removed = []
     if target.parent.is_dir():
-        for p in target.parent.glob(f".{target.name}.*.part"):
-            _unlink(str(p))
-            removed.append(str(p))
+        for p in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+            if is_orphan(p, older_than):
+                _unlink(str(p))
+                removed.append(str(p))
     return removed
+

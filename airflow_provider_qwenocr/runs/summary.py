@@ -25,12 +25,6 @@ their own, so a downstream task had to know which producer ran. :class:`OcrSumma
 ``state``
     ``"done"`` (rows landed), ``"submitted"`` (``wait_for_completion=False``: batches created, nothing
     landed yet) or ``"ended"`` (a sensor without ``output_uri``: batches terminal, no rows written).
-
-Deprecated keys, still in the dict for one release (:data:`DEPRECATED_KEYS`): the no-wait operator's
-``output_uri`` (= ``results_uri``), ``n_requests`` and ``n_rejected``; the waiting batch operator's
-``verdict``; the sensor's ``verdict``, ``counts`` and ``statuses``. Their names are listed under the key
-``deprecated_keys``. (``QwenOcrOperator``'s ``failed`` entries were ``{source, error: "<code>: <message>"}``;
-the code is its own key now.)
 """
 
 from __future__ import annotations
@@ -39,22 +33,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_qwenocr.deprecation import warn_deprecated
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, add_cost, new_cost_total
 
 MAX_FAILED_IN_SUMMARY = 20  # failures named in XCom
 MAX_FAILED_KEPT = 50  # failures kept for the task log (memory stays flat however many images fail)
 SUMMARY_KEYS = ("results_uri", "n_images", "n_ok", "n_failed", "n_cached", "usage", "cost", "failed",
                 "batch_ids", "manifest_uri", "state")
-#: key → what replaces it; removed in the release after 1.0.
-DEPRECATED_KEYS = {
-    "output_uri": "results_uri",
-    "n_requests": "n_images - n_cached - n_failed (images sent)",
-    "n_rejected": "n_failed (before landing) / the error rows",
-    "verdict": "state and the task's success or failure",
-    "counts": "n_images / n_ok / n_failed",
-    "statuses": "the batches themselves (QwenOcrHook.get_batches(batch_ids))",
-}
 
 
 @dataclass
@@ -97,22 +81,31 @@ class OcrSummary:
         return self.n_failed / self.n_images if self.n_images else 0.0
 
     def to_xcom(self, results_uri: str | None, *, batch_ids: list[str] | None = None,
-                manifest_uri: str | None = None, state: str = "done",
-                deprecated: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The summary dict (JSON-safe). ``deprecated`` = old keys kept for one release (see DEPRECATED_KEYS)."""
+                manifest_uri: str | None = None, state: str = "done") -> dict[str, Any]:
+        """The summary dict (JSON-safe), exactly :data:`SUMMARY_KEYS`."""
         out: dict[str, Any] = {
             "results_uri": results_uri, "n_images": self.n_images, "n_ok": self.n_ok, "n_failed": self.n_failed,
             "n_cached": self.n_cached, "usage": self.usage.to_dict(), "cost": dict(self.cost),
             "failed": [dict(f) for f in self.failed[:MAX_FAILED_IN_SUMMARY]],
             "batch_ids": list(batch_ids or []), "manifest_uri": manifest_uri, "state": state,
         }
-        if deprecated:
-            unknown = set(deprecated) - set(DEPRECATED_KEYS)
-            if unknown:
-                raise ValueError(f"not a deprecated summary key: {sorted(unknown)}")
-            out.update(deprecated)
-            out["deprecated_keys"] = sorted(deprecated)
         return json.loads(json.dumps(out))
+
+
+def cost_text(cost: dict[str, Any]) -> str:
+    """The task log's cost words: ``cost USD 0.0012, CNY 0.0087``, and why a total is None only when one is.
+
+    Why: the log line used to end in "(None = unknown price)" on every run, priced or not, so a reader looked
+    for an unknown price that was not there. Now it says how many billed rows have no published price
+    (``unknown_rows``), or that a currency has no list price, and says nothing when every figure is known.
+    """
+    usd, cny, unknown = cost.get("usd"), cost.get("cny"), int(cost.get("unknown_rows") or 0)
+    text = f"cost USD {usd}, CNY {cny}"
+    if unknown:
+        return text + f" (unknown: {unknown} billed row(s) of a model with no published price)"
+    if usd is None or cny is None:
+        return text + " (None: no published price in that currency)"
+    return text
 
 
 # -- the one failure policy of every OCR task (max_failed_ratio) --------------------------------------
@@ -124,26 +117,12 @@ class OcrSummary:
 # for batches also a request whose batch expired, failed or was cancelled before it ran. The task fails
 # when failed / all images exceeds ``max_failed_ratio``; its results (with the error rows) are still
 # written first, because the successful rows were paid for.
-#
-# ``fail_on_partial_error`` (the batch operator's and sensor's old switch) keeps working for one release:
-# True means ``max_failed_ratio=0``, False means ``max_failed_ratio=1`` (any partial outcome passes), with a
-# DeprecationWarning.
 
 DEFAULT_MAX_FAILED_RATIO = 0.0
 
 
-def resolve_max_failed_ratio(max_failed_ratio: float | None, fail_on_partial_error: bool | None = None,
-                             *, owner: str = "the operator") -> float:
-    """The effective ratio from the new argument and the deprecated one (the new one wins when both are set)."""
-    if fail_on_partial_error is not None:
-        warn_deprecated(
-            f"fail_on_partial_error is deprecated for {owner}: use max_failed_ratio (0 = any failed image fails "
-            f"the task, the default; 1 = never). fail_on_partial_error={fail_on_partial_error!r} now means "
-            f"max_failed_ratio={0.0 if fail_on_partial_error else 1.0}.",
-            stacklevel=2,
-        )
-        if max_failed_ratio is None:
-            max_failed_ratio = 0.0 if fail_on_partial_error else 1.0
+def resolve_max_failed_ratio(max_failed_ratio: float | None) -> float:
+    """The checked ratio (None = the default, 0); outside 0..1 is a ``ValueError``."""
     ratio = DEFAULT_MAX_FAILED_RATIO if max_failed_ratio is None else float(max_failed_ratio)
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"max_failed_ratio must be between 0 and 1, not {max_failed_ratio!r}")

@@ -14,12 +14,9 @@ run pays for). Identifiers are fixed here; only the run and DAG ids (bound by th
 
 from __future__ import annotations
 
-from typing import Any
-
-from airflow_provider_qwenocr.deprecation import warn_deprecated
 from airflow_provider_qwenocr.warehouse.tables import LEDGER_TABLE, RESULTS_TABLE
 
-STAGING_TABLE = "ocr_results_staging"
+REDSHIFT_STAGING_TABLE = "ocr_results_staging"
 
 #: Top-level JSON keys of a results row that COPY … JSON 'auto' maps onto the staging columns.
 STAGING_COLUMNS: list[tuple[str, str]] = [
@@ -30,14 +27,28 @@ STAGING_COLUMNS: list[tuple[str, str]] = [
     ("height", "INTEGER"), ("finish_reason", "VARCHAR(32)"), ("cost", "SUPER"),
 ]
 
-#: COPY options for newline-delimited JSON results (gzip off: the operator writes plain JSONL).
-COPY_OPTIONS = ["FORMAT AS JSON 'auto ignorecase'", "TIMEFORMAT 'auto'", "TRUNCATECOLUMNS", "STATUPDATE OFF",
+#: The ``copy_options`` of ``S3ToRedshiftOperator`` for the results JSONL (gzip off: the operator writes plain
+#: JSONL); its ``table`` is :data:`REDSHIFT_STAGING_TABLE`.
+REDSHIFT_COPY_OPTIONS = ["FORMAT AS JSON 'auto ignorecase'", "TIMEFORMAT 'auto'", "TRUNCATECOLUMNS", "STATUPDATE OFF",
                 "COMPUPDATE OFF"]
+
+
+def redshift_setup_sql(schema: str = "public") -> list[str]:
+    """The statements that create ``ocr_results``, the staging table and the cost ledger (if missing), for a
+    ``SQLExecuteQueryOperator`` run once before the COPY."""
+    return [results_ddl(schema), staging_ddl(schema), ledger_ddl(schema)]
+
+
+def redshift_merge_sql(schema: str = "public", *, mode: str = "realtime") -> list[str]:
+    """The statements to run after the COPY, in one transaction: the run's cost-ledger line (rows not yet
+    paid for), then the MERGE into ``ocr_results``. Bind ``run_id`` and ``dag_id`` as the SQL operator's
+    ``parameters``; ``mode="batch"`` for rows landed from the Batch API."""
+    return [ledger_sql(schema, mode=mode), merge_sql(schema, mode=mode)]
 
 
 def staging_ddl(schema: str = "public") -> str:
     cols = ", ".join(f'"{n}" {t}' for n, t in STAGING_COLUMNS)
-    return f'CREATE TABLE IF NOT EXISTS {schema}.{STAGING_TABLE} ({cols})'
+    return f'CREATE TABLE IF NOT EXISTS {schema}.{REDSHIFT_STAGING_TABLE} ({cols})'
 
 
 def results_ddl(schema: str = "public") -> str:
@@ -55,12 +66,6 @@ def results_ddl(schema: str = "public") -> str:
     )
 
 
-def _no_region(region: Any) -> None:
-    if region is not None:
-        warn_deprecated("redshift SQL: region= is ignored and deprecated: costs come from the rows (priced by "
-                        "the client from the model catalogue)", stacklevel=3)
-
-
 def _known_sum(column: str) -> str:
     """SUM that is NULL when any summed value is NULL (SQL's SUM would skip them and under-report)."""
     return f"(CASE WHEN COUNT({column}) = COUNT(*) THEN SUM({column}) END)"
@@ -73,7 +78,7 @@ def _source_select(schema: str) -> str:
         f'"width", "height", "finish_reason", "usage".input_tokens::BIGINT AS input_tokens, '
         f'"usage".output_tokens::BIGINT AS output_tokens, "usage".image_tokens::BIGINT AS image_tokens, '
         f'"usage".total_tokens::BIGINT AS total_tokens, "cost".cny::DOUBLE PRECISION AS cost_cny, '
-        f'"cost".usd::DOUBLE PRECISION AS cost_usd FROM {schema}.{STAGING_TABLE} '
+        f'"cost".usd::DOUBLE PRECISION AS cost_usd FROM {schema}.{REDSHIFT_STAGING_TABLE} '
         # MERGE refuses duplicate source keys: the same image in two chunk files is one row.
         f'QUALIFY ROW_NUMBER() OVER (PARTITION BY "key" ORDER BY "request_id") = 1'
     )
@@ -86,10 +91,9 @@ def ledger_ddl(schema: str = "public") -> str:
             '"cost_cny" DOUBLE PRECISION, "cost_usd" DOUBLE PRECISION, "updated_at" VARCHAR(40))')
 
 
-def ledger_sql(schema: str = "public", *, mode: str = "realtime", region: str | None = None) -> str:
+def ledger_sql(schema: str = "public", *, mode: str = "realtime") -> str:
     """Run BEFORE the MERGE: one ledger line per (task, model) for the staged rows not yet ``ok`` in the
     table — the rows this run pays for (same rule as the embedded loader). Sum lines per run when reading."""
-    _no_region(region)
     t = f"{schema}.{RESULTS_TABLE}"
     billed = "(t.\"key\" IS NULL OR t.\"status\" <> 'ok')"
     return (
@@ -102,12 +106,11 @@ def ledger_sql(schema: str = "public", *, mode: str = "realtime", region: str | 
     )
 
 
-def merge_sql(schema: str = "public", *, mode: str = "realtime", region: str | None = None) -> str:
+def merge_sql(schema: str = "public", *, mode: str = "realtime") -> str:
     """MERGE staging → ``ocr_results`` keyed by ``key``; first_run_id survives updates.
 
     Bound parameters: ``%(run_id)s`` and ``%(dag_id)s``. Cost per row: the row's own (NULL when unknown).
     """
-    _no_region(region)
     t = f"{schema}.{RESULTS_TABLE}"
     cost_cny, cost_usd = "s.cost_cny", "s.cost_usd"
     updates = ", ".join(f'"{c}" = s.{c}' for c in (

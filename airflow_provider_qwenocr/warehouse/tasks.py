@@ -27,12 +27,15 @@ def default_sqlite_path() -> str:
     return os.path.join(home, "qwenocr_warehouse.sqlite")
 
 
-def warehouse_hook(conn_id: str = DEFAULT_WAREHOUSE_CONN_ID, *, fallback_sqlite: str | None = None) -> Any:
+def warehouse_hook(conn_id: str = DEFAULT_WAREHOUSE_CONN_ID, *, fallback_sqlite: str | bool | None = None) -> Any:
     """The connection's DbApiHook. If ``conn_id`` is not defined and ``fallback_sqlite`` is given, a SQLite
-    hook on that file is returned instead (no connection is invented: nothing is written to the
-    environment or the metadata DB), so the local example runs with no set-up."""
+    hook on that file (``True``: ``$AIRFLOW_HOME/qwenocr_warehouse.sqlite``) is returned instead (no
+    connection is invented: nothing is written to the environment or the metadata DB), so the local
+    example runs with no set-up."""
     from airflow_provider_qwenocr._compat import BaseHook
 
+    if fallback_sqlite is True:
+        fallback_sqlite = default_sqlite_path()
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception:
@@ -80,12 +83,16 @@ def result_uris(outputs: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(uris))
 
 
-def load_result_files(hook: Any, uris: Iterable[str], *, aws_conn_id: str | None = "aws_default",
+def load_result_files(hook: Any, outputs: Iterable[Any], *, aws_conn_id: str | None = "aws_default",
                       **kwargs: Any) -> dict[str, Any]:
-    """Read every results file and upsert its rows (one load, so the ledger sees the run at once)."""
+    """Read every results file and upsert its rows (one load, so the ledger sees the run at once).
+
+    ``outputs``: results URIs, or the OCR tasks' XCom summaries (``results_uri`` is read; mapped outputs
+    arrive as lists) — e.g. ``[text.output, kie.output]``. ``kwargs`` go to ``warehouse.loader.load_results``
+    (``dag_id``, ``run_id``, ``mode``, ``result_schema`` …)."""
     from airflow_provider_qwenocr.runs.results_store import read_results
 
-    uris = list(uris)
+    uris = result_uris(outputs)
     rows: list[dict] = []
     for uri in uris:
         rows.extend(read_results(uri, aws_conn_id=aws_conn_id))
@@ -93,6 +100,19 @@ def load_result_files(hook: Any, uris: Iterable[str], *, aws_conn_id: str | None
     out = report.to_dict()
     out["results_uris"] = uris
     return out
+
+
+def loaded_sha256s(hook: Any, *, task: str) -> set[str]:
+    """sha256 of every document with an ``ok`` row for ``task`` in ``ocr_results`` (empty before the first
+    load): what a nightly DAG need not send again."""
+    from airflow_provider_qwenocr.warehouse.loader import placeholder
+
+    try:
+        rows = query(hook, f"SELECT {q('sha256')} FROM {q(RESULTS_TABLE)} WHERE {q('task')} = {placeholder(hook)} "
+                           f"AND {q('status')} = 'ok'", [task])
+    except Exception:  # no table yet
+        return set()
+    return {r["sha256"] for r in rows}
 
 
 def query(hook: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -103,7 +123,7 @@ def query(hook: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def report(hook: Any, *, dag_id: str, run_id: str, ocr_outputs: Iterable[dict] = (), load: dict | None = None,
+def warehouse_report(hook: Any, *, dag_id: str, run_id: str, ocr_outputs: Iterable[dict] = (), load: dict | None = None,
            kie_table: str = KIE_TABLE_DEFAULT, limit: int = 8,
            printer: Callable[[str], Any] = log.info) -> dict[str, Any]:
     """Log a few rows queried back, the KIE table, and this run's usage + cost; return the figures.

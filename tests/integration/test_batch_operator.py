@@ -76,7 +76,7 @@ def test_blocking_completed_lands_rows_and_pushes_ids(conn, images, tmp_path, se
     assert ti.xcom["batch_ids"] == summary["batch_ids"] and len(summary["batch_ids"]) == 1
     assert ti.xcom["manifest_uri"].endswith("r.manifest.jsonl")
     assert (summary["n_images"], summary["n_ok"], summary["n_failed"]) == (4, 3, 1)
-    assert summary["verdict"] == "success"
+    assert summary["state"] == "done"
     rows = {r["source"].rsplit("/", 1)[-1]: r for r in read_results(summary["results_uri"])}
     assert set(rows) == {"a.png", "b.png", "c.png", "broken.png"}
     assert rows["broken.png"]["status"] == "error" and rows["broken.png"]["error"]["code"] == "InvalidImage"
@@ -88,9 +88,12 @@ def test_blocking_completed_lands_rows_and_pushes_ids(conn, images, tmp_path, se
     assert "text" not in json.dumps(summary)  # XCom carries no rows
 
 
-def test_split_at_line_limit_creates_several_batches(conn, images, tmp_path):
+def test_split_at_line_limit_creates_several_batches(conn, images, tmp_path, monkeypatch):
+    from airflow_provider_qwenocr.operators import batch as batch_operator
+
+    monkeypatch.setattr(batch_operator, "BATCH_LIMITS", BatchLimits(max_lines=2))  # the service's limits, smaller
     ti = FakeTI()
-    summary = make_op(images, tmp_path, batch_limits=BatchLimits(max_lines=2)).execute({"ti": ti})
+    summary = make_op(images, tmp_path).execute({"ti": ti})
     assert len(summary["batch_ids"]) == 2 and ti.xcom["batch_ids"] == summary["batch_ids"]
     assert summary["n_ok"] == 3
 
@@ -112,7 +115,7 @@ def test_deferrable_completed(conn, images, tmp_path):
 def test_partial_failure_policy(conn, images, tmp_path):
     (images / "red.png").write_bytes(red_png())
     summary = make_op(images, tmp_path, max_failed_ratio=0.25).execute({"ti": FakeTI()})
-    assert summary["verdict"] == "partial" and (summary["n_ok"], summary["n_failed"]) == (3, 1)
+    assert (summary["state"], summary["n_ok"], summary["n_failed"]) == ("done", 3, 1)
     assert summary["failed"][0]["code"] == "DataInspectionFailed"
 
     # use_cache=False: the same images again, and this part is about the policy, not the (shared) cache
@@ -120,9 +123,6 @@ def test_partial_failure_policy(conn, images, tmp_path):
     deferred, event = run_deferred(op, {"ti": FakeTI()})
     with pytest.raises(AirflowException, match="partial failure"):
         op.execute_complete({}, event, **deferred.kwargs)
-    with pytest.warns(DeprecationWarning, match="fail_on_partial_error"):
-        old = make_op(images, tmp_path / "old", fail_on_partial_error=False)
-    assert old.max_failed_ratio == 1.0  # the old default (partial passes) when asked for explicitly
     rows = list(read_results(str(tmp_path / "strict" / "out" / "r.jsonl")))  # billed results still landed
     assert len(rows) == 4
 
@@ -142,7 +142,7 @@ def test_failed_and_expired_batches(monkeypatch, images, tmp_path, outcome):
             codes = sorted((r["error"] or {}).get("code", "ok") for r in read_results(str(tmp_path / "out" / "r.jsonl")))
             assert codes == ["batch_expired", "batch_expired", "ok"]
             summary = make_op(images, tmp_path / "lenient", max_failed_ratio=1.0).execute({"ti": FakeTI()})
-            assert summary["verdict"] == "partial"
+            assert summary["state"] == "done" and summary["n_images"] == 3 and summary["n_failed"] >= 1
     finally:
         srv.stop()
 
@@ -217,8 +217,8 @@ def test_no_wait_returns_the_submitted_summary(conn, images, tmp_path):
     assert out["batch_ids"] == ti.xcom["batch_ids"] and out["state"] == "submitted"
     assert (out["n_images"], out["n_ok"], out["n_failed"], out["n_cached"]) == (3, 0, 0, 0)  # nothing landed yet
     assert out["cost"] == {"usd": None, "cny": None, "unknown_rows": 3}  # 3 requests, bill not known yet
-    assert out["results_uri"] == str(tmp_path / "out" / "r.jsonl") == out["output_uri"]  # old key, deprecated
-    assert (out["n_requests"], out["n_rejected"]) == (3, 0) and "output_uri" in out["deprecated_keys"]
+    assert out["results_uri"] == str(tmp_path / "out" / "r.jsonl")
+    assert not {"output_uri", "n_requests", "n_rejected", "deprecated_keys"} & set(out)  # the pre-1.0 keys are gone
     assert QwenOcrBatchOperator(task_id="t", images="x").retries == 0  # documented safe default
 
 
@@ -235,7 +235,7 @@ def test_batch_lines_go_through_the_real_ocr_engine(emulator_conn, tmp_path):
     text = rows["paragraph_en.png"]["text"].lower()
     assert "quarterly" in text and "warehouse" in text
     assert rows["inspection_red.png"]["error"]["code"] == "DataInspectionFailed"
-    assert summary["verdict"] == "partial"
+    assert (summary["state"], summary["n_ok"], summary["n_failed"]) == ("done", 1, 1)
 
 
 def test_batch_advanced_recognition_has_the_boxes_realtime_has(emulator_conn, tmp_path):
@@ -278,12 +278,15 @@ def test_rerun_with_cache_sends_only_new_images(conn, images, tmp_path, server):
 
 
 def test_default_output_is_per_run_and_per_mapped_instance(tmp_path):
+    """The realtime operator's rule (hooks/locations.py): <dag>/<run>/<task>[_<map_index>].jsonl."""
+    from airflow_provider_qwenocr.hooks.locations import manifest_location, output_location, task_ids
+
     ti = FakeTI()
     ti.map_index = 3
     op = QwenOcrBatchOperator(task_id="ocr_batch", images="x")
-    output, manifest = op._resolve_uris({"ti": ti})
-    assert output.endswith("/ocr_batch/manual__test/results-3.jsonl")
-    assert manifest.endswith("/ocr_batch/manual__test/results-3.manifest.jsonl")
+    output = output_location(op.output_uri, **task_ids(op, {"ti": ti}))
+    assert output.endswith("/manual__test/ocr_batch_3.jsonl")
+    assert manifest_location(op.manifest_uri, output).endswith("/manual__test/ocr_batch_3.manifest.jsonl")
 
 
 def test_half_submitted_run_cancels_what_it_created(conn, tmp_path, monkeypatch):
@@ -291,7 +294,7 @@ def test_half_submitted_run_cancels_what_it_created(conn, tmp_path, monkeypatch)
     import tempfile
 
     hook = QwenOcrHook()
-    real_create = hook.create_batch
+    real_create = hook.batch_client.create_batch  # the runner works on the batch client, not on the hook
     calls: list[str] = []
 
     def flaky_create(file_id, **kw):
@@ -300,7 +303,7 @@ def test_half_submitted_run_cancels_what_it_created(conn, tmp_path, monkeypatch)
             raise RuntimeError("network gone while creating part 2")
         return real_create(file_id, **kw)
 
-    monkeypatch.setattr(hook, "create_batch", flaky_create)
+    monkeypatch.setattr(hook.batch_client, "create_batch", flaky_create)
     seen: list[list[str]] = []
     spools_before = set(glob.glob(f"{tempfile.gettempdir()}/qwenocr-batch-*"))
     with pytest.raises(RuntimeError, match="part 2"):
@@ -339,7 +342,7 @@ def test_token_budget_refuses_before_anything_is_billed(conn, images, tmp_path, 
         make_op(images, tmp_path, token_budget=10).execute({"ti": FakeTI()})
     assert (server.batch_creations(), server.file_uploads()) == (batches, uploads)
     ok = make_op(images, tmp_path / "ok", token_budget=100_000, wait_for_completion=False).execute({"ti": FakeTI()})
-    assert ok["n_requests"] == 3
+    assert ok["cost"]["unknown_rows"] == 3  # 3 requests sent
 
 
 

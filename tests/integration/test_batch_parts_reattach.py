@@ -10,12 +10,12 @@ import json
 
 import pytest
 
-from airflow_provider_qwenocr.dashscope.batch import BatchClient
+from airflow_provider_qwenocr.dashscope.batch import BatchClient, cancel_batches
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchBuilder, BatchLimits, dump_manifest
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.runs import reattach as ra
-from airflow_provider_qwenocr.runs.batch import BatchRunner, cancel_batches
+from airflow_provider_qwenocr.runs.batch import BatchRunner
 from airflow_provider_qwenocr.runs.batch_parts import create_batches
 from tests.integration.batch_support import API_KEY, png, start_server, wait_status
 

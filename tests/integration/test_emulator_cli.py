@@ -1,5 +1,5 @@
-"""``qwenocr-emulator`` as a separate process: flags reach the server, /health answers; the old
-``python -m airflow_provider_qwenocr.emulator`` still starts it, with a deprecation message."""
+"""``qwenocr-emulator`` as a separate process: flags reach the server, /health answers. The emulator is its
+own distribution only: the provider no longer carries an ``airflow_provider_qwenocr.emulator`` alias (1.0)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 
 import httpx
 import pytest
@@ -46,10 +45,9 @@ def _console_script() -> list[str]:
     return [script if os.path.exists(script) else shutil.which("qwenocr-emulator")]
 
 
-@pytest.mark.parametrize("launcher", ["console-script", "deprecated-module"])
-def test_cli_server_answers_with_its_key_and_knobs(launcher):
+def test_cli_server_answers_with_its_key_and_knobs():
     port = free_port()
-    cmd = _console_script() if launcher == "console-script" else [sys.executable, "-m", "airflow_provider_qwenocr.emulator"]
+    cmd = _console_script()
     proc = subprocess.Popen([*cmd, "--host", "127.0.0.1",
                              "--port", str(port), "--api-key", "sk-cli", "--engine", "echo", "--rpm", "2",
                              "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -79,20 +77,16 @@ def test_cli_server_answers_with_its_key_and_knobs(launcher):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-    err = proc.stderr.read().decode()
-    moved = "moved to the qwenocr-emulator distribution"
-    assert (moved in err) == (launcher == "deprecated-module"), err[-2000:]
 
 
-def test_old_import_path_warns_and_gives_the_new_classes():
-    import qwenocr_emulator
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        from airflow_provider_qwenocr.emulator import EmulatorConfig, EmulatorServer
-    assert EmulatorServer is qwenocr_emulator.EmulatorServer and EmulatorConfig is qwenocr_emulator.EmulatorConfig
-    assert caught and all(issubclass(w.category, DeprecationWarning) for w in caught)
-    assert "qwenocr-emulator" in str(caught[0].message)
+def test_the_provider_has_no_emulator_alias_any_more():
+    """1.0 removed ``airflow_provider_qwenocr.emulator``: the only ways in are ``qwenocr-emulator`` /
+    ``qwenocr_emulator``."""
+    with pytest.raises(ModuleNotFoundError):
+        __import__("airflow_provider_qwenocr.emulator")
+    out = subprocess.run([sys.executable, "-m", "airflow_provider_qwenocr.emulator", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "No module named airflow_provider_qwenocr.emulator" in out.stderr
 
 
 def test_emulator_imports_neither_airflow_nor_our_client():

@@ -54,7 +54,7 @@ def test_500_images_through_429_500_and_timeouts(make_emulator, monkeypatch, tmp
     folder = write_images(tmp_path / "in", 500)
     out = tmp_path / "out" / "results.jsonl"
     op = QwenOcrOperator(task_id="ocr", images=str(folder), output_uri=str(out), conn_id=conn_id,
-                         max_concurrency=16, progress_interval=1000)
+                         max_concurrency=16)
     summary = op.execute({})
 
     rows, by_source = rows_by_source(out)
@@ -82,7 +82,7 @@ def test_permanent_errors_are_isolated_to_their_images(make_emulator, monkeypatc
     Image.new("RGB", (8, 8), "white").save(folder / "tiny.png")  # both sides must be > 10 px
     out = tmp_path / "results.jsonl"
     op = QwenOcrOperator(task_id="ocr", images=str(folder), output_uri=str(out), conn_id=conn_id,
-                         max_concurrency=8, max_failed_ratio=0.5, progress_interval=1000)
+                         max_concurrency=8, max_failed_ratio=0.5)
     summary = op.execute({})
 
     rows, by_source = rows_by_source(out)
@@ -100,7 +100,7 @@ def test_invalid_key_stops_the_task_at_once(make_emulator, monkeypatch, tmp_path
     conn_id = set_conn(monkeypatch, srv, key="sk-a-wrong-key-123")
     folder = write_images(tmp_path / "in", 200)
     op = QwenOcrOperator(task_id="ocr", images=str(folder), output_uri=str(tmp_path / "r.jsonl"), conn_id=conn_id,
-                         max_concurrency=4, max_failed_ratio=1.0, progress_interval=1000)
+                         max_concurrency=4, max_failed_ratio=1.0)
     with pytest.raises(AirflowException) as ei:
         op.execute({})
     assert "sk-a-wrong-key-123" not in str(ei.value)
@@ -112,7 +112,7 @@ _CHILD = r"""
 import sys
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
 QwenOcrOperator(task_id="ocr", images=sys.argv[1], output_uri=sys.argv[2], cache_uri=sys.argv[3],
-                conn_id="dashscope_faults", max_concurrency=4, progress_interval=1000).execute({})
+                conn_id="dashscope_faults", max_concurrency=4).execute({})
 """
 
 
@@ -147,7 +147,7 @@ def test_killed_task_retried_rebills_nothing_done(make_emulator, monkeypatch, tm
     srv.reset_stats()
     out2 = tmp_path / "run2.jsonl"
     summary = QwenOcrOperator(task_id="ocr", images=str(folder), output_uri=str(out2), cache_uri=str(cache),
-                              conn_id="dashscope_faults", max_concurrency=4, progress_interval=1000).execute({})
+                              conn_id="dashscope_faults", max_concurrency=4).execute({})
     billed_second = srv.stats()["by_status"].get(200, 0)
     rows, by_source = rows_by_source(out2)
     assert len(by_source) == n and all(r["status"] == "ok" for r in rows)

@@ -186,7 +186,7 @@ _KILL_SCRIPT = textwrap.dedent("""
     from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
     ti = types.SimpleNamespace(dag_id="kill_it", task_id="ocr", run_id="r1", map_index=-1)
     QwenOcrOperator(task_id="ocr", images=sys.argv[1], output_uri=sys.argv[2], cache_uri=sys.argv[3],
-                    conn_id="qwen_kill", max_concurrency=4, progress_interval=0).execute({"ti": ti, "run_id": "r1"})
+                    conn_id="qwen_kill", max_concurrency=4).execute({"ti": ti, "run_id": "r1"})
 """)
 
 

@@ -127,4 +127,5 @@ def test_a_source_that_cannot_be_signed_is_an_error_row_not_a_crash():
     row, cached = runner.process_one(src, job, NoCalls(), None)
     assert (row.ok, cached, row.error.code) == (False, False, "SourceReadError")
     assert "no credentials" in row.error.message
-    assert runner.estimate_job_tokens([src], job, None) == (job.spec.max_image_tokens, 1, 0)
+    # the run sends nothing for it (an error row), so the budget estimate counts nothing for it either
+    assert runner.estimate_job_tokens([src], job, None) == (0, 0, 0)

@@ -26,6 +26,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -80,7 +81,7 @@ _MEMORY_CHILD = textwrap.dedent("""
     from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
     from bench.rss import peak_rss_kb  # this process's own peak: ru_maxrss also holds the parent's (see there)
     out = QwenOcrOperator(task_id="ocr", images=sys.argv[1], output_uri=sys.argv[2], use_cache=False,
-                          conn_id="qwen_mem", max_concurrency=4, progress_interval=1000).execute({})
+                          conn_id="qwen_mem", max_concurrency=4).execute({})
     print(json.dumps({"peak_kb": peak_rss_kb(), "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "n_ok": out["n_ok"], "n_images": out["n_images"]}))
 """)
@@ -333,13 +334,19 @@ def test_unwritable_outputs_fail_before_any_call(emulator, emulator_conn, tmp_pa
 
 def test_stale_part_files_removed_at_start(emulator, emulator_conn, tmp_path):
     out_uri = tmp_path / "r.jsonl"
-    stale = tmp_path / ".r.jsonl.abc123.part"  # what a SIGKILLed writer leaves
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a writer that no longer runs on this host
+    host = socket.gethostname()
+    stale = tmp_path / f".r.jsonl.{gone.pid}@{host}.abc123.part"  # what a SIGKILLed writer leaves
     stale.write_text("half a file")
+    old = tmp_path / ".r.jsonl.legacy1.part"  # no writer in its name: removed once it is old
+    old.write_text("an old version's leftover")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
     other = tmp_path / ".other.jsonl.x.part"
     other.write_text("another output's")
     QwenOcrOperator(task_id="ocr", images=str(DOCS / "paragraph_en.png"), output_uri=str(out_uri),
                     use_cache=False).execute(_ctx())
-    assert not stale.exists() and other.exists() and out_uri.exists()
+    assert not stale.exists() and not old.exists() and other.exists() and out_uri.exists()
     assert not [p for p in tmp_path.glob(".r.jsonl.*.part")]
 
 
@@ -427,7 +434,7 @@ _KILL = textwrap.dedent("""
     import sys
     from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
     QwenOcrOperator(task_id="ocr", images=sys.argv[1], output_uri=sys.argv[2], cache_uri=sys.argv[3],
-                    conn_id="qwen_kill9", max_concurrency=4, progress_interval=0).execute({})
+                    conn_id="qwen_kill9", max_concurrency=4).execute({})
 """)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from airflow_provider_qwenocr.operators.batch import QwenOcrBatchOperator
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
-from airflow_provider_qwenocr.runs.summary import DEPRECATED_KEYS, SUMMARY_KEYS
+from airflow_provider_qwenocr.runs.summary import SUMMARY_KEYS
 from airflow_provider_qwenocr.sensors.batch import QwenOcrBatchSensor
 from tests.integration.batch_support import FakeTI, conn_env, png, server_fixture
 
@@ -28,12 +28,6 @@ def images(tmp_path, server, monkeypatch):
     return str(d)
 
 
-def _core(summary: dict) -> dict:
-    """The summary without the keys kept for one release."""
-    assert set(summary.get("deprecated_keys", [])) <= set(DEPRECATED_KEYS)
-    return {k: v for k, v in summary.items() if k not in DEPRECATED_KEYS and k != "deprecated_keys"}
-
-
 def test_all_four_producers_return_the_same_summary(images, tmp_path):
     common = {"images": images, "use_cache": False, "max_failed_ratio": 1.0}
     batch = {**common, "deferrable": False, "poll_interval": 0.1}
@@ -48,7 +42,7 @@ def test_all_four_producers_return_the_same_summary(images, tmp_path):
 
     producers = {"realtime": realtime, "batch": waited, "no-wait": submitted, "sensor": sensed}
     for name, summary in producers.items():
-        assert tuple(_core(summary)) == SUMMARY_KEYS, name
+        assert tuple(summary) == SUMMARY_KEYS, name
         assert [sorted(f) for f in summary["failed"]] == [["code", "error", "source"]], name
         assert summary["failed"][0]["source"].endswith("broken.png") and summary["failed"][0]["code"], name
         assert set(summary["cost"]) == {"usd", "cny", "unknown_rows"}, name
@@ -57,8 +51,8 @@ def test_all_four_producers_return_the_same_summary(images, tmp_path):
     assert [s["state"] for s in (realtime, waited, submitted, sensed)] == ["done", "done", "submitted", "done"]
     assert realtime["batch_ids"] == [] and realtime["manifest_uri"] is None
     assert sensed["batch_ids"] == submitted["batch_ids"] == [submitted["batch_ids"][0]]
-    assert sensed["manifest_uri"] == submitted["manifest_uri"] and sensed["verdict"] == "success"  # deprecated key; the batch itself had no failure
-    assert (submitted["n_images"], submitted["n_failed"], submitted["n_requests"]) == (3, 1, 2)
+    assert sensed["manifest_uri"] == submitted["manifest_uri"]
+    assert (submitted["n_images"], submitted["n_failed"], submitted["cost"]["unknown_rows"]) == (3, 1, 2)
     assert waited["cost"]["usd"] < realtime["cost"]["usd"]  # the batch price (half), known for qwen-vl-ocr
 
 
@@ -67,28 +61,9 @@ def test_sensor_without_output_uri_returns_the_request_counts(images, tmp_path):
                                      wait_for_completion=False, use_cache=False).execute({"ti": FakeTI()})
     out = QwenOcrBatchSensor(task_id="sense", batch_ids=submitted["batch_ids"], poke_interval=0.1, timeout=60,
                              deferrable=False).execute({})
-    assert tuple(_core(out)) == SUMMARY_KEYS and out["state"] == "ended" and out["results_uri"] is None
+    assert tuple(out) == SUMMARY_KEYS and out["state"] == "ended" and out["results_uri"] is None
     assert (out["n_images"], out["n_ok"], out["n_failed"]) == (2, 2, 0)  # the 2 requests sent, not the 3 images
     assert out["cost"] == {"usd": None, "cny": None, "unknown_rows": 2}  # billed, not priced here
-    assert out["verdict"] == "success" and out["counts"]["completed"] == 2  # deprecated keys, one release
-
-
-def test_deprecated_hook_batch_methods_warn_and_still_work(images, tmp_path):
-    from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
-    from airflow_provider_qwenocr.runs.sources import expand_sources
-    from tests.integration.batch_support import wait_status
-
-    hook = QwenOcrHook()
-    manifest = str(tmp_path / "m.jsonl")
-    with pytest.warns(DeprecationWarning, match="batch_runner"):
-        submitted = hook.submit_ocr_batch(expand_sources(images), task="text_recognition", manifest_uri=manifest)
-    assert {"batch_ids", "input_file_ids", "n_requests", "n_rejected", "image_tokens"} <= set(submitted)
-    assert (submitted["n_images"], submitted["n_requests"], submitted["n_rejected"]) == (3, 2, 1)
-    wait_status(hook, submitted["batch_ids"][0], {"completed"})
-    with pytest.warns(DeprecationWarning, match="batch_runner"):
-        landed = hook.download_batch_results(submitted["batch_ids"], output_uri=str(tmp_path / "r.jsonl"),
-                                             manifest_uri=manifest)
-    assert tuple(_core(landed)) == SUMMARY_KEYS and (landed["n_ok"], landed["n_failed"]) == (2, 1)
 
 
 def test_hook_recognize_takes_the_request_or_its_arguments(images):

@@ -33,17 +33,17 @@ server = server_fixture(batch_seconds=0.6)
 conn = conn_fixture()
 
 
-def submit(tmp_path, *extra: bytes) -> tuple[list[str], str]:
+def submit(tmp_path, *extra: bytes, name: str = "r", **kw) -> tuple[list[str], str]:
     d = tmp_path / "in"
     d.mkdir(exist_ok=True)
     (d / "a.png").write_bytes(png("alpha"))
     (d / "b.png").write_bytes(png("beta", size=(240, 72)))
     for i, data in enumerate(extra):
         (d / f"x{i}.png").write_bytes(data)
-    output = str(tmp_path / "out" / "r.jsonl")
+    output = str(tmp_path / "out" / f"{name}.jsonl")
     ti = FakeTI()
     QwenOcrBatchOperator(task_id="submit", images=str(d), output_uri=output, wait_for_completion=False,
-                         deferrable=False).execute({"ti": ti})
+                         deferrable=False, **kw).execute({"ti": ti})
     return ti.xcom["batch_ids"], output
 
 
@@ -59,7 +59,7 @@ def test_poke_waits_then_lands_results_with_the_manifest(conn, tmp_path):
     s = sensor(ids, output_uri=output)
     assert s.poke({}) is False  # just submitted: still validating/in progress
     result = s.execute({})
-    assert result["verdict"] == "success" and result["n_ok"] == 2
+    assert (result["state"], result["n_ok"], result["n_failed"]) == ("done", 2, 0)
     rows = list(read_results(output))
     assert sorted(r["source"].rsplit("/", 1)[-1] for r in rows) == ["a.png", "b.png"]  # names from the manifest
 
@@ -68,7 +68,7 @@ def test_retried_sensor_submits_nothing(conn, tmp_path, server):
     ids, output = submit(tmp_path)
     batches, uploads = server.batch_creations(), server.file_uploads()
     first = sensor(ids, output_uri=output).execute({})
-    retry = sensor(",".join(ids), output_uri=output).execute({})  # a retry, ids rendered as a string
+    retry = sensor(ids, output_uri=output).execute({})  # a retry of the same task
     assert first["n_ok"] == retry["n_ok"] == 2
     assert (server.batch_creations(), server.file_uploads()) == (batches, uploads)
 
@@ -84,14 +84,12 @@ def test_deferrable_sensor(conn, tmp_path, server):
     assert len(events) == 1
     result = sensor(ids, output_uri=output, deferrable=True, max_failed_ratio=0.5).execute_complete(
         {}, events[0].payload)
-    assert result["verdict"] == "partial" and result["n_failed"] == 1
+    assert (result["state"], result["n_ok"], result["n_failed"]) == ("done", 2, 1)
     with pytest.raises(AirflowException, match="partial"):  # the default, as the realtime operator
         sensor(ids, output_uri=output, deferrable=True).execute_complete({}, events[0].payload)
-    with pytest.warns(DeprecationWarning), pytest.raises(AirflowException, match="partial"):
-        sensor(ids, output_uri=output, fail_on_partial_error=True, deferrable=True).execute_complete(
-            {}, events[0].payload)
     # already terminal: a deferrable sensor answers at once, without deferring
-    assert sensor(ids, deferrable=True, max_failed_ratio=1).execute({})["verdict"] == "partial"
+    ended = sensor(ids, deferrable=True, max_failed_ratio=1).execute({})
+    assert (ended["state"], ended["n_images"], ended["n_failed"]) == ("ended", 3, 1)
 
 
 async def _collect(trigger):
@@ -149,3 +147,21 @@ def test_delete_files_after_landing(conn, tmp_path, server):
     batch = store.batches[ids[0]]
     for fid in (input_file, batch["output_file_id"]):
         assert fid not in store.files
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_a_quiet_night_every_image_cached_is_a_success_with_nothing_to_wait_for(conn, tmp_path, server, deferrable):
+    """Issue 20 #13: the operator pushes ``batch_ids=[]`` when every image came from the cache; the sensor
+    (README's pattern) succeeds, lands those rows at its ``output_uri`` and calls nothing."""
+    cache = str(tmp_path / "cache")
+    ids, output = submit(tmp_path, cache_uri=cache)
+    sensor(ids, output_uri=output, cache_uri=cache).execute({})  # the first night lands and caches the rows
+    again, output2 = submit(tmp_path, name="night2", cache_uri=cache)
+    assert again == []
+    creations, polls = server.batch_creations(), server.stats()["by_status"]
+    quiet = sensor(again, output_uri=output2, cache_uri=cache, deferrable=deferrable).execute({})
+    assert (quiet["state"], quiet["n_images"], quiet["n_cached"], quiet["n_failed"]) == ("done", 2, 2, 0)
+    assert sorted(r["source"].rsplit("/", 1)[-1] for r in read_results(output2)) == ["a.png", "b.png"]
+    assert server.batch_creations() == creations and server.stats()["by_status"] == polls  # no call at all
+    bare = sensor([], deferrable=deferrable).execute({})  # without output_uri: nothing landed, nothing failed
+    assert (bare["state"], bare["n_images"], bare["results_uri"]) == ("ended", 0, None)

@@ -75,7 +75,7 @@ def test_account_state_mid_run_stops_at_once_and_rerun_does_only_the_rest(state,
     d = _images(tmp_path / "imgs", n)
     out_uri, cache_uri = tmp_path / "r.jsonl", tmp_path / "cache"
     kw = dict(task_id="ocr", images=str(d), conn_id=conn_id, cache_uri=str(cache_uri), max_concurrency=1,
-              max_failed_ratio=1.0, progress_interval=0)
+              max_failed_ratio=1.0)
     _switch_after(srv, k, state)
 
     with pytest.raises(QwenOcrAccountError) as err:
@@ -110,7 +110,7 @@ def test_account_state_mid_run_with_four_workers_no_image_billed_twice(make_emul
     conn_id = _set_conn(monkeypatch, "qwen_account4", srv.base_url, KEY)
     d = _images(tmp_path / "imgs", n)
     kw = dict(task_id="ocr", images=str(d), conn_id=conn_id, cache_uri=str(tmp_path / "cache"),
-              max_concurrency=workers, max_failed_ratio=1.0, progress_interval=0)
+              max_concurrency=workers, max_failed_ratio=1.0)
     _switch_after(srv, k, "prepaid-overdue")
     with pytest.raises(QwenOcrAccountError, match="PrepaidBillOverdue"):
         QwenOcrOperator(output_uri=str(tmp_path / "r1.jsonl"), **kw).execute(_ctx(run_id="r1"))

@@ -130,10 +130,37 @@ def test_report_logs_instead_of_printing(hook, caplog, monkeypatch):
         raise AssertionError(f"print() called: {args}")
 
     monkeypatch.setattr(builtins, "print", no_print)
-    from airflow_provider_qwenocr.warehouse.tasks import report
+    from airflow_provider_qwenocr.warehouse.tasks import warehouse_report
 
     load = load_results(hook, [_row(31), _row(32)], dag_id="d", run_id="r9").to_dict()
     with caplog.at_level(logging.INFO, logger="airflow_provider_qwenocr.warehouse.tasks"):
-        summary = report(hook, dag_id="d", run_id="r9", ocr_outputs=[{"n_images": 2, "n_cached": 0}], load=load)
+        summary = warehouse_report(hook, dag_id="d", run_id="r9", ocr_outputs=[{"n_images": 2, "n_cached": 0}], load=load)
     assert summary["billed_rows"] == 2 and summary["cost_cny"] == pytest.approx(load["cost"]["cny"])
     assert "r9: 2 API calls" in caplog.text and "doc31.png" in caplog.text
+
+
+def test_public_load_helpers_take_summaries_and_know_what_is_loaded(hook, tmp_path, monkeypatch):
+    """What the example DAGs use from the public API: ``load_result_files`` takes the OCR tasks' XCom
+    summaries (mapped ones as lists) as well as URIs; ``loaded_sha256s`` answers the nightly DAG's question
+    (an empty set before the first load); ``fallback_sqlite=True`` is the embedded file in AIRFLOW_HOME."""
+    from airflow_provider_qwenocr import load_result_files, loaded_sha256s
+    from airflow_provider_qwenocr.runs.results_store import ResultsWriter
+
+    assert loaded_sha256s(hook, task="text_recognition") == set()  # no table yet
+    uris = []
+    for name, rows in (("a", [_row(41), _row(42, status="error", tokens=(0, 0))]), ("b", [_row(43)])):
+        uris.append(str(tmp_path / f"{name}.jsonl"))
+        with ResultsWriter(uris[-1]) as writer:
+            for row in rows:
+                writer.write(row)
+    outputs = [{"results_uri": uris[0], "n_images": 2}, [{"results_uri": uris[1]}, None]]
+    report = load_result_files(hook, outputs, dag_id="d", run_id="r1")
+    assert report["results_uris"] == uris and report["n_rows"] == 3
+    assert loaded_sha256s(hook, task="text_recognition") == {f"{41:064x}", f"{43:064x}"}  # ok rows only
+    assert loaded_sha256s(hook, task="table_parsing") == set()
+
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    embedded = warehouse_hook("qwenocr_wh_not_defined", fallback_sqlite=True)
+    load_results(embedded, [_row(44)], run_id="r1")
+    assert (tmp_path / "home" / "qwenocr_warehouse.sqlite").exists()

@@ -50,9 +50,13 @@ def test_costs_come_from_the_rows_not_from_prices_in_sql():
     assert "(CASE WHEN COUNT(s.cost_cny) = COUNT(*) THEN SUM(s.cost_cny) END)" in ledger  # unknown stays NULL
 
 
-def test_region_argument_is_deprecated():
-    with pytest.warns(DeprecationWarning, match="region"):
+def test_region_argument_is_gone_and_the_public_lists_keep_the_order():
+    with pytest.raises(TypeError, match="region"):
         redshift.merge_sql("x", region="cn-beijing")
+    assert redshift.redshift_setup_sql("x") == [redshift.results_ddl("x"), redshift.staging_ddl("x"),
+                                                redshift.ledger_ddl("x")]
+    assert redshift.redshift_merge_sql("x", mode="batch") == [redshift.ledger_sql("x", mode="batch"),
+                                                              redshift.merge_sql("x", mode="batch")]
 
 
 def test_ledger_counts_only_rows_not_yet_paid():

@@ -1,4 +1,4 @@
-"""Arguments of the batch operator and sensor: ids, cancel switches, refused options, renamed options."""
+"""Arguments of the batch operator and sensor: ids, cancel switches, refused options, removed pre-1.0 forms."""
 
 from __future__ import annotations
 
@@ -20,15 +20,12 @@ def test_lists_and_single_ids_need_no_parsing():
         assert parse_batch_ids(None) == [] and parse_batch_ids([]) == []
 
 
-@pytest.mark.parametrize("rendered", ['["b1", "b2"]', "['b1', 'b2']", "b1, b2"])
-def test_rendered_list_strings_still_work_with_a_deprecation_warning(rendered):
-    with pytest.warns(DeprecationWarning, match="XComArg"):
-        assert parse_batch_ids(rendered) == ["b1", "b2"]
-
-
-def test_a_rendered_string_is_never_evaluated_as_python():
-    with pytest.warns(DeprecationWarning), pytest.raises(ValueError):
-        parse_batch_ids("[__import__('os').getpid()]")
+@pytest.mark.parametrize("rendered", ['["b1", "b2"]', "['b1', 'b2']", "b1, b2", "[__import__('os').getpid()]"])
+def test_a_string_of_several_ids_is_refused_with_what_to_pass(rendered):
+    """1.0: the rendered-list string form is gone; it is refused (never parsed, never evaluated), not sent
+    to the service as one unknown id."""
+    with pytest.raises(QwenOcrConfigError, match="XComArg"):
+        parse_batch_ids(rendered)
 
 
 def test_sensor_cancel_on_kill_is_separate_from_cancel_on_timeout():
@@ -39,10 +36,11 @@ def test_sensor_cancel_on_kill_is_separate_from_cancel_on_timeout():
     assert QwenOcrBatchSensor(task_id="s3", batch_ids=["b1"]).cancel_on_kill is False
 
 
-def test_sensor_old_cancel_on_timeout_alone_keeps_cancelling_on_kill_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="cancel_on_kill"):
+def test_sensor_cancel_on_timeout_alone_no_longer_cancels_on_kill():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         s = QwenOcrBatchSensor(task_id="s", batch_ids=["b1"], cancel_on_timeout=True)
-    assert s.cancel_on_kill is True
+    assert s.cancel_on_kill is False
 
 
 def test_sensor_on_kill_follows_cancel_on_kill():
@@ -63,12 +61,17 @@ def test_sensor_on_kill_follows_cancel_on_kill():
 def test_batch_refuses_enable_rotate_clearly():
     with pytest.raises(QwenOcrConfigError, match="enable_rotate"):
         QwenOcrBatchOperator(task_id="b", images="x", enable_rotate=True)
+    assert not QwenOcrBatchOperator(task_id="b0", images="x", enable_rotate=False).enable_rotate
 
 
-def test_batch_max_concurrency_is_a_deprecated_alias_of_prepare_workers():
-    assert QwenOcrBatchOperator(task_id="b1", images="x", prepare_workers=3).prepare_workers == 3
-    with pytest.warns(DeprecationWarning, match="prepare_workers"):
-        op = QwenOcrBatchOperator(task_id="b2", images="x", max_concurrency=6)
-    assert op.prepare_workers == 6
-    with pytest.raises(QwenOcrConfigError, match="prepare_workers"):
-        QwenOcrBatchOperator(task_id="b3", images="x", prepare_workers=0)
+@pytest.mark.parametrize("removed", ["max_concurrency", "prepare_workers", "batch_limits", "max_poll_failures",
+                                     "fail_on_partial_error"])
+def test_batch_operator_pre_1_0_and_tuning_arguments_are_gone(removed):
+    with pytest.raises(Exception, match=removed):  # Airflow's own "invalid arguments" error names it
+        QwenOcrBatchOperator(task_id="b1", images="x", **{removed: 3})
+
+
+@pytest.mark.parametrize("removed", ["fail_on_partial_error", "max_poll_failures"])
+def test_sensor_pre_1_0_and_tuning_arguments_are_gone(removed):
+    with pytest.raises(Exception, match=removed):
+        QwenOcrBatchSensor(task_id="s1", batch_ids=["b1"], **{removed: 3})

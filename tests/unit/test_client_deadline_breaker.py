@@ -32,8 +32,11 @@ KEY = "sk-unit-test-secret-0123456789"
 class DripServer:
     """Answers every request with headers promising 10 kB, then one byte every ``interval`` seconds."""
 
-    def __init__(self, interval: float = 2.0, max_seconds: float = 60.0) -> None:
+    def __init__(self, interval: float = 2.0, max_seconds: float = 60.0, *, framed: bool = True) -> None:
+        # framed=False: no Content-Length, ``Connection: close`` (the body ends when the peer closes)
         self.interval, self.max_seconds = interval, max_seconds
+        self.head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     + (b"Content-Length: 10000\r\n" if framed else b"Connection: close\r\n") + b"\r\n{")
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -63,7 +66,7 @@ class DripServer:
                     return
                 data += chunk
             self.requests += 1
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{")
+            conn.sendall(self.head)
             while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
                 time.sleep(self.interval)
                 conn.sendall(b" ")
@@ -102,6 +105,25 @@ def test_dripping_server_fails_within_timeout_plus_retry_budget():
     # each attempt is cut at 5 s; retries stop once 10 s are spent: ≤ 15 s plus scheduling slack
     assert 4.5 <= elapsed <= 20.0, elapsed
     assert srv.requests >= 2  # it did retry, within the budget
+
+
+def test_deadline_cuts_a_drip_without_content_length():
+    """Issue 20 #1: without Content-Length the socket belongs to the response, not the connection; the
+    deadline still cuts it, and the cut (EOF-terminated, complete-looking) body is a timeout, not an answer."""
+    srv = DripServer(interval=2.0, max_seconds=30.0, framed=False)
+    cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=3.0,
+                       max_retries=0, max_retry_seconds=1.0)
+    client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetryableError) as ei:
+            client.recognize(_image(), task="text_recognition")
+    finally:
+        elapsed = time.monotonic() - started
+        srv.stop()
+        client.close()
+    assert ei.value.code == "RequestTimeOut"
+    assert 2.5 <= elapsed <= 12.0, elapsed  # 3-s deadline; the drip would go on for 30 s
 
 
 def test_breaker_opens_after_k_consecutive_outages_and_stops_calling():
@@ -147,3 +169,60 @@ def test_what_counts_as_outage():
     assert not is_outage(RetryableError("x", code="Throttling", status_code=429))
     assert not is_outage(PermanentError("x", code="InvalidParameter", status_code=400))
     assert not CircuitBreaker(failures=0).enabled
+
+
+class EndlessServer:
+    """Answers 200 and streams bytes as fast as the client reads them, without end (issue 20 #2)."""
+
+    def __init__(self, *, declared: int | None = None, max_bytes: int = 200 * 1024 * 1024) -> None:
+        self.declared, self.max_bytes, self.sent = declared, max_bytes, 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            length = f"Content-Length: {self.declared}\r\n" if self.declared else "Connection: close\r\n"
+            conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}\r\n".encode())
+            block = b"[" * 65536
+            try:
+                while self.sent < self.max_bytes:
+                    conn.sendall(block)
+                    self.sent += len(block)
+            except OSError:
+                pass  # the client stopped reading: what the cap is for
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("declared", [None, 50 * 1024 * 1024])
+def test_an_endless_answer_stops_at_the_byte_cap(declared):
+    srv = EndlessServer(declared=declared)
+    cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=20.0,
+                       max_retries=3, max_retry_seconds=5.0)
+    client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))
+    started = time.monotonic()
+    try:
+        with pytest.raises(PermanentError) as ei:
+            client.recognize(_image(), task="text_recognition")
+    finally:
+        elapsed = time.monotonic() - started
+        srv.stop()
+        client.close()
+    assert ei.value.code == "ResponseTooLarge"
+    assert client.calls == 1  # never retried: the same answer would be as large
+    assert elapsed < 20.0, elapsed
+    # read up to the cap (plus socket buffers), not the 200 MB the server had to give
+    assert srv.sent <= 16 * 1024 * 1024, srv.sent  # the cap is 8 MiB
+    if declared:
+        assert srv.sent <= 8 * 1024 * 1024  # refused on the header, before the body

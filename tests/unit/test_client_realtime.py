@@ -299,3 +299,19 @@ def test_unknown_model_is_accepted_and_its_cost_is_unknown(stub, caplog):
     assert res.cost == {"usd": None, "cny": None}  # never another model's price
     assert stub.requests[-1]["body"]["model"] == "qwen-ocr-from-the-future"
     assert sum("qwen-ocr-from-the-future" in r.getMessage() for r in caplog.records) == 1  # warned once
+
+
+def test_the_client_returns_the_finished_row_its_identity_and_its_regions_cost(stub):
+    """The run hands the client the plan's identity; the row comes back finished (source, sha256, key, page,
+    usage, cost at the model's price in the connection's region) and nobody rewrites it."""
+    from airflow_provider_qwenocr.ocr.plan import plan_bytes
+    from airflow_provider_qwenocr.ocr.request import build_ocr_request
+
+    request = build_ocr_request()
+    ident = plan_bytes("/in/doc.pdf#page=2", png(), request, page=2).identity
+    cfg = ClientConfig(api_key=KEY, base_url=stub.base_url, region="ap-southeast-1", max_retries=0)
+    with RealtimeClient(cfg, sleep=lambda s: None) as client:
+        res = client.recognize(request.prepare(png()), request=request, identity=ident)
+    assert (res.source, res.sha256, res.key, res.page) == (ident.source, ident.sha256, ident.key, 2)
+    intl = request.spec.price("ap-southeast-1").cost(res.usage.input_tokens, res.usage.output_tokens)
+    assert res.cost == intl != request.spec.price("cn-beijing").cost(res.usage.input_tokens, res.usage.output_tokens)

@@ -48,8 +48,18 @@ def test_drawn_on_exif_oriented_original():
 
 
 def test_boxed_name():
-    assert boxed_name("s3://b/dir/scan.jpg") == "scan.boxes.png"
-    assert boxed_name("/x/doc.pdf", page=2) == "doc.p2.boxes.png"
+    assert boxed_name("s3://b/dir/scan.jpg").startswith("scan.")
+    assert boxed_name("s3://b/dir/scan.jpg").endswith(".boxes.png")
+    assert boxed_name("/x/doc.pdf", page=2).endswith(".p2.boxes.png")
+    assert boxed_name("/x/doc.pdf", page=2) == boxed_name("/x/doc.pdf", page=2)  # stable across runs
+
+
+def test_boxed_names_do_not_collide():
+    """Issue 20 #8: the six sources drew three pictures (same stem, or a page vs a page-named file)."""
+    sources = [("/in/a/scan.png", None), ("/in/b/scan.png", None), ("/in/scan.jpg", None),
+               ("s3://bkt/scan.png", None), ("/in/doc.pdf", 1), ("/in/doc.p1.png", None)]
+    names = [boxed_name(uri, page) for uri, page in sources]
+    assert len(set(names)) == len(sources), names
 
 
 def test_pdf_pages_render_to_images():

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from airflow_provider_qwenocr.dashscope.config import connection_root
 from airflow_provider_qwenocr.get_provider_info import CONN_FIELDS, EXTRA_KEYS, get_provider_info
-from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook, connection_root
+from airflow_provider_qwenocr.hooks.qwenocr import QwenOcrHook
 
 
 def test_region_is_a_select_with_beijing_preselected_and_no_null():

@@ -229,7 +229,7 @@ def test_provider_info_validates_against_airflow_schema():
 
 
 @pytest.mark.parametrize("model", ["qwen3.5-ocr", "qwen-ocr-not-in-the-catalogue"])
-def test_unpriced_models_get_no_client_side_quota_beyond_the_connection(monkeypatch, model):
+def test_models_without_a_documented_quota_are_paced_at_the_logged_conservative_default(monkeypatch, model):
     def hook_with(extra):
         name = f"dashscope_q{abs(hash((model, tuple(extra)))) % 10_000}"
         monkeypatch.setenv(f"AIRFLOW_CONN_{name.upper()}", json.dumps(
@@ -237,6 +237,6 @@ def test_unpriced_models_get_no_client_side_quota_beyond_the_connection(monkeypa
         return QwenOcrHook(name)
 
     bare = hook_with({}).limiter
-    assert (bare.rpm, bare.tpm) == (None, None)  # no documented quota: none assumed
+    assert (bare.rpm, bare.tpm) == (600, 6_000_000)  # unknown quota: the conservative documented default (logged)
     own = hook_with({"rpm": 120, "tpm": 90_000}).limiter
     assert (own.rpm, own.tpm) == (120, 90_000)

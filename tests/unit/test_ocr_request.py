@@ -12,7 +12,8 @@ from PIL import Image
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchBuilder
 from airflow_provider_qwenocr.ocr.images import PreparedImage, decode_data_url
 from airflow_provider_qwenocr.ocr.models import get_model
-from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request, image_sha, request_key
+from airflow_provider_qwenocr.ocr.plan import legacy_url_key, payload_identity, reference_key
+from airflow_provider_qwenocr.ocr.request import OcrRequest, build_ocr_request, request_key
 from airflow_provider_qwenocr.ocr.tasks import KIE_SCHEMA_PROMPT, TEXT_PROMPT, OcrTask
 from airflow_provider_qwenocr.runs.realtime import OcrJob
 
@@ -46,8 +47,8 @@ def test_keys_are_the_values_the_old_code_computed():
     assert kie.key(SHA) == PINNED["kie"]
     rotate = build_ocr_request("advanced_recognition", model="qwen-vl-ocr-1120", enable_rotate=True)  # an alias
     assert rotate.key(SHA) == PINNED["rotate"]
-    assert custom.url_key("s3://bucket/a.jpg") == PINNED["batch_url"]
-    assert custom.key(image_sha("https://example.com/a.png")) == PINNED["realtime_url"]
+    assert reference_key(custom, "s3://bucket/a.jpg") == PINNED["batch_url"]  # by reference (ocr/plan.py)
+    assert legacy_url_key(custom, "https://example.com/a.png") == PINNED["realtime_url"]  # still looked up
     assert request_key(SHA, "text_recognition", "qwen-vl-ocr") == PINNED["default"]
 
 
@@ -55,8 +56,7 @@ def test_realtime_runner_batch_builder_and_request_share_one_key():
     request = build_ocr_request(prompt=PROMPT, min_pixels=3072)
     by_fields = OcrJob(task="custom", spec=get_model("qwen-vl-ocr"), prompt=PROMPT, min_pixels=3072)  # old form
     old_builder = BatchBuilder(prompt=PROMPT, min_pixels=3072)  # old keyword form builds the same spec
-    assert OcrJob(request).key(SHA) == by_fields.key(SHA) == old_builder.key(SHA) \
-        == BatchBuilder(request=request).key(SHA) == request.key(SHA)
+    assert OcrJob(request).key(SHA) == by_fields.key(SHA) == old_builder.request.key(SHA) == request.key(SHA)
     assert old_builder.request == request and old_builder.text == request.text == PROMPT
 
 
@@ -105,7 +105,7 @@ def test_payload_turns_bytes_paths_and_urls_into_what_is_sent(tmp_path):
     data = _png()
     prepared, source = request.payload(data)
     assert isinstance(prepared, PreparedImage) and source is None
-    assert prepared.sha256 == hashlib.sha256(data).hexdigest() == image_sha(prepared)
+    assert prepared.sha256 == hashlib.sha256(data).hexdigest() == payload_identity(prepared, request).sha256
     path = tmp_path / "a.png"
     path.write_bytes(data)
     for given in (path, str(path), f"file://{path}"):
@@ -116,8 +116,8 @@ def test_payload_turns_bytes_paths_and_urls_into_what_is_sent(tmp_path):
     data_url = prepared.data_url
     assert request.payload(data_url) == (data_url, None)
     # a data URL is keyed on the image it carries, not on its text
-    assert image_sha(data_url) == hashlib.sha256(decode_data_url(data_url)[1]).hexdigest()
-    assert image_sha(data_url) != hashlib.sha256(data_url.encode()).hexdigest()
+    assert payload_identity(data_url, request).sha256 == hashlib.sha256(decode_data_url(data_url)[1]).hexdigest()
+    assert payload_identity(data_url, request).key == request.key(hashlib.sha256(decode_data_url(data_url)[1]).hexdigest())
 
 
 def test_the_spec_is_frozen_and_batch_refuses_rotation():

@@ -14,8 +14,9 @@ from PIL import Image
 from airflow_provider_qwenocr._compat import AirflowException
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import InvalidApiKeyError, PermanentError, RetryableError
+from airflow_provider_qwenocr.exceptions import QwenOcrConfigError
 from airflow_provider_qwenocr.ocr.images import PreparedImage
-from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, get_model
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, Word
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
 from airflow_provider_qwenocr.runs.results_store import read_results
@@ -37,7 +38,8 @@ class FakeClient:
         self.lock = threading.Lock()
         self.in_flight = self.max_in_flight = 0
 
-    def recognize(self, image, *, request, source=None):
+    def recognize(self, image, *, request, identity):  # the client returns the finished row (its identity)
+        source = identity.source
         task, model, result_schema = request.task.value, request.model, request.result_schema
         with self.lock:
             self.calls.append(source)
@@ -56,9 +58,10 @@ class FakeClient:
             else:
                 text, tokens = f"url {image}", 99
             words = [Word("x", [1, 1, 20, 1, 20, 10, 1, 10], [10, 5, 19, 9, 0])] if task == "advanced_recognition" else None
-            return OcrResult(source=source, task=task, model=model, text=text, words=words,
+            return OcrResult(**identity.fields(), task=task, model=model, text=text, words=words,
                              kv=result_schema and {k: None for k in result_schema},
-                             usage=Usage(tokens + 30, 5, tokens, tokens + 35))
+                             usage=Usage(tokens + 30, 5, tokens, tokens + 35),
+                             cost=request.spec.price(DEFAULT_REGION).cost(tokens + 30, 5))
         finally:
             with self.lock:
                 self.in_flight -= 1
@@ -235,9 +238,47 @@ def test_draw_boxes_for_advanced_recognition(folder, tmp_path):
     _op(FakeClient(), images=str(folder), task="advanced_recognition", output_uri=str(tmp_path / "r.jsonl"),
         draw_boxes_uri=str(boxes)).execute(_context(tmp_path))
     pngs = sorted(p.name for p in boxes.iterdir())
-    assert pngs == ["a.boxes.png", "b.boxes.png", "c.boxes.png"]
-    img = Image.open(boxes / "a.boxes.png").convert("RGB")
+    assert [p.split(".", 1)[0] for p in pngs] == ["a", "b", "c"] and all(p.endswith(".boxes.png") for p in pngs)
+    rows = {r["source"].rsplit("/", 1)[-1]: r for r in read_results(str(tmp_path / "r.jsonl"))}
+    img = Image.open(rows["a.png"]["boxes_uri"]).convert("RGB")  # the row says where its picture is
     assert img.size == (64, 48) and img.getpixel((1, 5)) != (255, 255, 255)  # a box edge was drawn
+
+
+def test_box_pictures_of_same_named_images_do_not_overwrite_each_other(tmp_path):
+    """Issue 20 #8: a/scan.png, b/scan.png, scan.jpg, a PDF-like page vs doc.p1.png drew onto 3 names."""
+    pytest.importorskip("airflow_provider_qwenocr.ocr.draw")
+    d = tmp_path / "in"
+    for rel, color in [("a/scan.png", (250, 250, 250)), ("b/scan.png", (240, 240, 240)), ("scan.jpg", (230,) * 3),
+                       ("doc.png", (220,) * 3), ("doc.p1.png", (210,) * 3), ("c/doc.png", (200,) * 3)]:
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(_png((64, 48), color))
+    boxes = tmp_path / "boxes"
+    _op(FakeClient(), images=str(d), task="advanced_recognition", output_uri=str(tmp_path / "r.jsonl"),
+        draw_boxes_uri=str(boxes), use_cache=False).execute(_context(tmp_path))
+    rows = list(read_results(str(tmp_path / "r.jsonl")))
+    assert len(rows) == 6 and len(list(boxes.iterdir())) == 6
+    pictures = {r["boxes_uri"] for r in rows}
+    assert len(pictures) == 6 and all(Image.open(p).size == (64, 48) for p in pictures)
+    for r in rows:  # each picture is of its own image (the fill colour of the source)
+        with Image.open(r["source"]) as src, Image.open(r["boxes_uri"]) as pic:
+            assert pic.convert("RGB").getpixel((50, 40)) == src.convert("RGB").getpixel((50, 40))
+
+
+def test_own_outputs_inside_the_images_folder_are_not_read_back(tmp_path):
+    """Issue 20 #9: pictures, results and cache inside the images folder were OCRed by the next run
+    (calls per run 3, 3, 3 and pictures 3 → 9); they are not inputs."""
+    pytest.importorskip("airflow_provider_qwenocr.ocr.draw")
+    d = tmp_path / "in"
+    d.mkdir()
+    for n, name in enumerate(("a.png", "b.png", "c.png")):
+        (d / name).write_bytes(_png((64, 48), (250 - n, 250, 250)))
+    client = FakeClient()
+    for _ in range(3):
+        out = _op(client, images=str(d), task="advanced_recognition", output_uri=str(d / "out" / "r.jsonl"),
+                  draw_boxes_uri=str(d / "boxes"), cache_uri=str(d / "cache")).execute(_context(tmp_path))
+        assert out["n_images"] == 3
+    assert len(client.calls) == 3  # the first run paid; the next two came from the cache, nothing new was read
+    assert len(list((d / "boxes").iterdir())) == 3
 
 
 def test_argument_errors_are_clear(tmp_path, folder):
@@ -291,18 +332,19 @@ def test_default_cache_is_per_dag_and_ignores_a_templated_output(folder, tmp_pat
 
 
 def test_deployment_cache_setting_and_operator_argument(folder, tmp_path, monkeypatch):
-    from airflow_provider_qwenocr.operators.locations import default_cache_uri
+    from airflow_provider_qwenocr.hooks.locations import cache_location, default_cache_uri
 
     monkeypatch.setenv("AIRFLOW__QWENOCR__CACHE_URI", "s3://shared/ocr-cache/{dag_id}")
     assert default_cache_uri("dag x") == "s3://shared/ocr-cache/dag_x"
     monkeypatch.setenv("AIRFLOW__QWENOCR__CACHE_URI", "s3://shared/ocr-cache")
     assert default_cache_uri("dag_x") == "s3://shared/ocr-cache"  # one cache for every DAG: keys are content-based
-    op = _op(FakeClient(), images=str(folder), output_uri=str(tmp_path / "r.jsonl"), cache_uri=str(tmp_path / "mine"))
-    assert op._locations(_context(tmp_path))[1] == str(tmp_path / "mine")
+    assert cache_location(str(tmp_path / "mine"), use_cache=True, dag_id="d") == str(tmp_path / "mine")
+    assert cache_location(None, use_cache=True, dag_id="d") == "s3://shared/ocr-cache"
+    assert cache_location(str(tmp_path / "mine"), use_cache=False, dag_id="d") is None
 
 
 def test_constructor_rejects_nonsense():
-    with pytest.raises(ValueError, match="max_failed_ratio"):
+    with pytest.raises(QwenOcrConfigError, match="max_failed_ratio"):
         QwenOcrOperator(task_id="t", images="x", max_failed_ratio=1.5)
-    with pytest.raises(ValueError, match="max_concurrency"):
+    with pytest.raises(QwenOcrConfigError, match="max_concurrency"):
         QwenOcrOperator(task_id="t", images="x", max_concurrency=0)

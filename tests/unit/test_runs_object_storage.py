@@ -31,12 +31,12 @@ def canonical(uri: str) -> str:
 
 
 def test_object_storage_sources_results_and_cache(memory_root):
-    storage.write_bytes(f"{memory_root}/in/b/two.jpg", b"img2")
-    storage.write_bytes(f"{memory_root}/in/a.png", b"img1")
+    storage.write_bytes(f"{memory_root}/in/b/two.jpg", b"\xff\xd8\xffimg2")  # a JPEG's and a PNG's signature:
+    storage.write_bytes(f"{memory_root}/in/a.png", b"\x89PNG\r\n\x1a\nimg1")  # read back as they are
     storage.write_bytes(f"{memory_root}/in/notes.txt", b"skip me")
     srcs = expand_sources(f"{memory_root}/in")
     assert [s.uri for s in srcs] == [canonical(f"{memory_root}/in/a.png"), canonical(f"{memory_root}/in/b/two.jpg")]
-    assert [s.read() for s in srcs] == [b"img1", b"img2"]
+    assert [s.read() for s in srcs] == [b"\x89PNG\r\n\x1a\nimg1", b"\xff\xd8\xffimg2"]
     with pytest.raises(NoSourcesError):
         expand_sources(f"{memory_root}/nothing")
 

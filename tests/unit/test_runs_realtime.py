@@ -8,6 +8,7 @@ import time
 import pytest
 
 from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.runs.realtime import MAX_FAILED_KEPT, OcrJob, run
 from airflow_provider_qwenocr.runs.results_store import ResultsWriter, read_results
@@ -33,9 +34,9 @@ class Counting:
 
 
 class SlowClient:
-    def recognize(self, image, *, request, source=None):
+    def recognize(self, image, *, request, identity):
         time.sleep(0.002)
-        return OcrResult(source=source, task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
+        return OcrResult(**identity.fields(), task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
 
 
 class CountingWriter(ResultsWriter):
@@ -81,7 +82,7 @@ class RefusingClient:
         self.calls = 0
         self.lock = threading.Lock()
 
-    def recognize(self, image, *, request, source=None):
+    def recognize(self, image, *, request, identity):
         from airflow_provider_qwenocr.dashscope.errors import AccountError
 
         with self.lock:
@@ -90,7 +91,7 @@ class RefusingClient:
         time.sleep(0.01)
         if n > self.ok_first:
             raise AccountError("Prepaid bill overdue", code="PrepaidBillOverdue", status_code=429)
-        return OcrResult(source=source, task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
+        return OcrResult(**identity.fields(), task=request.task.value, model=request.model, text="t", usage=Usage(10, 1, 8, 11))
 
 
 def test_an_account_error_stops_queued_images_before_they_start(tmp_path):
@@ -123,3 +124,22 @@ def test_an_account_error_with_many_workers_still_surfaces_as_the_account_error(
     else:
         raise AssertionError("the account error must stop the run")
     assert client.calls <= 5 + 4, f"{client.calls} calls: only those already in flight may follow the refusal"
+
+
+def test_the_runner_writes_the_clients_row_as_it_came(tmp_path):
+    """The client builds the finished row (identity from the plan it was given, usage, cost in its region):
+    the run writes it untouched — it used to overwrite source/sha256/key/page and fill a missing cost."""
+    returned = []
+
+    class Finishing:
+        def recognize(self, image, *, request, identity):
+            row = OcrResult(**identity.fields(), task=request.task.value, model=request.model, text="t",
+                            usage=Usage(10, 1, 8, 11), cost=None, request_id="r-1")
+            returned.append(row.to_row())
+            return row
+
+    src = Source("/in/doc.pdf", page=2, _reader=lambda: _png())
+    with ResultsWriter(str(tmp_path / "r.jsonl")) as w:
+        run([src], OcrJob(build_ocr_request()), Finishing(), w)
+    (row,) = read_results(str(tmp_path / "r.jsonl"))
+    assert row == returned[0] and row["page"] == 2 and row["cost"] is None  # no second pricing by the run

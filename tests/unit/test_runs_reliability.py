@@ -73,10 +73,10 @@ class _Client:
     def __init__(self):
         self.calls = 0
 
-    def recognize(self, image, *, request, source):
+    def recognize(self, image, *, request, identity):
         self.calls += 1
-        return OcrResult(source=source, task=request.task.value, model=request.model, text="ok",
-                         kv={"bad": object()} if "unserialisable" in source else None)
+        return OcrResult(**identity.fields(), task=request.task.value, model=request.model, text="ok",
+                         kv={"bad": object()} if "unserialisable" in identity.source else None)
 
 
 def _png() -> bytes:
@@ -173,12 +173,10 @@ def test_large_rgba_png_is_reduced_before_conversion():
     assert out.getpixel((out.width // 2, int(250 / 3000 * out.height))) < (60, 60, 60)  # the black band
 
 
-def test_failure_policy_and_its_deprecation():
+def test_failure_policy():
     assert resolve_max_failed_ratio(None) == 0.0
-    with pytest.warns(DeprecationWarning, match="fail_on_partial_error"):
-        assert resolve_max_failed_ratio(None, True) == 0.0
-    with pytest.warns(DeprecationWarning):
-        assert resolve_max_failed_ratio(None, False) == 1.0
+    with pytest.raises(TypeError):  # 1.0: fail_on_partial_error is gone
+        resolve_max_failed_ratio(None, True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_max_failed_ratio(0.2) == 0.2

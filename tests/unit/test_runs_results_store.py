@@ -73,3 +73,27 @@ def test_s3_writer_reader_and_cache(s3_conn, s3_bucket):
     cache.put(_ok("a.png", "cafe01"))
     assert s3.check_for_key("cache/ca/cafe01.json", bucket_name=s3_bucket)
     assert cache.get("cafe01")["source"] == "a.png"
+
+
+def test_a_second_task_keeps_the_first_ones_temp_file(tmp_path):
+    """Issue 20 #7: two tasks over one output, started a little apart. The second one's start-up clean-up
+    must not delete the first one's temp file in progress (it failed at publish after paying)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from airflow_provider_qwenocr.runs import storage
+
+    out = tmp_path / "r.jsonl"
+    with ResultsWriter(str(out)) as first:
+        first.write({"source": "a.png", "status": "ok"})
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        orphan = tmp_path / f".r.jsonl.{gone.pid}@{socket.gethostname()}.x1y2z3.part"
+        orphan.write_text("a killed writer's")
+        removed = storage.remove_stale_parts(str(out))  # what the second task does first
+        assert removed == [str(orphan)]  # the dead writer's file goes, the live one's stays
+        first.write({"source": "b.png", "status": "ok"})
+    assert [r["source"] for r in read_results(str(out))] == ["a.png", "b.png"]
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]

@@ -36,8 +36,8 @@ def test_directory_is_recursive_sorted_and_filtered(tree):
 
 def test_reads_are_lazy(tree):
     srcs = expand_sources(str(tree / "a.png"))
-    (tree / "a.png").write_bytes(b"changed after listing")
-    assert srcs[0].read() == b"changed after listing"
+    (tree / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nchanged after listing")
+    assert srcs[0].read() == b"\x89PNG\r\n\x1a\nchanged after listing"
 
 
 def test_glob_and_list_deduplicate(tree):

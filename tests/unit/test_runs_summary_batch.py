@@ -10,11 +10,12 @@ import sys
 import pytest
 from PIL import Image
 
+from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.runs.batch import BatchRunner, cancel_batches
 from airflow_provider_qwenocr.runs.results_store import read_results
-from airflow_provider_qwenocr.runs.summary import DEPRECATED_KEYS, MAX_FAILED_IN_SUMMARY, SUMMARY_KEYS, OcrSummary
+from airflow_provider_qwenocr.runs.summary import MAX_FAILED_IN_SUMMARY, SUMMARY_KEYS, OcrSummary
 
 
 def _png(text_color=(0, 0, 0), size=(80, 40)) -> bytes:
@@ -48,16 +49,17 @@ def test_summary_counts_failures_in_one_shape_and_cached_rows_cost_nothing():
     assert out["failed"][0] == {"source": "bad0", "code": "InvalidImage", "error": "cannot decode"}
 
 
-def test_deprecated_keys_are_listed_and_only_known_ones_are_accepted():
-    out = OcrSummary().to_xcom("r", deprecated={"output_uri": "r", "n_requests": 0})
-    assert out["output_uri"] == "r" and out["deprecated_keys"] == ["n_requests", "output_uri"]
-    assert set(DEPRECATED_KEYS) == {"output_uri", "n_requests", "n_rejected", "verdict", "counts", "statuses"}
-    with pytest.raises(ValueError, match="not a deprecated summary key"):
-        OcrSummary().to_xcom("r", deprecated={"surprise": 1})
+def test_the_summary_has_exactly_the_contract_keys_and_no_pre_1_0_ones():
+    out = OcrSummary().to_xcom("r", batch_ids=["b"], state="submitted")
+    assert tuple(out) == SUMMARY_KEYS
+    with pytest.raises(TypeError, match="deprecated"):
+        OcrSummary().to_xcom("r", deprecated={"output_uri": "r"})
 
 
 class FakeBatchApi:
     """The Batch API calls the runner uses, in memory: every request line gets an answer naming its id."""
+
+    config = ClientConfig(api_key="fake-batch-key")  # a batch client's config prices the landed rows
 
     def __init__(self, fail_create_at: int | None = None):
         self.files: dict[str, bytes] = {}
@@ -117,7 +119,8 @@ def test_runner_submits_lands_caches_and_deletes_through_any_batch_api(tmp_path)
         b["status"] = "completed"
     landed = runner.land(sub.batch_ids, output_uri=str(tmp_path / "r.jsonl"), manifest_uri=manifest,
                          delete_files=True)
-    assert (landed.n_images, landed.n_ok, landed.n_failed, landed.n_cached) == (4, 3, 1, 0)
+    # copy-of-a.png is a.png's row under its own name: not billed again, counted like a cache hit
+    assert (landed.n_images, landed.n_ok, landed.n_failed, landed.n_cached) == (4, 3, 1, 1)
     rows = {r["source"]: r for r in read_results(str(tmp_path / "r.jsonl"))}
     assert rows["copy-of-a.png"]["text"] == rows["a.png"]["text"] != rows["b.png"]["text"]
     assert landed.usage.input_tokens == 100  # two requests billed; the duplicate adds nothing

@@ -160,7 +160,8 @@ async def test_cancel_on_kill_is_its_own_switch(monkeypatch):
     assert trig.serialize()[1]["cancel_on_kill"] is True and trig.serialize()[1]["cancel_on_exit"] is False
 
 
-def test_trigger_serialized_before_cancel_on_kill_keeps_its_meaning():
-    old_kwargs = {"batch_ids": ["b1"], "conn_id": "c", "end_time": 1.0, "cancel_on_exit": False}
-    assert QwenOcrBatchTrigger(**old_kwargs).cancel_on_kill is False
-    assert QwenOcrBatchTrigger(**{**old_kwargs, "cancel_on_exit": True}).cancel_on_kill is True
+def test_cancel_on_kill_no_longer_follows_cancel_on_exit():
+    """1.0 removed the pre-1.0 form (``cancel_on_kill=None`` meaning ``cancel_on_exit``): each is its own switch."""
+    kwargs = {"batch_ids": ["b1"], "conn_id": "c", "end_time": 1.0, "cancel_on_exit": False}
+    assert QwenOcrBatchTrigger(**kwargs).cancel_on_kill is True
+    assert QwenOcrBatchTrigger(**{**kwargs, "cancel_on_kill": None}).cancel_on_kill is False

@@ -17,10 +17,10 @@ class CountingClient:
     def __init__(self):
         self.calls = 0
 
-    def recognize(self, image, *, request, source=None):
+    def recognize(self, image, *, request, identity):
         self.calls += 1
         assert image == URL  # sent by reference: the service fetches it
-        return OcrResult(source=source, task=request.task.value, model=request.model, text="realtime text",
+        return OcrResult(**identity.fields(), task=request.task.value, model=request.model, text="realtime text",
                          usage=Usage(40, 4, 30, 44))
 
 

@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 
-from airflow_provider_qwenocr.deprecation import QwenOcrDeprecationWarning, warn_deprecated
+from airflow_provider_qwenocr.exceptions import QwenOcrDeprecationWarning
 
 
 def _warn_from(module: str, category: type[Warning] = DeprecationWarning) -> None:
@@ -23,7 +23,7 @@ def _warn_from(module: str, category: type[Warning] = DeprecationWarning) -> Non
 
 def test_our_deprecation_category_is_an_error_wherever_it_is_attributed():
     with pytest.raises(QwenOcrDeprecationWarning):
-        warn_deprecated("`old_arg` is deprecated; use `new_arg`")
+        warnings.warn("`old_arg` is deprecated; use `new_arg`", QwenOcrDeprecationWarning, stacklevel=2)
     with pytest.raises(QwenOcrDeprecationWarning):
         _warn_from("user_dag_module", QwenOcrDeprecationWarning)
 
