@@ -101,7 +101,7 @@ class BatchHookMixin:
         is true. ``dag_id`` limits the search to one DAG. Nothing is cancelled: see
         :meth:`cancel_orphan_batches`.
         """
-        from airflow_provider_qwenocr.runs.reattach import find_orphans
+        from airflow_provider_qwenocr.runs.orphans import find_orphans
 
         runs = set(gone_runs or ())
 

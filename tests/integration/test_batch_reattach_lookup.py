@@ -17,6 +17,7 @@ from airflow_provider_qwenocr.dashscope.batch import BATCH_ENDPOINT, BatchClient
 from airflow_provider_qwenocr.dashscope.batch_jsonl import BatchBuilder
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
+from airflow_provider_qwenocr.runs import orphans
 from airflow_provider_qwenocr.runs import reattach as ra
 from tests.integration.batch_support import API_KEY, png, wait_status
 
@@ -95,8 +96,8 @@ def test_find_orphans_lists_the_superseded_running_batch_with_documented_filters
     old = create(client, content, ID, "old-request", keys[0])
     new = create(client, content, ID, ra.request_fingerprint(keys, plan.model, BATCH_ENDPOINT), keys[0])
     foreign = client.create_batch(client.upload_file(io.BytesIO(content))["id"], metadata={"ds_name": "theirs"})
-    assert [b["id"] for b in ra.find_orphans(client)] == [old["id"]]
-    assert ra.find_orphans(client, dag_id="another_dag") == []
-    gone = ra.find_orphans(client, gone=lambda ident, b: ident == ID)
+    assert [b["id"] for b in orphans.find_orphans(client)] == [old["id"]]
+    assert orphans.find_orphans(client, dag_id="another_dag") == []
+    gone = orphans.find_orphans(client, gone=lambda ident, b: ident == ID)
     assert [b["id"] for b in gone] == [new["id"], old["id"]] and foreign["id"] not in {b["id"] for b in gone}
-    assert ra.find_orphans(client, now=time.time() + 16 * 86400) == []  # created before the horizon
+    assert orphans.find_orphans(client, now=time.time() + 16 * 86400) == []  # created before the horizon

@@ -6,6 +6,7 @@ import types
 
 import pytest
 
+from airflow_provider_qwenocr.runs import orphans
 from airflow_provider_qwenocr.runs import reattach as ra
 
 ID = ra.TaskIdentity("dag", "ocr", "manual__2026-12-03", -1)
@@ -164,10 +165,10 @@ def test_orphans_are_superseded_or_gone_running_batches_of_the_provider():
         {"id": "not-ours", "status": "in_progress", "created_at": 4, "metadata": {"ds_name": "qwenocr-x"}},
         {"id": "no-metadata", "status": "in_progress", "created_at": 5, "metadata": None},
     ]
-    assert [b["id"] for b in ra.orphans_among(batches)] == ["superseded"]
+    assert [b["id"] for b in orphans.orphans_among(batches)] == ["superseded"]
     deleted = {"deleted-run"}
-    got = ra.orphans_among(batches, gone=lambda ident, b: ident is not None and ident.run_id in deleted)
+    got = orphans.orphans_among(batches, gone=lambda ident, b: ident is not None and ident.run_id in deleted)
     assert [b["id"] for b in got] == ["gone", "superseded"]
     # when the newest batch of a task instance is the one for the old request, the new one is the orphan
     newer_old = batch("superseded", "in_progress", P1[:3], request=old_req, created=9)
-    assert [b["id"] for b in ra.orphans_among([newer_old, batches[1]])] == ["current"]
+    assert [b["id"] for b in orphans.orphans_among([newer_old, batches[1]])] == ["current"]
