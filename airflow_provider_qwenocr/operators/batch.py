@@ -66,6 +66,8 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
     that failed, expired or were cancelled. Here:
 
     :param manifest_uri: where the manifest (custom_id → source, scale …) goes; default next to the output.
+    :param metadata: your own ``metadata`` pairs for each batch (at most 10: the service takes 16, and the
+        provider's re-attach keys — ``ds_name`` included — take the rest and win; refused before any upload).
     :param wait_for_completion: False → return right after submission (use the sensor to wait).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param poll_interval: seconds between status polls (the docs suggest 1–2 minutes for real batches).
