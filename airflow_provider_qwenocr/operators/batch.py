@@ -162,6 +162,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
                 sources, request, manifest_uri=self.manifest_uri, metadata=self.metadata, limits=BATCH_LIMITS,
                 on_batch_created=pushed, token_budget=self.token_budget, completion_window=self.completion_window,
                 image_transport=self.image_transport, identity=identity, recorded=recorded,
+                lookup=getattr(ti, "try_number", None) != 1,  # a first try cannot have created a batch
             )
         except SubmitRefused as exc:
             raise QwenOcrSubmitRefusedError(str(exc)) from None

@@ -147,7 +147,7 @@ class BatchRunner:
                metadata: dict[str, str] | None = None, limits: BatchLimits | None = None,
                on_batch_created: Callable[[list[str]], None] | None = None, token_budget: int | None = None,
                completion_window: Any = "24h", image_transport: str = "inline",
-               identity: TaskIdentity | None = None, recorded: Sequence[str] = ()) -> Submission:
+               identity: TaskIdentity | None = None, recorded: Sequence[str] = (), lookup: bool = True) -> Submission:
         """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
 
         ``sources`` are ``runs.sources.Source`` objects or ``(name, bytes)`` pairs. ``on_batch_created``
@@ -158,7 +158,7 @@ class BatchRunner:
         ``image_transport="url"`` sends object-store sources as presigned URLs valid past the window.
         ``identity`` (the task instance) turns on re-attach: the batches it already created for these lines
         (found by metadata, and ``recorded`` ids) are waited for instead of paid again
-        (:mod:`.batch_parts`, :mod:`.reattach`).
+        (:mod:`.batch_parts`, :mod:`.reattach`); ``lookup=False`` skips the list call on a first try.
         """
         completion_window = normalize_completion_window(completion_window)  # refuse before any upload
         presigner = presigner_for(image_transport, token_budget, self.aws_conn_id, completion_window)
@@ -174,7 +174,7 @@ class BatchRunner:
                                 aws_conn_id=self.aws_conn_id)
             created = create_batches(self.client, plan, identity=identity, recorded=recorded, metadata=metadata,
                                      completion_window=completion_window, on_batch_created=on_batch_created,
-                                     cancel=cancel_batches)
+                                     cancel=cancel_batches, lookup=lookup)
         finally:
             builder.cleanup()  # the spooled parts (base64 images) never outlive the submit
         return Submission(batch_ids=created.batch_ids, input_file_ids=created.input_file_ids,

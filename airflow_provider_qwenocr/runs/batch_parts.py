@@ -59,13 +59,16 @@ def create_batches(api: Any, plan: Any, *, identity: ra.TaskIdentity | None = No
                    metadata: dict[str, str] | None = None, completion_window: str = "24h",
                    on_batch_created: Callable[[list[str]], None] | None = None,
                    cancel: Callable[[Any, list[str]], Any] | None = None,
-                   endpoint: str = BATCH_ENDPOINT) -> Created:
+                   endpoint: str = BATCH_ENDPOINT, lookup: bool = True) -> Created:
     """Create one batch per part of ``plan`` still to send; with ``identity``, re-attach first.
 
     ``recorded``: batch ids this task instance recorded before (Airflow's task state store), looked up with
     the ``ds_name=`` list filter's finds. ``on_batch_created(ids)`` gets every id to wait for as soon as it
     is known — the re-attached ones before any upload, then after each create. ``cancel(api, ids)`` cancels
-    this call's batches when a later create fails (``runs.batch.cancel_batches``).
+    this call's batches when a later create fails (``dashscope.batch.cancel_batches``). ``lookup=False``
+    (a task instance's first try, nothing recorded: it cannot have created anything) skips the list call —
+    the service allows 100 a minute per account, and a wide mapped task starts many first tries at once —
+    but still writes the identity into the metadata for the tries after it.
     """
     n = len(plan.parts)
     keys = part_keys(plan.manifest, n)
@@ -81,7 +84,7 @@ def create_batches(api: Any, plan: Any, *, identity: ra.TaskIdentity | None = No
         meta_for(1, keys[0])  # refuse metadata the service would refuse before anything is uploaded
     decision = None
     batch_ids: list[str] = []
-    if identity is not None and n:
+    if identity is not None and n and (lookup or recorded):
         decision = ra.decide(keys, ra.gather(api, identity, recorded), ra.answered_ids(api))
         for line in decision.log_lines():
             (log.warning if line.startswith("left") else log.info)("%s", line)

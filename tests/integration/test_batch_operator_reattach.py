@@ -155,3 +155,22 @@ def test_a_rerun_with_other_images_leaves_the_old_batch_running_and_names_it(srv
     assert hook.cancel_orphan_batches() == first
     assert hook.get_batch(first[0])["status"] in ("cancelling", "cancelled")
     assert hook.get_batch(second[0])["status"] not in ("cancelling", "cancelled")
+
+
+def test_a_first_try_does_not_list_batches_and_the_retry_does(srv, images, tmp_path, monkeypatch):
+    """The service allows 100 list calls a minute per account: a first try (which cannot have created
+    anything) writes the metadata but skips the lookup; try 2 looks up and re-attaches."""
+    from airflow_provider_qwenocr.dashscope.batch import BatchClient
+
+    calls = []
+    real = BatchClient.find_batches
+    monkeypatch.setattr(BatchClient, "find_batches", lambda self, **kw: calls.append(kw) or real(self, **kw))
+    srv.config.batch_seconds = 30
+    ti = TI()
+    ti.try_number = 1
+    first = make_op(images, tmp_path, wait_for_completion=False).execute({"ti": ti})["batch_ids"]
+    assert calls == [] and srv.batch_creations() == 1
+    ti.try_number = 2
+    again = make_op(images, tmp_path, wait_for_completion=False).execute({"ti": ti})["batch_ids"]
+    assert again == first and srv.batch_creations() == 1 and [c["ds_name"] for c in calls] == [
+        ra.TaskIdentity("reattach_dag", "ocr", "scheduled__2026-12-03").ds_name]
