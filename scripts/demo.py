@@ -6,7 +6,11 @@
 3. runs ``airflow dags test qwen_ocr_local_to_warehouse`` (a subprocess, as a user would) over the sample
    documents shipped in ``dags/sample_docs/``, then prints rows queried back from the warehouse, the typed
    key-information table, and the run's token usage and cost;
-4. runs it again and prints the API calls the emulator saw and the rows added: 0 and 0.
+4. runs it again and prints the API calls the emulator saw and the rows added: 0 and 0;
+5. runs ``qwen_ocr_pdf_documents`` twice over ``dags/sample_pdfs/`` (``qwen3.5-ocr``, whole PDFs per request
+   through the temporary upload): the documents table with the invoice's fields from both pages, each
+   document's tokens and cost (``qwen3.5-ocr``'s price is unknown: printed as unknown, not 0), and 0
+   requests on the second run.
 
 ``.demo/`` is kept between invocations (result cache + warehouse), so a second ``make demo`` also makes
 0 API calls and adds 0 rows. ``make clean`` removes it. Demo code lives here, not in the package.
@@ -25,6 +29,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO = REPO / ".demo"
 DAG_ID = "qwen_ocr_local_to_warehouse"
+DOCUMENTS_DAG_ID = "qwen_ocr_pdf_documents"
 WAREHOUSE = DEMO / "warehouse.sqlite"
 
 
@@ -92,6 +97,29 @@ def _print_warehouse() -> None:
             print(f"  {pathlib.Path(r['source']).name:18} {json.dumps(fields, ensure_ascii=False)}")
 
 
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.6f}"
+
+
+def _documents_demo(srv, env: dict[str, str]) -> None:
+    """The PDF documents DAG, twice: documents + pages tables, per-document figures, a free re-run."""
+    for n in (1, 2):
+        srv.reset_stats()
+        took = _airflow(["dags", "test", DOCUMENTS_DAG_ID], env, DEMO / f"documents_run{n}.log")
+        requests = srv.stats().get("requests", {}).get("responses", 0)
+        if n == 1:
+            print(f"\nTable ocr_documents (one row per document; {DOCUMENTS_DAG_ID}):")
+            fields = ("发票号码", "开票日期", "金额__合计金额", "金额__币种")
+            for r in _query('SELECT * FROM "ocr_documents" ORDER BY "source", "task"'):
+                kie = {k: r[k] for k in fields if k in r.keys() and r[k] is not None}
+                print(f"  {pathlib.Path(r['source']).name:15} {r['task']:26} {r['pages']} pages, "
+                      f"{r['total_tokens']} tokens, USD {_money(r['cost_usd'])} {json.dumps(kie, ensure_ascii=False)}")
+            pages = _query('SELECT COUNT(*) AS n FROM "ocr_results" WHERE "page" IS NOT NULL')
+            print(f"  page rows in ocr_results: {pages[0]['n'] if pages else 0}")
+        print(f"\nRun {n}: `airflow dags test {DOCUMENTS_DAG_ID}` in {took:.1f} s — {requests} whole-document "
+              f"requests (Responses API)")
+
+
 def main() -> None:
     sys.path.insert(0, str(REPO))
     from qwenocr_emulator import EmulatorServer
@@ -122,6 +150,7 @@ def main() -> None:
         boxes = sorted((DEMO / "airflow" / "qwenocr" / "boxes").glob("*.png"))
         if boxes:
             print(f"\nBoxes drawn on the receipts: {', '.join(str(p.relative_to(REPO)) for p in boxes)}")
+        _documents_demo(srv, env)
     finally:
         srv.stop()
 

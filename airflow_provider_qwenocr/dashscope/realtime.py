@@ -283,6 +283,27 @@ class RealtimeClient:
         return self._to_result(response, identity, task=request.task, model=request.model, spec=request.spec,
                                scale=scale, size=size)
 
+    def recognize_images(self, images: list[PreparedImage], *, request: OcrRequest, identity: Identity) -> OcrResult:
+        """OCR several page images of one document in ONE request (reference §10: the documented way to send
+        a multi-page document to the pre-3.5 models): one ``image`` item per page, in order, in one user
+        message; one answer for all of them (key information extraction: one ``kv_result``). Boxes are per
+        image, so a multi-image answer carries no ``words``; ``width``/``height`` stay unset."""
+        if len(images) == 1:
+            return self.recognize(images[0], request=request, identity=identity)
+        messages, options = self.build_request(
+            images[0].data_url, request.spec, task=request.task, prompt=request.prompt,
+            result_schema=request.result_schema, enable_rotate=request.enable_rotate,
+            min_pixels=request.min_pixels, max_pixels=request.max_pixels)
+        content = messages[0]["content"]
+        first = content[0]
+        content[1:1] = [{**first, "image": image.data_url} for image in images[1:]]
+        tokens = sum(i.tokens for i in images) + _text_tokens(request.text) + self.output_allowance * len(images)
+        response = self.call(request.model, messages, options, tokens=tokens)
+        result = self._to_result(response, identity, task=request.task, model=request.model, spec=request.spec,
+                                 scale=(1.0, 1.0), size=(None, None))
+        result.words = None
+        return result
+
     def _to_result(self, response, identity: Identity, *, task, model, spec, scale, size) -> OcrResult:
         output = getattr(response, "output", None) or {}
         choices = output.get("choices") or []

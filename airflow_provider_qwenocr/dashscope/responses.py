@@ -25,7 +25,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow_provider_qwenocr.dashscope import deadline as _deadline
@@ -52,7 +52,7 @@ from airflow_provider_qwenocr.ocr.images import PreparedImage, sha256_hex
 from airflow_provider_qwenocr.ocr.layouts import DocumentResult, split_pages
 from airflow_provider_qwenocr.ocr.models import MAX_PDF_PAGES, NATIVE_API
 from airflow_provider_qwenocr.ocr.parsing import content_text, parse_answer
-from airflow_provider_qwenocr.ocr.plan import payload_identity
+from airflow_provider_qwenocr.ocr.plan import Identity, payload_identity
 from airflow_provider_qwenocr.ocr.request import REMOTE_PREFIXES, OcrRequest, build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage, idempotency_key
 from airflow_provider_qwenocr.ocr.tasks import OcrTask, ocr_options
@@ -271,9 +271,16 @@ class ResponsesClient:
         answer, headers = self.call(body, tokens=tokens)
         return self._to_result(answer, headers, sendable, request, prompt=prompt, source=source)
 
-    def recognize(self, image: DocumentInput | os.PathLike, **kwargs: Any) -> OcrResult:
-        """One image or document; its document result (see :meth:`recognize_document` for the pages)."""
-        return self.recognize_document([image], **kwargs).document
+    def recognize(self, image: DocumentInput | os.PathLike, *, identity: Identity | None = None,
+                  **kwargs: Any) -> OcrResult:
+        """One image or document; its document result (see :meth:`recognize_document` for the pages).
+
+        ``identity`` (the run's plan, ``ocr.plan``) names the row as :meth:`RealtimeClient.recognize` does, so
+        the page-by-page loop (``runs/realtime.py``) runs on this client unchanged: one page, one row."""
+        result = self.recognize_document([image], **kwargs).document
+        if identity is None:
+            return result
+        return replace(result, pages=None, **identity.fields())
 
     def _to_result(self, answer: dict, headers: dict, inputs: list[DocumentInput], request: OcrRequest, *,
                    prompt: str | None, source: str | None) -> DocumentResult:
@@ -299,7 +306,7 @@ class ResponsesClient:
         document = OcrResult(
             source=source, task=request.task.value, model=request.model, status="ok", sha256=sha, key=key,
             text=parsed.text, kv=parsed.kv, words=parsed.words, html=parsed.html, latex=parsed.latex, usage=usage,
-            cost=request.spec.price(self.config.region).cost(usage.input_tokens, usage.output_tokens),
+            cost=self.config.price_of(request.spec).cost(usage.input_tokens, usage.output_tokens),
             request_id=answer.get("request_id") or lower.get("x-request-id") or answer.get("id") or None,
             width=size[0] if size else None, height=size[1] if size else None,
             finish_reason=_finish_reason(answer), page=None,

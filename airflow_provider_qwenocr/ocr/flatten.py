@@ -126,7 +126,8 @@ def _lookup(kv: Any, path: tuple[str, ...]) -> Any:
     return node
 
 
-def _is_null(value: Any) -> bool:
+def is_null(value: Any) -> bool:
+    """Whether an extracted value means "not read" (the NULL rule of the module docstring)."""
     if value is None:
         return True
     if isinstance(value, str):
@@ -137,7 +138,7 @@ def _is_null(value: Any) -> bool:
 
 def coerce(value: Any, col_type: str) -> Any:
     """One extracted value → the Python value for a column of ``col_type``; None when it is not a clean read."""
-    if _is_null(value):
+    if is_null(value):
         return None
     if col_type == "json":
         return json.dumps(value, ensure_ascii=False)

@@ -10,8 +10,8 @@ but query pages, so the answer becomes both, in today's result type: the documen
 text of its blocks, and no usage or cost of its own (they were billed once, on the document — summing page
 and document rows never counts a token twice).
 
-Markdown has no field in today's row; it is kept beside the results (:attr:`DocumentResult.markdown`,
-:attr:`DocumentResult.page_markdown`) until the row contract gains one. No Airflow import.
+Each row carries its markdown (``markdown``: the page's blocks, or the whole document's) and the document
+row the number of pages it covers (``pages``). No Airflow import.
 """
 
 from __future__ import annotations
@@ -78,8 +78,11 @@ def split_pages(document: OcrResult, layouts: Any, *, pages: int = 0) -> Documen
         results.append(replace(
             document, page=n, key=page_key(document.key, document.task, document.model, n), text=text,
             kv=None, words=None, html=None, latex=None, usage=Usage(), cost=None, width=None, height=None,
+            markdown=md or None,
         ))
         markdown.append(md)
     whole = "\n\n".join(m for m in markdown if m) if by_page else None
+    if results:
+        document = replace(document, pages=len(results), markdown=whole or None)
     return DocumentResult(document=document, pages=results, markdown=whole, page_markdown=markdown,
                           layouts=blocks)

@@ -26,25 +26,29 @@ them): bytes → ``request.key(sha256(bytes))``; by reference → ``request.key(
 bytes sent, None when they were never read (by reference, or unreadable): a row's ``sha256`` names an
 image's content, never a URL's text.
 
-The seam for documents (issue 18): a request may carry more than one image. :class:`DocumentPlan` is
-that case of the plan — N page plans (each with its own :class:`Identity`, page 1..N, and lookup keys,
-so page rows are cached and found exactly as single pages are) plus one document :class:`Identity`
-(``page`` None) whose key hashes the document's bytes and a request that names the unit, so a change of
-unit or model is a new key. ``send`` says how the document goes: ``PRESIGNED``/``FETCHED`` = one whole
-file by URL (``url``), ``INLINE`` = the pages' images in one request. A planner for documents returns
-a ``DocumentPlan`` where :func:`plan_source` returns a ``SourcePlan``; the paths dispatch on the type.
+Documents (issue 18; ``unit="document"``): :func:`plan_document` returns a :class:`DocumentPlan` — N page
+plans (each with its own :class:`Identity`, page 1..N, key :func:`~.layouts.page_key` of the document's)
+plus one document :class:`Identity` (``page`` None) keyed by :func:`document_key`: the document's bytes
+and the request, naming the unit, so a change of unit or model is a new key. ``send`` is the one decision
+of how the document goes: ``UPLOAD`` = the whole file (a PDF, to a model that reads PDFs: ``qwen3.5-ocr``)
+through the service's temporary upload, its pages never rendered here; ``INLINE`` = the pages' images,
+several per request (``runs/document_send.py`` packs them).
 
 Pure core: no Airflow, no client; the presigner and the source are duck-typed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
 from .images import ImageValidationError, PreparedImage, decode_data_url, reference_sha, sha256_hex
+from .layouts import page_key
+from .pdf import is_pdf
 from .request import OcrRequest
+from .results import idempotency_key
 
 
 class Send(str, Enum):
@@ -54,6 +58,7 @@ class Send(str, Enum):
     PAGE = "page"
     PRESIGNED = "presigned"
     FETCHED = "fetched"
+    UPLOAD = "upload"  # a whole document through the service's temporary upload (DocumentPlan only)
     ERROR = "error"
 
 
@@ -118,7 +123,7 @@ class SourcePlan:
 
 @dataclass(frozen=True)
 class DocumentPlan:
-    """N pages → one request (the seam for issue 18; see the module docstring). Not produced yet."""
+    """One document → its requests (see the module docstring); made by :func:`plan_document`."""
 
     send: Send
     identity: Identity
@@ -206,6 +211,41 @@ def plan_source(src: Any, request: OcrRequest, *, presigner: Presigner | None = 
     return plan_bytes(name, data, request, page)
 
 
+def document_key(request: OcrRequest, sha256: str) -> str:
+    """The key of a document row: the document's bytes + the request + the unit (never a page's key)."""
+    return idempotency_key(request.key(sha256), request.task.value, request.model, {"unit": "document"})
+
+
+def plan_document(name: str, request: OcrRequest, page_names: Sequence[str], *, whole: bytes | None = None,
+                  read_pages: Callable[[], Sequence[bytes]] | None = None) -> DocumentPlan:
+    """How the document ``name`` is sent and which keys find its rows (the one rule for documents).
+
+    ``whole``: the file's bytes (None for a group of files); ``read_pages``: the pages' image bytes, called
+    only when the pages are sent as images. A PDF goes whole (``UPLOAD``) to a model that reads PDFs; else
+    its pages go as images (``INLINE``). A file is keyed on its bytes, a group on its pages' hashes in order.
+    A page sent inside a whole file was never read here: its ``sha256`` is None (the document row has it).
+    """
+    if whole is not None and is_pdf(whole) and request.spec.takes_pdf:
+        sha, datas = sha256_hex(whole), [None] * len(page_names)
+        send = Send.UPLOAD
+    else:
+        if read_pages is None:
+            raise ValueError(f"{name}: its pages must be read to be sent as images")
+        datas = list(read_pages())
+        if len(datas) != len(page_names):
+            raise ValueError(f"{name}: {len(datas)} page images for {len(page_names)} pages")
+        sha = sha256_hex(whole) if whole is not None else sha256_hex("\n".join(sha256_hex(d) for d in datas).encode())
+        send = Send.INLINE
+    key = document_key(request, sha)
+    pages = []
+    for n, (page_name, data) in enumerate(zip(page_names, datas, strict=True), 1):
+        pkey = page_key(key, request.task.value, request.model, n)
+        pages.append(SourcePlan(Send.PAGE, Identity(page_name, pkey, None if data is None else sha256_hex(data), n),
+                                (pkey,), data=data))
+    return DocumentPlan(send, Identity(name, key, sha), tuple(pages), (key,),
+                        data=whole if send is Send.UPLOAD else None)
+
+
 def payload_identity(image: PreparedImage | str, request: OcrRequest, source: str | None = None) -> Identity:
     """The identity of a payload handed to the client without a plan (``hook.recognize``): a prepared image
     or a ``data:`` URL is keyed on its bytes, any other URL by reference — the rules of :func:`plan_source`."""
@@ -228,5 +268,6 @@ def find_cached(cache: Any, plan: Plan) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-__all__ = ["DocumentPlan", "Identity", "Plan", "PlanError", "Send", "SourcePlan", "find_cached", "legacy_url_key",
-           "payload_identity", "plan_bytes", "plan_error", "plan_source", "reference_key", "unreadable_key"]
+__all__ = ["DocumentPlan", "Identity", "Plan", "PlanError", "Send", "SourcePlan", "document_key", "find_cached",
+           "legacy_url_key", "payload_identity", "plan_bytes", "plan_document", "plan_error", "plan_source",
+           "reference_key", "unreadable_key"]

@@ -104,6 +104,8 @@ class OcrResult:
     height: int | None = None
     finish_reason: str | None = None
     page: int | None = None
+    pages: int | None = None  # a document row (page None): how many pages it covers; None on page/image rows
+    markdown: str | None = None  # the page's or document's markdown, when the service sends one (Responses API)
     boxes_uri: str | None = None  # where the picture of this row's boxes was written (draw_boxes_uri), if any
 
     @property
@@ -131,6 +133,8 @@ class OcrResult:
             "width": self.width,
             "height": self.height,
             "finish_reason": self.finish_reason,
+            "pages": self.pages,
+            "markdown": self.markdown,
             "boxes_uri": self.boxes_uri,
         }
 
@@ -161,6 +165,8 @@ class OcrResult:
             height=row.get("height"),
             finish_reason=row.get("finish_reason"),
             page=row.get("page"),
+            pages=row.get("pages"),
+            markdown=row.get("markdown"),
             boxes_uri=row.get("boxes_uri"),
         )
 

@@ -43,7 +43,6 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
     :param model: model name; default is the connection's ``default_model`` (``qwen-vl-ocr``).
     :param min_pixels: lower pixel bound of the model's resize (default: the model's).
     :param max_pixels: upper pixel bound of the model's resize (default: the model's).
-    :param fetch: download http(s) URLs ourselves (and resize them) instead of letting the service fetch them.
     :param output_uri: where the result rows (JSONL) go: a file, or a folder ending in ``/`` (then
         ``<task_id>[_<map_index>].jsonl`` in it). Default: ``$AIRFLOW_HOME/qwenocr/<dag_id>/<run_id>/<task_id>[_<map_index>].jsonl``.
         An absolute path or a URI; a relative path or a mistyped scheme (``s3:/bucket``) is refused.
@@ -55,8 +54,11 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
     :param aws_conn_id: AWS connection for ``s3://`` sources, outputs and caches.
     :param token_budget: refuse to start (before anything is billed) when the estimated image tokens of the
         images not yet cached exceed this.
-    :param image_transport: ``"inline"`` (default: read, resized to the model grid, sent as base64) or
-        ``"url"``: object-store sources go as presigned URLs (``runs/presign.py`` says what that trades).
+    :param image_transport: how images reach the service. ``"inline"`` (default): files and object-store
+        sources are read, resized to the model grid and sent as base64; http(s) URLs are passed to the service,
+        which fetches them. ``"url"``: object-store sources go as presigned URLs (``runs/presign.py`` says what
+        that trades). ``"fetch"``: http(s) URLs are downloaded here (bounded in time and bytes) and resized
+        like files, instead of letting the service fetch them.
     :param max_failed_ratio: the task fails when failed images / all images exceeds this (default 0: any
         failed image fails the task); the rows, error rows included, are written first.
     :param emit_asset: declare the outlet asset ``qwenocr://<dag_id>/<task_id>`` (Dataset on 2.x), whose
@@ -79,7 +81,6 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
         model: str | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
-        fetch: bool = False,
         output_uri: str | None = None,
         cache_uri: str | None = None,
         use_cache: bool = True,
@@ -115,7 +116,6 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
         self.model = model
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
-        self.fetch = fetch
         self.output_uri = output_uri
         self.cache_uri = cache_uri
         self.use_cache = use_cache
@@ -125,6 +125,11 @@ class QwenOcrBaseOperator(OcrLineageMixin, BaseOperator):
         self.image_transport = check_transport(image_transport)
         self.results_uri: str | None = None
         self.results_asset = declare_results_asset(self) if emit_asset else None
+
+    @property
+    def fetch(self) -> bool:
+        """``image_transport="fetch"``: http(s) URLs are downloaded here, not fetched by the service."""
+        return self.image_transport == "fetch"
 
     #: only ``QwenOcrOperator`` takes ``enable_rotate`` (the Batch API cannot rotate)
     enable_rotate = False

@@ -59,7 +59,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
     """Submit images as DashScope batch job(s) (one model per file, split at the service limits) and wait.
 
     The arguments both OCR operators share (``images``, ``task``, ``prompt``, ``result_schema``, ``model``,
-    ``min_pixels``, ``max_pixels``, ``fetch``, ``output_uri``, ``cache_uri``, ``use_cache``, ``conn_id``,
+    ``min_pixels``, ``max_pixels``, ``output_uri``, ``cache_uri``, ``use_cache``, ``conn_id``,
     ``aws_conn_id``, ``token_budget``, ``image_transport``, ``max_failed_ratio``, ``emit_asset``) are
     documented on :class:`~airflow_provider_qwenocr.operators.base.QwenOcrBaseOperator`; tasks go as their
     fixed prompt text. ``max_failed_ratio`` counts the images rejected before submission and the requests

@@ -39,7 +39,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
     """Recognise every image of ``images`` with Qwen-VL-OCR; write one JSON line per image to ``output_uri``.
 
     The arguments both OCR operators share (``images``, ``task``, ``prompt``, ``result_schema``, ``model``,
-    ``min_pixels``, ``max_pixels``, ``fetch``, ``output_uri``, ``cache_uri``, ``use_cache``, ``conn_id``,
+    ``min_pixels``, ``max_pixels``, ``output_uri``, ``cache_uri``, ``use_cache``, ``conn_id``,
     ``aws_conn_id``, ``token_budget``, ``image_transport``, ``max_failed_ratio``, ``emit_asset``) are
     documented on :class:`~airflow_provider_qwenocr.operators.base.QwenOcrBaseOperator`. A fixed
     ``output_uri`` file name shared by mapped instances would be overwritten: template it with
@@ -48,6 +48,12 @@ class QwenOcrOperator(QwenOcrBaseOperator):
     :param enable_rotate: let the service correct rotated images (the Batch API cannot).
     :param max_concurrency: calls in flight at once (the connection's RPM/TPM limiter still applies).
     :param draw_boxes_uri: for ``advanced_recognition``, write ``<name>.boxes.png`` per image there.
+    :param unit: ``"document"``: each file (a PDF, a multi-frame TIFF, an image) or each list of images inside
+        ``images`` is one document — sent whole (``qwen3.5-ocr``: a PDF per request, split into ≤ 50-page
+        parts) or several pages per request (older models), with one row per page AND one document row
+        (``page`` null, ``pages`` = N, one key-information answer); ``"page"``: one request and one row per
+        page. Default: ``"document"`` for models that read whole PDFs (``qwen3.5-ocr``), else ``"page"``
+        (``runs/documents.py``).
 
     The circuit breaker (``circuit_breaker_failures`` / ``circuit_breaker_seconds``), retries and timeouts
     are connection extras; progress is logged every :data:`PROGRESS_INTERVAL` seconds.
@@ -67,7 +73,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
     done get no row and no call, so the re-run sends exactly those (finished ones come from the cache).
     """
 
-    template_fields: Sequence[str] = (*QwenOcrBaseOperator.template_fields, "draw_boxes_uri")
+    template_fields: Sequence[str] = (*QwenOcrBaseOperator.template_fields, "draw_boxes_uri", "unit")
     ui_color = "#ff6a00"
 
     def __init__(
@@ -76,6 +82,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         enable_rotate: bool = False,
         max_concurrency: int = 8,
         draw_boxes_uri: str | None = None,
+        unit: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,6 +91,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         self.enable_rotate = enable_rotate
         self.max_concurrency = max_concurrency
         self.draw_boxes_uri = check_location("draw_boxes_uri", draw_boxes_uri)
+        self.unit = unit
 
     @cached_property
     def hook(self) -> QwenOcrHook:
@@ -104,12 +112,13 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         cache_uri = cache_location(self.cache_uri, use_cache=self.use_cache, dag_id=ids["dag_id"])
         check_location("draw_boxes_uri", self.draw_boxes_uri)
         job = self._job()
+        unit = self._unit(job)
         self._check_writable(output_uri, cache_uri)
         try:
-            sources = expand_sources(self.images, aws_conn_id=self.aws_conn_id, fetch=self.fetch,
-                                     max_pixels=job.request.bounds[1], model=job.model,
-                                     fetch_timeout=self.hook.config.timeout,
-                                     exclude=[output_uri, cache_uri, self.draw_boxes_uri])  # never our own outputs
+            options = dict(aws_conn_id=self.aws_conn_id, fetch=self.fetch, max_pixels=job.request.bounds[1],
+                           model=job.model, fetch_timeout=self.hook.config.timeout,
+                           exclude=[output_uri, cache_uri, self.draw_boxes_uri])  # never our own outputs
+            sources = expand_sources(_flat(self.images), **options)
         except NoSourcesError as exc:
             raise QwenOcrNoSourcesError(str(exc)) from exc
         self.results_uri = output_uri
@@ -125,12 +134,18 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
         client = self.hook.get_client()
         progress = Progress(len(sources), self.log, interval=PROGRESS_INTERVAL)
+        documents: list[dict[str, Any]] | None = None
         try:
             with ResultsWriter(output_uri, aws_conn_id=self.aws_conn_id) as writer:
-                summary = runner.run(
-                    sources, job, client, writer, cache=cache, max_concurrency=self.max_concurrency,
-                    progress=progress, drawer=self._drawer(job),
-                )
+                if unit == "document":
+                    summary, documents = self._run_documents(job, client, writer, cache, progress, options)
+                else:
+                    from airflow_provider_qwenocr.runs.documents import page_client
+
+                    summary = runner.run(
+                        sources, job, page_client(client, job.request), writer, cache=cache,
+                        max_concurrency=self.max_concurrency, progress=progress, drawer=self._drawer(job),
+                    )
         except AccountError as exc:
             raise QwenOcrAccountError(
                 f"DashScope refused the account of connection {self.conn_id!r} ({exc.code}: {redact(exc.message, job.secret)}); "
@@ -144,6 +159,10 @@ class QwenOcrOperator(QwenOcrBaseOperator):
             ) from None
         self._log_summary(summary, progress, output_uri)
         result = summary.to_xcom(output_uri, state="done")
+        if documents is not None:  # a token/cost figure per document (None = unknown price, never 0)
+            from airflow_provider_qwenocr.runs.documents import MAX_DOCUMENTS_IN_SUMMARY
+
+            result["documents"] = documents[:MAX_DOCUMENTS_IN_SUMMARY]
         publish_results_event(self, context, result)
         from airflow_provider_qwenocr.runs.summary import failed_ratio_exceeded
 
@@ -157,6 +176,25 @@ class QwenOcrOperator(QwenOcrBaseOperator):
 
         config = self.hook.config
         return OcrJob(self.ocr_request(), region=config.region, secret=config.api_key, presigner=self._presigner())
+
+    def _unit(self, job: OcrJob) -> str:
+        from airflow_provider_qwenocr.runs.documents import resolve_unit
+
+        try:
+            return resolve_unit(self.unit, job.spec)
+        except ValueError as exc:
+            raise QwenOcrConfigError(str(exc)) from None
+
+    def _run_documents(self, job: OcrJob, client: Any, writer: Any, cache: Any, progress: Any,
+                       options: dict[str, Any]) -> tuple[Any, list]:
+        """``unit="document"``: each document's pages and one document row (``runs/documents.py``)."""
+        from airflow_provider_qwenocr.runs.documents import DocumentRun, expand_documents, run_documents
+
+        if self.draw_boxes_uri:
+            self.log.warning("draw_boxes_uri: box pictures are drawn per page image, with unit='page' only")
+        docs = expand_documents(self.images, **options)
+        run = DocumentRun(job.request, client, cache=cache, secret=job.secret)
+        return run_documents(docs, run, writer, max_concurrency=self.max_concurrency, progress=progress)
 
     def _presigner(self) -> Any:
         """None inline; in URL mode a signer of short-lived URLs (realtime signs just before each call)."""
@@ -246,3 +284,9 @@ class QwenOcrOperator(QwenOcrBaseOperator):
                 self.log.warning("  ... and %d more (see error rows in %s)", summary.n_failed - len(summary.failed),
                                  output_uri)
 
+
+def _flat(images: Any) -> Any:
+    """``images`` with document groups (lists inside the list) flattened, for the page-by-page view."""
+    if isinstance(images, (list, tuple)):
+        return [i for entry in images for i in (entry if isinstance(entry, (list, tuple)) else [entry])]
+    return images

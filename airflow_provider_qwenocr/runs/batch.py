@@ -81,11 +81,11 @@ class SubmitRefused(ValueError):
 
 def presigner_for(image_transport: str, token_budget: int | None, aws_conn_id: str | None,
                   completion_window: str = "24h") -> Any:
-    """None for inline; for "url" a Presigner whose URLs outlive ``completion_window`` (refused, before
+    """None for "inline" and "fetch"; for "url" a Presigner whose URLs outlive ``completion_window`` (refused, before
     anything is read or uploaded, when S3 cannot sign that long)."""
     from airflow_provider_qwenocr.runs.presign import Presigner, check_transport, expiry_seconds
 
-    if check_transport(image_transport) == "inline":
+    if check_transport(image_transport) != "url":
         return None
     if token_budget is not None:
         raise SubmitRefused("token_budget cannot be checked with image_transport='url': the images are not read")

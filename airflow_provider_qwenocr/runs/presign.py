@@ -29,7 +29,7 @@ DEFAULT_MARGIN_SECONDS = 12 * 3600
 REALTIME_EXPIRY_SECONDS = 3600  # realtime signs just before its call: an hour covers every retry of it
 HEADER_BYTES = 64 * 1024  # a ranged GET this long holds a JPEG/PNG header (SOF/IHDR) unless APP data is huge
 MAX_S3_EXPIRY_SECONDS = 7 * 24 * 3600  # SigV4 limit
-TRANSPORTS = ("inline", "url")
+TRANSPORTS = ("inline", "url", "fetch")
 
 
 def expiry_seconds(completion_window: str = "24h", margin_seconds: int = DEFAULT_MARGIN_SECONDS) -> int:

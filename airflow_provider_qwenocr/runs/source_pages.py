@@ -46,7 +46,7 @@ def pdf_pages(uri: str, reader: Callable[[], bytes], max_pixels: int | None = No
     def render(number: int) -> bytes:
         return next(iter(pdf.render_pages(cached.get(), pages=[number], max_pixels=max_pixels)))[1]
 
-    return [Source(uri, page=n, _reader=(lambda n=n: render(n))) for n in range(1, n_pages + 1)]
+    return [Source(uri, page=n, _reader=(lambda n=n: render(n)), _file=reader) for n in range(1, n_pages + 1)]
 
 
 def frames(uri: str, reader: Callable[[], bytes], max_pixels: int | None = None) -> list[Source]:
@@ -62,8 +62,8 @@ def frames(uri: str, reader: Callable[[], bytes], max_pixels: int | None = None)
     if n_frames <= 1:
         return [Source(uri, _reader=reader)]
     cached = _OnePdf(reader, n_frames)
-    return [Source(uri, page=n, _reader=(lambda n=n: images.frame_png(cached.get(), n - 1, max_pixels)))
-            for n in range(1, n_frames + 1)]
+    return [Source(uri, page=n, _reader=(lambda n=n: images.frame_png(cached.get(), n - 1, max_pixels)),
+                   _file=reader) for n in range(1, n_frames + 1)]
 
 
 class _OnePdf:

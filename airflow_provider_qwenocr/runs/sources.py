@@ -62,6 +62,7 @@ class Source:
     page: int | None = None  # 1-based page number for PDF pages
     error: str | None = None  # set when this source cannot be recognised at all (becomes an error row)
     _reader: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+    _file: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)  # a page's whole file
 
     @property
     def name(self) -> str:
@@ -75,6 +76,13 @@ class Source:
         if self._reader is None:
             raise ValueError(f"{self.uri}: nothing to read")
         return self._reader()
+
+    def read_file(self) -> bytes:
+        """The bytes of the whole file this source is (or is a page of), by the same bounded reader — what a
+        document sent whole is keyed on and sends (``runs/documents.py``)."""
+        if self._file is not None and not self.error:
+            return self._file()
+        return self.read()
 
 
 @dataclass(frozen=True)

@@ -305,14 +305,24 @@ def test_half_submitted_run_cancels_what_it_created(conn, tmp_path, monkeypatch)
 
     monkeypatch.setattr(hook.batch_client, "create_batch", flaky_create)
     seen: list[list[str]] = []
-    spools_before = set(glob.glob(f"{tempfile.gettempdir()}/qwenocr-batch-*"))
+    spool_root = tmp_path / "tmp"  # a temp dir of this test's own: other processes' spools cannot interfere
+    spool_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_root))
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args, **kwargs):
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
     with pytest.raises(RuntimeError, match="part 2"):
         hook.batch_runner().submit([("a.png", png("a")), ("b.png", png("b", size=(240, 70)))], hook.ocr_request(),
                                    manifest_uri=str(tmp_path / "m.jsonl"), limits=BatchLimits(max_lines=1),
                                    on_batch_created=seen.append)
     assert len(seen) == 1 and len(seen[0]) == 1  # the first id was reported before the failure
     assert wait_status(hook, seen[0][0], {"cancelled"})
-    assert set(glob.glob(f"{tempfile.gettempdir()}/qwenocr-batch-*")) == spools_before  # spool removed
+    assert made and glob.glob(f"{spool_root}/qwenocr-batch-*") == []  # a spool was made, and removed
     assert (tmp_path / "m.jsonl").exists()  # the manifest was written before anything billable
 
 
@@ -322,7 +332,8 @@ def test_http_sources_sent_as_url_or_fetched(conn, server, static_http, tmp_path
 
     url = static_http.url("paragraph_en.png")
     ti = FakeTI()
-    op = QwenOcrBatchOperator(task_id="ocr_batch", images=[url], output_uri=str(tmp_path / "r.jsonl"), fetch=fetch,
+    op = QwenOcrBatchOperator(task_id="ocr_batch", images=[url], output_uri=str(tmp_path / "r.jsonl"),
+                              image_transport="fetch" if fetch else "inline",
                               deferrable=False, poll_interval=0.1)
     summary = op.execute({"ti": ti})
     assert summary["n_ok"] == 1

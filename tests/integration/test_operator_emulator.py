@@ -269,7 +269,7 @@ def test_urls_pass_through_unless_fetch(emulator, emulator_conn, static_http, tm
     assert row["source"] == url and row["status"] == "ok" and "Quarterly" in row["text"]
     assert row["width"] is None, "the service fetched the URL: we never saw its pixels"
     out = QwenOcrOperator(task_id="ocr", images=[url], output_uri=str(tmp_path / "b.jsonl"), use_cache=False,
-                          fetch=True).execute(_ctx())
+                          image_transport="fetch").execute(_ctx())
     (fetched,) = read_results(out["results_uri"])
     with Image.open(DOCS / "paragraph_en.png") as img:
         assert (fetched["width"], fetched["height"]) == img.size, "fetched and prepared locally"

@@ -74,7 +74,7 @@ def run_operator(monkeypatch, tmp_path, srv, key, **kwargs):
     for i in range(3):
         Image.new("RGB", (64, 32), (i * 40, 90, 200)).save(folder / f"scan_{i}.png")
     op = QwenOcrOperator(task_id="ocr", images=str(folder), output_uri=str(tmp_path / "out" / "r.jsonl"),
-                         conn_id="qwen_echo", use_cache=False, progress_interval=1000, **kwargs)
+                         conn_id="qwen_echo", use_cache=False, **kwargs)
     return op.execute({})
 
 

@@ -33,7 +33,7 @@ def test_the_operator_logs_unknown_only_for_an_unpriced_model(folder, tmp_path, 
     assert "cost USD" in priced and "unknown" not in priced.lower() and "None" not in priced
 
     caplog.clear()
-    _op(FakeClient(), images=str(folder), model="qwen3.5-ocr", output_uri=str(tmp_path / "b.jsonl")).execute(
+    _op(FakeClient(), images=str(folder), model="qwen3.5-ocr", unit="page", output_uri=str(tmp_path / "b.jsonl")).execute(
         _context(tmp_path))
     unpriced = _usage_line(_logs(caplog, capsys))
     assert "CNY None" in unpriced and "3 billed row(s)" in unpriced

@@ -59,6 +59,7 @@ def test_a_bad_request_argument_is_a_config_error_at_the_edge():
 
 # -- the 1.0 operator API: argument counts, one home per knob, shared templating ------------------------------
 
+# QwenOcrOperator: 20 for the 1.0 cut, + ``unit`` (issue 18: documents as a unit, the one argument it adds).
 TARGETS = {"QwenOcrOperator": 20, "QwenOcrBatchOperator": 25, "QwenOcrBatchSensor": 13}
 BEFORE_1_0 = {"QwenOcrOperator": 23, "QwenOcrBatchOperator": 31, "QwenOcrBatchSensor": 15}  # issue 17's count
 
@@ -100,9 +101,21 @@ def test_service_tuning_knobs_are_not_operator_arguments():
 
 
 def test_every_capability_is_still_an_argument():
-    kept = {"token_budget", "image_transport", "fetch", "emit_asset", "max_failed_ratio", "cache_uri", "use_cache"}
+    kept = {"token_budget", "image_transport", "emit_asset", "max_failed_ratio", "cache_uri", "use_cache"}
     assert kept | {"draw_boxes_uri", "enable_rotate", "max_concurrency"} <= set(arguments(QwenOcrOperator))
     assert kept | {"deferrable", "wait_for_completion", "completion_window"} <= set(arguments(QwenOcrBatchOperator))
+
+
+def test_fetch_is_a_transport():
+    """``fetch`` (download http(s) URLs here) is ``image_transport="fetch"``: one argument says how images travel."""
+    from airflow_provider_qwenocr.exceptions import QwenOcrConfigError
+
+    for cls in (QwenOcrOperator, QwenOcrBatchOperator):
+        assert "fetch" not in arguments(cls)
+        assert cls(task_id="t", images="/x", image_transport="fetch").fetch is True
+        assert cls(task_id="t", images="/x", image_transport="inline").fetch is False
+    with pytest.raises((ValueError, QwenOcrConfigError)):
+        QwenOcrOperator(task_id="t", images="/x", image_transport="download")
 
 
 def test_the_base_operator_templates_the_shared_arguments_in_both_operators():
