@@ -22,9 +22,9 @@ except ImportError:
         ObjectStoragePath = None  # type: ignore[assignment,misc]
 
 try:
-    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 except ImportError:
-    from airflow.exceptions import AirflowException  # type: ignore[no-redef]
+    from airflow.exceptions import AirflowException, AirflowSensorTimeout  # type: ignore[no-redef]
 
 try:
     from airflow.sdk.configuration import conf
@@ -45,6 +45,7 @@ def default_deferrable() -> bool:
 
 __all__ = [
     "AirflowException",
+    "AirflowSensorTimeout",
     "BaseHook",
     "BaseOperator",
     "BaseSensorOperator",

@@ -320,6 +320,24 @@ class BatchClient:
         page["data"] = page.get("data") or []
         return page
 
+    def find_batches(self, *, ds_name: str | None = None, statuses: list[str] | None = None,
+                     create_after: str | None = None, page_size: int = 100, max_pages: int = 50) -> list[dict]:
+        """Every batch matching the documented filters, all pages (``after`` = the last id while ``has_more``).
+
+        ``ds_name`` is the service's substring match on ``metadata.ds_name``: callers that need an exact
+        match check the metadata of what comes back. ``max_pages`` bounds a runaway listing (50 × 100).
+        """
+        found: list[dict] = []
+        after: str | None = None
+        for _ in range(max_pages):
+            page = self.list_batches(limit=page_size, after=after, status=statuses, ds_name=ds_name,
+                                     create_after=create_after)
+            found.extend(page["data"])
+            after = page.get("last_id") or (page["data"][-1]["id"] if page["data"] else None)
+            if not page.get("has_more") or not after:
+                break
+        return found
+
 
 def _clean(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}

@@ -86,6 +86,36 @@ class BatchHookMixin:
     def cancel_batch(self, batch_id: str) -> dict:
         return self.batch_client.cancel_batch(batch_id)
 
+    def find_batches(self, **filters: Any) -> list[dict]:
+        """Every batch matching the documented list filters (``ds_name``, ``statuses``, ``create_after``), all pages."""
+        return self.batch_client.find_batches(**filters)
+
+    def find_orphan_batches(self, *, dag_id: str | None = None, gone_runs: Iterable[str] | None = None,
+                            gone: Any = None) -> list[dict]:
+        """Running batches this provider created for a task instance that no longer waits for them.
+
+        Found by their metadata with the documented list filters (the last 15 days: older batches have
+        ended): a batch whose task instance has since submitted another request (cleared and re-run with
+        other images or settings), or whose DAG run is in ``gone_runs`` (run ids, e.g. deleted runs — the
+        service cannot see Airflow's runs, so only the caller can say), or for which ``gone(identity, batch)``
+        is true. ``dag_id`` limits the search to one DAG. Nothing is cancelled: see
+        :meth:`cancel_orphan_batches`.
+        """
+        from airflow_provider_qwenocr.runs.orphans import find_orphans
+
+        runs = set(gone_runs or ())
+
+        def is_gone(identity: Any, batch: dict) -> bool:
+            return (identity is not None and identity.run_id in runs) or bool(gone and gone(identity, batch))
+
+        return find_orphans(self.batch_client, dag_id=dag_id, gone=is_gone)
+
+    def cancel_orphan_batches(self, *, dag_id: str | None = None, gone_runs: Iterable[str] | None = None,
+                              gone: Any = None) -> list[str]:
+        """Cancel what :meth:`find_orphan_batches` finds; returns the ids a cancel was sent for (best effort)."""
+        orphans = self.find_orphan_batches(dag_id=dag_id, gone_runs=gone_runs, gone=gone)
+        return self.cancel_batches(b["id"] for b in orphans)
+
     def cancel_batches(self, batch_ids: Iterable[str]) -> list[str]:
         """Best-effort cancel of every non-terminal batch; returns the ids a cancel was sent for (never raises)."""
         return cancel_batches(self.batch_client, batch_ids)

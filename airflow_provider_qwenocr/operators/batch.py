@@ -1,11 +1,16 @@
 """QwenOcrBatchOperator: OCR many images through the half-price Batch API and land the result rows.
 
-Why ``retries=0`` is the safe default for this operator: the submit step is billable and not idempotent on
-the service side — a retry after a crash uploads again and creates *new* batches that bill again, while
-the first ones keep running. The ids are pushed to XCom (key ``batch_ids``) the moment each batch is
-created, so a failed or killed run can be recovered without re-submitting: pair the operator with
-``wait_for_completion=False`` and a :class:`~airflow_provider_qwenocr.sensors.batch.QwenOcrBatchSensor`
-(which is idempotent and can retry freely) when you want retries on the waiting part.
+Retries and re-runs never pay twice (issue 19): the submit is billable and the service has no idempotency
+token, so every batch carries the task instance's identity and the request's fingerprint in its
+``metadata`` (``runs.reattach``), and its id goes to Airflow's task state store (≥ 3.3, key
+``qwenocr_batches``) and to XCom (key ``batch_ids``) the moment it is created. A retry, a clear, or a
+re-run after a lost worker or triggerer looks those batches up before uploading anything: running ones
+are waited for again (in the worker or deferred), completed ones are landed, and of failed, expired or
+cancelled ones only the lines without a result are sent again. The log names every batch re-attached to,
+created, or left (another request's batch still running: an orphan, cancelled only on request —
+``QwenOcrHook.cancel_orphan_batches``). Why the store directly and not Airflow 3.3's ``ResumableJobMixin``:
+the mixin tracks one job and resubmits it whole when it failed (paying again for the lines it answered),
+and exists only on 3.3; a run here is several batches, decided per part and per line, on 2.10 as well.
 
 Cost safety: the operator cancels its batches on timeout, on error (polling error, exception while
 waiting) and on kill (``on_kill`` when running, the trigger's ``on_kill`` while deferred on Airflow 3.3+).
@@ -38,6 +43,7 @@ from airflow_provider_qwenocr.hooks.locations import (
 )
 from airflow_provider_qwenocr.lineage import publish_results_event
 from airflow_provider_qwenocr.operators.base import QwenOcrBaseOperator
+from airflow_provider_qwenocr.runs.reattach import STATE_KEY, TaskIdentity, credit, stored_ids
 from airflow_provider_qwenocr.triggers.batch import BatchPoller, PollingError, QwenOcrBatchTrigger, wait_for_batches
 
 DEFAULT_TIMEOUT = 24 * 3600 + 3600  # the default 24 h window plus an hour of slack
@@ -60,6 +66,8 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
     that failed, expired or were cancelled. Here:
 
     :param manifest_uri: where the manifest (custom_id → source, scale …) goes; default next to the output.
+    :param metadata: your own ``metadata`` pairs for each batch (at most 10: the service takes 16, and the
+        provider's re-attach keys — ``ds_name`` included — take the rest and win; refused before any upload).
     :param wait_for_completion: False → return right after submission (use the sensor to wait).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param poll_interval: seconds between status polls (the docs suggest 1–2 minutes for real batches).
@@ -97,7 +105,6 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         delete_files: bool = False,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("retries", 0)
         if kwargs.pop("enable_rotate", False):
             raise QwenOcrConfigError("enable_rotate is not available through the Batch API (compatible mode "
                                      "cannot rotate); use QwenOcrOperator for rotated scans")
@@ -115,6 +122,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
         self.timeout = _seconds(timeout) if timeout is not None else _window_timeout(completion_window)
         self.delete_files = delete_files
         self.batch_ids: list[str] = []
+        self.credited: list[str] = []
 
     # -- submit ---------------------------------------------------------------------------------------------
     def _runner(self) -> Any:
@@ -137,9 +145,13 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
                                  fetch_timeout=self.hook.config.timeout,
                                  exclude=[self.output_uri, self.manifest_uri, self.cache_uri])  # never our own outputs
         ti = context.get("ti") or context.get("task_instance")
+        identity = TaskIdentity.from_context(context)
+        store = context.get("task_state_store")  # Airflow >= 3.3; kept across the task instance's tries
+        recorded = stored_ids(self._store_get(store))
 
         def pushed(ids: list[str]) -> None:
             self.batch_ids = ids
+            self._store_set(store, ids)  # before anything waits: a kill from here on re-attaches
             if ti is not None:
                 ti.xcom_push(key="batch_ids", value=ids)
 
@@ -149,11 +161,14 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
             submitted = self._runner().submit(
                 sources, request, manifest_uri=self.manifest_uri, metadata=self.metadata, limits=BATCH_LIMITS,
                 on_batch_created=pushed, token_budget=self.token_budget, completion_window=self.completion_window,
-                image_transport=self.image_transport,
+                image_transport=self.image_transport, identity=identity, recorded=recorded,
+                lookup=getattr(ti, "try_number", None) != 1,  # a first try cannot have created a batch
             )
         except SubmitRefused as exc:
             raise QwenOcrSubmitRefusedError(str(exc)) from None
         self.batch_ids = submitted.batch_ids
+        self.credited = submitted.credited
+        self._log_batches(submitted, recorded)
         if ti is not None:
             ti.xcom_push(key="batch_ids", value=self.batch_ids)  # also when empty (everything cached/rejected)
             ti.xcom_push(key="manifest_uri", value=self.manifest_uri)
@@ -173,7 +188,7 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
                                             cancel_on_kill=True),
                 method_name="execute_complete",
                 kwargs={"output_uri": self.output_uri, "manifest_uri": self.manifest_uri,
-                        "cache_uri": self.cache_uri},
+                        "cache_uri": self.cache_uri, "credited": self.credited},
                 timeout=timedelta(seconds=self.timeout + self.poll_interval + 60),
             )
         return self._published(context, self._wait_blocking())
@@ -202,12 +217,17 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
                          output_uri: str | None = None, manifest_uri: str | None = None,
-                         cache_uri: str | None = None) -> Any:
+                         cache_uri: str | None = None, credited: list[str] | None = None) -> Any:
         """Resume after the trigger: the instance is fresh, so ids and URIs come from the event and kwargs."""
         event = validate_execute_complete_event(event)
         self.batch_ids = event["batch_ids"]
-        self.output_uri = output_uri or self.output_uri
-        self.manifest_uri = manifest_uri or self.manifest_uri
+        self.credited = list(credited or [])
+        if not (output_uri and manifest_uri):  # dag.test() resumes with the event only: the defaults again
+            ids = task_ids(self, context)
+            output_uri = output_location(self.output_uri, **ids)
+            manifest_uri = manifest_location(self.manifest_uri, output_uri)
+            cache_uri = cache_location(self.cache_uri, use_cache=self.use_cache, dag_id=ids["dag_id"])
+        self.output_uri, self.manifest_uri = output_uri, manifest_uri
         self.cache_uri = cache_uri or self.cache_uri
         if event["reason"] in ("timeout", "polling_error"):
             cancelled = self.hook.cancel_batches(self.batch_ids)  # the trigger tried too; cancel is idempotent
@@ -218,9 +238,38 @@ class QwenOcrBatchOperator(QwenOcrBaseOperator):
     def _land(self, batches: list[dict] | None, *, evaluate: bool = True) -> dict[str, Any]:
         batches = batches if batches is not None else [compact_batch(b) for b in self.hook.get_batches(self.batch_ids)]
         self.results_uri = self.output_uri  # for lineage
+        batches = credit(batches, self.credited)  # a re-attached batch's unanswered lines were sent again
         return land_batches(self._runner(), self.batch_ids, batches, output_uri=self.output_uri,
                             manifest_uri=self.manifest_uri, max_failed_ratio=self.max_failed_ratio,
                             delete_files=self.delete_files, log=self.log, evaluate=evaluate)
+
+    def _store_get(self, store: Any) -> Any:
+        if store is None:
+            return None
+        try:
+            return store.get(STATE_KEY)
+        except Exception as exc:  # the metadata lookup still finds the batches
+            self.log.warning("could not read the task state store (%s); looking batches up by metadata", exc)
+            return None
+
+    def _store_set(self, store: Any, ids: list[str]) -> None:
+        if store is None:
+            return
+        try:
+            store.set(STATE_KEY, list(ids))
+        except Exception as exc:  # the batch metadata still identifies them
+            self.log.warning("could not record batch ids %s in the task state store: %s", ids, exc)
+
+    def _log_batches(self, submitted: Any, recorded: list[str]) -> None:
+        """One line naming every batch this try waits for: re-attached (and where it was found) or created."""
+        attached = [b for b in submitted.batch_ids if b not in submitted.created]
+        for bid in attached:
+            where = "recorded in the task state store" if bid in recorded else "found by its metadata"
+            self.log.info("re-attached to %s (%s)%s", bid, where,
+                          "; only its answered lines are its own" if bid in submitted.credited else "")
+        if attached or submitted.created:
+            self.log.info("waiting for batch(es) %s: re-attached to %s, created %s", submitted.batch_ids, attached,
+                          submitted.created)
 
     def on_kill(self) -> None:
         if self.batch_ids:

@@ -15,7 +15,7 @@ propagates — a half-submitted run must not keep billing behind a failed task.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,8 @@ from airflow_provider_qwenocr.dashscope.batch_results import index_lines, result
 from airflow_provider_qwenocr.ocr.plan import plan_bytes, plan_source
 from airflow_provider_qwenocr.ocr.request import OcrRequest
 from airflow_provider_qwenocr.runs import storage
+from airflow_provider_qwenocr.runs.batch_parts import create_batches
+from airflow_provider_qwenocr.runs.reattach import TaskIdentity
 from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.runs.summary import OcrSummary
 
@@ -53,6 +55,8 @@ class Submission:
     n_cached: int
     image_tokens: int
     manifest: list[ManifestEntry] = field(default_factory=list, repr=False)
+    created: list[str] = field(default_factory=list)  # by this submit; the others in batch_ids were re-attached
+    credited: list[str] = field(default_factory=list)  # re-attached, ended unsuccessfully (reattach.credit)
 
     def summary(self, results_uri: str) -> dict[str, Any]:
         """The XCom summary of ``wait_for_completion=False`` (``state="submitted"``): cache hits are ok,
@@ -142,7 +146,8 @@ class BatchRunner:
     def submit(self, sources: Iterable[Any], request: OcrRequest, *, manifest_uri: str,
                metadata: dict[str, str] | None = None, limits: BatchLimits | None = None,
                on_batch_created: Callable[[list[str]], None] | None = None, token_budget: int | None = None,
-               completion_window: Any = "24h", image_transport: str = "inline") -> Submission:
+               completion_window: Any = "24h", image_transport: str = "inline",
+               identity: TaskIdentity | None = None, recorded: Sequence[str] = (), lookup: bool = True) -> Submission:
         """Prepare every source, write the manifest, upload the JSONL part(s) and create one batch per part.
 
         ``sources`` are ``runs.sources.Source`` objects or ``(name, bytes)`` pairs. ``on_batch_created``
@@ -151,12 +156,13 @@ class BatchRunner:
         ``token_budget`` refuses (``SubmitRefused``, a ValueError; nothing uploaded) when the estimated image tokens exceed it;
         ``completion_window`` ("24h"–"336h") is checked before anything is prepared;
         ``image_transport="url"`` sends object-store sources as presigned URLs valid past the window.
+        ``identity`` (the task instance) turns on re-attach: the batches it already created for these lines
+        (found by metadata, and ``recorded`` ids) are waited for instead of paid again
+        (:mod:`.batch_parts`, :mod:`.reattach`); ``lookup=False`` skips the list call on a first try.
         """
         completion_window = normalize_completion_window(completion_window)  # refuse before any upload
         presigner = presigner_for(image_transport, token_budget, self.aws_conn_id, completion_window)
         builder = BatchBuilder(request=request, limits=limits)
-        batch_ids: list[str] = []
-        file_ids: list[str] = []
         try:
             for add in prepared_steps(builder, sources, self.cache, self.prepare_workers, presigner=presigner):
                 add()
@@ -166,28 +172,16 @@ class BatchRunner:
                                  f"exceed token_budget={token_budget:,}; nothing was submitted")
             storage.write_bytes(manifest_uri, dump_manifest(plan.manifest).encode("utf-8"),
                                 aws_conn_id=self.aws_conn_id)
-            n = len(plan.parts)
-            try:
-                for i, part in enumerate(plan.parts, start=1):
-                    with part.open() as fh:
-                        f = self.client.upload_file(fh, filename=f"qwenocr-{plan.task}-{i}of{n}.jsonl")
-                    file_ids.append(f["id"])
-                    meta = {"ds_name": f"qwenocr {plan.task}",
-                            "ds_description": f"part {i}/{n}, model {plan.model}", **(metadata or {})}
-                    batch = self.client.create_batch(f["id"], metadata=meta, completion_window=completion_window)
-                    batch_ids.append(batch["id"])
-                    log.info("created batch %s (part %d/%d, input file %s)", batch["id"], i, n, f["id"])
-                    if on_batch_created:
-                        on_batch_created(list(batch_ids))
-            except BaseException:
-                cancel_batches(self.client, batch_ids)
-                raise
+            created = create_batches(self.client, plan, identity=identity, recorded=recorded, metadata=metadata,
+                                     completion_window=completion_window, on_batch_created=on_batch_created,
+                                     cancel=cancel_batches, lookup=lookup)
         finally:
             builder.cleanup()  # the spooled parts (base64 images) never outlive the submit
-        return Submission(batch_ids=batch_ids, input_file_ids=file_ids, manifest_uri=manifest_uri, model=plan.model,
-                          task=plan.task, n_images=plan.n_images, n_requests=plan.n_requests,
-                          n_rejected=len(plan.rejected), n_cached=plan.n_cached, image_tokens=plan.image_tokens,
-                          manifest=plan.manifest)
+        return Submission(batch_ids=created.batch_ids, input_file_ids=created.input_file_ids,
+                          manifest_uri=manifest_uri, model=plan.model, task=plan.task, n_images=plan.n_images,
+                          n_requests=plan.n_requests, n_rejected=len(plan.rejected), n_cached=plan.n_cached,
+                          image_tokens=plan.image_tokens, manifest=plan.manifest, created=created.created,
+                          credited=created.credited)
 
     def land(self, batch_ids: list[str], *, output_uri: str, manifest_uri: str | None = None,
              batches: list[dict] | None = None, delete_files: bool = False) -> OcrSummary:

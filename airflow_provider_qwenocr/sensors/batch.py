@@ -22,7 +22,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_qwenocr._compat import BaseSensorOperator, Context, default_deferrable
+from airflow_provider_qwenocr._compat import AirflowSensorTimeout, BaseSensorOperator, Context, default_deferrable
 from airflow_provider_qwenocr.exceptions import QwenOcrBatchError, QwenOcrConfigError
 from airflow_provider_qwenocr.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_qwenocr.hooks.batch_policy import compact_batch, land_batches, validate_execute_complete_event
@@ -138,7 +138,12 @@ class QwenOcrBatchSensor(BaseSensorOperator):
                 method_name="execute_complete",
                 timeout=timedelta(seconds=float(self.timeout) + float(self.poke_interval) + 60),
             )
-        super().execute(context)
+        try:
+            super().execute(context)
+        except AirflowSensorTimeout:  # poke/reschedule mode: the deferrable path's trigger does this itself
+            if self.cancel_on_timeout:
+                self.hook.cancel_batches(self._ids())
+            raise
         return self._published(context, self._result)
 
     def _poll(self, ids: list[str]) -> bool:
