@@ -175,7 +175,7 @@ class QwenOcrOperator(QwenOcrBaseOperator):
         from airflow_provider_qwenocr.runs.realtime import OcrJob
 
         config = self.hook.config
-        return OcrJob(self.ocr_request(), region=config.region, secret=config.api_key, presigner=self._presigner())
+        return OcrJob(self.ocr_request(), secret=config.api_key, presigner=self._presigner())
 
     def _unit(self, job: OcrJob) -> str:
         from airflow_provider_qwenocr.runs.documents import resolve_unit

@@ -43,11 +43,9 @@ from airflow_provider_qwenocr.dashscope.errors import (
     redact,
 )
 from airflow_provider_qwenocr.ocr.images import ImageValidationError, estimate_tokens
-from airflow_provider_qwenocr.ocr.models import DEFAULT_REGION, ModelSpec
 from airflow_provider_qwenocr.ocr.plan import Identity, Send, SourcePlan, find_cached, plan_source
 from airflow_provider_qwenocr.ocr.request import OcrRequest
 from airflow_provider_qwenocr.ocr.results import OcrResult
-from airflow_provider_qwenocr.ocr.tasks import OcrTask
 from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter
 from airflow_provider_qwenocr.runs.sources import Source
 from airflow_provider_qwenocr.runs.summary import MAX_FAILED_IN_SUMMARY, MAX_FAILED_KEPT, OcrSummary
@@ -58,35 +56,16 @@ log = logging.getLogger(__name__)
 RunSummary = OcrSummary
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class OcrJob:
     """One task's :class:`OcrRequest` plus what only the run knows: the key to scrub from messages and the
-    presigner of ``image_transport="url"``. (``region`` is no longer read: the client prices the rows it
-    returns in its connection's region; it goes when the operator stops passing it.)
-
-    ``OcrJob(request, region=…, secret=…, presigner=…)``; the older field form
-    (``OcrJob(task=…, spec=…, prompt=…, …)``, with the task already resolved) still builds its request.
-    """
+    presigner of ``image_transport="url"`` (object-store sources go to the service as presigned URLs: no
+    local read, decode or resize; keyed on their object URI). The client prices the rows it returns in its
+    connection's region, so the job carries no region."""
 
     request: OcrRequest
-    region: str = DEFAULT_REGION
     secret: str | None = field(default=None, repr=False)  # only used to scrub messages
-    # image_transport="url": an runs.presign.Presigner; object-store sources go to the service as presigned
-    # URLs (no local read, decode or resize), keyed on their object URI.
     presigner: Any = field(default=None, repr=False, compare=False)
-
-    def __init__(self, request: OcrRequest | None = None, *, region: str = DEFAULT_REGION,
-                 secret: str | None = None, presigner: Any = None, task: str | None = None,
-                 spec: ModelSpec | None = None, **fields: Any) -> None:
-        if request is None:
-            if task is None or spec is None:
-                raise TypeError("OcrJob needs a request (or task= and spec=)")
-            request = OcrRequest(task=OcrTask.parse(task), spec=spec, **fields)
-        elif task is not None or spec is not None or fields:
-            raise TypeError("OcrJob takes a request or its fields, not both")
-        for name, value in (("request", request), ("region", region), ("secret", secret),
-                            ("presigner", presigner)):
-            object.__setattr__(self, name, value)
 
     spec = property(lambda self: self.request.spec)
     model = property(lambda self: self.request.model)

@@ -19,6 +19,7 @@ from PIL import Image
 from airflow_provider_qwenocr.exceptions import QwenOcrConfigError
 from airflow_provider_qwenocr.ocr.images import estimate_tokens
 from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.operators.ocr import QwenOcrOperator
 from airflow_provider_qwenocr.runs import realtime as runner
 from airflow_provider_qwenocr.runs import sources
@@ -87,7 +88,7 @@ def test_budget_from_a_ranged_get_of_the_header(s3_conn, s3_bucket, moto_server)
     s3.put_object(Bucket=s3_bucket, Key="a.jpg", Body=small)
     s3.put_object(Bucket=s3_bucket, Key="b.jpg", Body=big_header)
     spec = get_model("qwen-vl-ocr")
-    job = runner.OcrJob(task="text_recognition", spec=spec,
+    job = runner.OcrJob(build_ocr_request(model="qwen-vl-ocr"),
                         presigner=Presigner(aws_conn_id=s3_conn, expires_in=REALTIME_EXPIRY_SECONDS))
     srcs = sources.expand_sources(f"s3://{s3_bucket}/", aws_conn_id=s3_conn)
     tokens, unknown, cached = runner.estimate_job_tokens(srcs, job, None)
@@ -122,7 +123,7 @@ def test_a_source_that_cannot_be_signed_is_an_error_row_not_a_crash():
         def recognize(self, *a, **k):
             raise AssertionError("nothing may be sent")
 
-    job = runner.OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"), presigner=Broken())
+    job = runner.OcrJob(build_ocr_request(model="qwen-vl-ocr"), presigner=Broken())
     src = sources.Source("s3://bucket/a.jpg")
     row, cached = runner.process_one(src, job, NoCalls(), None)
     assert (row.ok, cached, row.error.code) == (False, False, "SourceReadError")

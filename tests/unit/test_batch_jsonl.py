@@ -19,7 +19,8 @@ from airflow_provider_qwenocr.dashscope.batch_results import index_lines, result
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.ocr.images import image_tokens
 from airflow_provider_qwenocr.ocr.models import get_model
-from airflow_provider_qwenocr.ocr.tasks import prompt_for
+from airflow_provider_qwenocr.ocr.request import OcrRequest
+from airflow_provider_qwenocr.ocr.tasks import OcrTask, prompt_for
 from conftest import RECORDINGS
 
 
@@ -191,6 +192,7 @@ def test_custom_id_is_the_realtime_idempotency_key(task, prompt, schema, page):
     b = BatchBuilder(task=task, prompt=prompt, result_schema=schema, min_pixels=3072)
     entry = b.add_image("k.png", data, page=page)
     effective_task = "custom" if prompt else task
-    job = OcrJob(task=effective_task, spec=get_model(None), prompt=prompt, result_schema=schema, min_pixels=3072)
+    job = OcrJob(OcrRequest(task=OcrTask.parse(effective_task), spec=get_model(None), prompt=prompt,
+                            result_schema=schema, min_pixels=3072))
     assert entry.task == effective_task
     assert entry.custom_id == job.key(entry.sha256)

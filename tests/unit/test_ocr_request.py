@@ -54,7 +54,7 @@ def test_keys_are_the_values_the_old_code_computed():
 
 def test_realtime_runner_batch_builder_and_request_share_one_key():
     request = build_ocr_request(prompt=PROMPT, min_pixels=3072)
-    by_fields = OcrJob(task="custom", spec=get_model("qwen-vl-ocr"), prompt=PROMPT, min_pixels=3072)  # old form
+    by_fields = OcrJob(OcrRequest(task=OcrTask.CUSTOM, spec=get_model("qwen-vl-ocr"), prompt=PROMPT, min_pixels=3072))
     old_builder = BatchBuilder(prompt=PROMPT, min_pixels=3072)  # old keyword form builds the same spec
     assert OcrJob(request).key(SHA) == by_fields.key(SHA) == old_builder.request.key(SHA) == request.key(SHA)
     assert old_builder.request == request and old_builder.text == request.text == PROMPT

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult, Usage
 from airflow_provider_qwenocr.runs.realtime import MAX_FAILED_KEPT, OcrJob, run
@@ -55,7 +54,7 @@ def test_in_flight_images_are_bounded(tmp_path):
     data = _png((40, 40))
     n, workers = 300, 3
     sources = [Source(f"mem://{i}.png", _reader=counter.reader(data)) for i in range(n)]
-    job = OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    job = OcrJob(build_ocr_request(model="qwen-vl-ocr"))
     with CountingWriter(str(tmp_path / "r.jsonl"), counter) as w:
         summary = run(sources, job, SlowClient(), w, max_concurrency=workers)
     assert summary.n_ok == n and counter.read == n
@@ -65,7 +64,7 @@ def test_in_flight_images_are_bounded(tmp_path):
 
 def test_summary_keeps_a_bounded_list_of_failures(tmp_path):
     sources = [Source(f"mem://{i}.png", _reader=lambda: b"not an image") for i in range(MAX_FAILED_KEPT + 30)]
-    job = OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    job = OcrJob(build_ocr_request(model="qwen-vl-ocr"))
     with ResultsWriter(str(tmp_path / "r.jsonl")) as w:
         summary = run(sources, job, SlowClient(), w, max_concurrency=2)
     assert summary.n_failed == MAX_FAILED_KEPT + 30 and len(summary.failed) == MAX_FAILED_KEPT
@@ -100,7 +99,7 @@ def test_an_account_error_stops_queued_images_before_they_start(tmp_path):
 
     data = _png((40, 40))
     sources = [Source(f"mem://{i}.png", _reader=lambda: data) for i in range(10)]
-    job = OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    job = OcrJob(build_ocr_request(model="qwen-vl-ocr"))
     client = RefusingClient(ok_first=3)
     with pytest.raises(AccountError):
         with ResultsWriter(str(tmp_path / "r.jsonl")) as w:
@@ -114,7 +113,7 @@ def test_an_account_error_with_many_workers_still_surfaces_as_the_account_error(
 
     data = _png((40, 40))
     sources = [Source(f"mem://{i}.png", _reader=lambda: data) for i in range(200)]
-    job = OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    job = OcrJob(build_ocr_request(model="qwen-vl-ocr"))
     client = RefusingClient(ok_first=5)
     try:
         with ResultsWriter(str(tmp_path / "r.jsonl")) as w:

@@ -16,6 +16,7 @@ from PIL import Image
 from airflow_provider_qwenocr.dashscope.errors import RetryableError, describe, from_exception, readable
 from airflow_provider_qwenocr.ocr import images
 from airflow_provider_qwenocr.ocr.models import get_model
+from airflow_provider_qwenocr.ocr.request import build_ocr_request
 from airflow_provider_qwenocr.ocr.results import OcrResult
 from airflow_provider_qwenocr.runs import realtime as runner
 from airflow_provider_qwenocr.runs.results_store import ResultCache, ResultsWriter, read_results
@@ -86,7 +87,7 @@ def _png() -> bytes:
 
 
 def test_a_row_that_cannot_be_written_becomes_that_images_error_row(tmp_path, monkeypatch):
-    job = runner.OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    job = runner.OcrJob(build_ocr_request(model="qwen-vl-ocr"))
     srcs = [Source("/in/fine.png", _reader=_png), Source("/in/unserialisable.png", _reader=lambda: _png()[:-1] + b"!")]
 
     def failing_write(self, result):
@@ -117,7 +118,7 @@ def test_outage_errors_after_the_breaker_opened_leave_no_row(tmp_path):
             self.breaker.record_failure(err)
             raise err
 
-    job = runner.OcrJob(task="text_recognition", spec=get_model("qwen-vl-ocr"))
+    job = runner.OcrJob(build_ocr_request(model="qwen-vl-ocr"))
     srcs = [Source(f"/in/{i}.png", _reader=_png) for i in range(5)]
     with pytest.raises(ServiceUnavailableError):
         with ResultsWriter(str(tmp_path / "r.jsonl")) as w:
