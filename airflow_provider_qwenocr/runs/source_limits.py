@@ -8,7 +8,8 @@ The bounds are the service's own limits where they apply, and the decoder's wher
 
 - a downloaded image (``fetch=True``): the model's image limit (:func:`image_byte_cap`: 10 MB, 20 MB for
   ``qwen3.5-ocr``) — the service itself refuses more when it fetches a URL;
-- a PDF from anywhere: :data:`MAX_PDF_BYTES` (100 MB, the service's per-document limit);
+- a PDF from anywhere: :data:`MAX_PDF_SOURCE_BYTES` (500 MiB): five times the service's 100 MB per request,
+  because a larger PDF is split without rendering into parts the service takes (``ocr/pdfsplit.py``);
 - a stored image (local, ``s3://``, object storage): :data:`MAX_STORED_IMAGE_BYTES`, an uncompressed image
   at the decoder's pixel ceiling (``MAX_SOURCE_PIXELS`` × 4 bytes): a larger file cannot be an image we
   would decode, and a stored image is resized here before it is sent, so the service's 10 MB does not apply.
@@ -27,10 +28,11 @@ import threading
 from typing import Any
 
 from airflow_provider_qwenocr.ocr.grid import ImageValidationError
+from airflow_provider_qwenocr.ocr.models import MAX_PDF_BYTES
 
 MiB = 1024 * 1024
-#: The service's limit for one PDF document.
-MAX_PDF_BYTES = 100 * MiB
+#: The most of one PDF read here: it is split into parts of at most the service's MAX_PDF_BYTES (100 MB) each.
+MAX_PDF_SOURCE_BYTES = 5 * MAX_PDF_BYTES
 #: Default image limits of the service, by model (used when the model catalogue cannot say).
 DEFAULT_IMAGE_BYTES, QWEN35_IMAGE_BYTES = 10 * MiB, 20 * MiB
 #: Bytes read before the signature check.
@@ -89,7 +91,7 @@ def image_byte_cap(model: str | None) -> int:
 def cap_for(uri: str, *, downloaded: bool, model: str | None = None) -> int:
     """The byte cap of the source at ``uri`` (see the module docstring)."""
     if uri.split("?", 1)[0].lower().endswith(".pdf"):
-        return MAX_PDF_BYTES
+        return MAX_PDF_SOURCE_BYTES
     return image_byte_cap(model) if downloaded else MAX_STORED_IMAGE_BYTES
 
 

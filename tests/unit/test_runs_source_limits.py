@@ -164,3 +164,14 @@ def test_excluded_locations_are_not_sources(tmp_path):
     assert names == ["boxes-not-mine.png", "scan.png"]
     globbed = expand_sources(str(tmp_path / "**" / "*.png"), exclude=[str(tmp_path / "boxes") + "/"])
     assert [os.path.basename(s.uri) for s in globbed] == ["boxes-not-mine.png", "scan.png"]
+
+
+def test_a_pdf_over_the_services_100_mb_is_read_to_be_split_not_refused():
+    """Issue 18: a PDF larger than one request takes is split into <= 100 MB parts, so the read cap is above
+    the service's per-request limit (and still bounded)."""
+    from airflow_provider_qwenocr.ocr.models import MAX_PDF_BYTES
+    from airflow_provider_qwenocr.runs.source_limits import MAX_PDF_SOURCE_BYTES, cap_for
+
+    assert cap_for("/in/contract.pdf", downloaded=False) == MAX_PDF_SOURCE_BYTES > MAX_PDF_BYTES
+    assert cap_for("https://h/contract.PDF?sig=1", downloaded=True) == MAX_PDF_SOURCE_BYTES
+
