@@ -1,7 +1,7 @@
 """Wall-clock deadlines against a dripping peer, and the circuit breaker (issue 9, rows 5 and 6).
 
-The dripping server is written here: it accepts on 127.0.0.1, reads the request, answers a 200 with a
-long Content-Length and then sends one byte every 2 s — the slow peer that ``requests``' per-read
+The dripping server (tests/fixtures/hostile.py) accepts on 127.0.0.1, reads the request, answers a 200
+with a long Content-Length and then sends one byte every 2 s — the slow peer that ``requests``' per-read
 timeout never catches.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 import time
 
 import pytest
@@ -25,59 +24,16 @@ from airflow_provider_qwenocr.dashscope.errors import (
 from airflow_provider_qwenocr.dashscope.realtime import RealtimeClient
 from airflow_provider_qwenocr.ocr.images import prepare_image
 from airflow_provider_qwenocr.ocr.models import get_model
+from tests.fixtures.hostile import HostileServer
 
 KEY = "sk-unit-test-secret-0123456789"
 
 
-class DripServer:
-    """Answers every request with headers promising 10 kB, then one byte every ``interval`` seconds."""
-
-    def __init__(self, interval: float = 2.0, max_seconds: float = 60.0, *, framed: bool = True) -> None:
-        # framed=False: no Content-Length, ``Connection: close`` (the body ends when the peer closes)
-        self.interval, self.max_seconds = interval, max_seconds
-        self.head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     + (b"Content-Length: 10000\r\n" if framed else b"Connection: close\r\n") + b"\r\n{")
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.requests = 0
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.5)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        started = time.monotonic()
-        try:
-            conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            self.requests += 1
-            conn.sendall(self.head)
-            while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
-                time.sleep(self.interval)
-                conn.sendall(b" ")
-        except OSError:
-            pass  # the client cut the connection: what the deadline is for
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.sock.close()
+def drip_server(interval: float = 2.0, max_seconds: float = 60.0, *, framed: bool = True) -> HostileServer:
+    """Headers promising 10 kB (or, ``framed=False``, no Content-Length and ``Connection: close``), ``{``, then
+    one byte every ``interval`` seconds."""
+    return HostileServer("drip", interval=interval, max_seconds=max_seconds,
+                         content_length=10000 if framed else None, prefix=b"{")
 
 
 def _image():
@@ -87,7 +43,7 @@ def _image():
 
 
 def test_dripping_server_fails_within_timeout_plus_retry_budget():
-    srv = DripServer(interval=2.0)
+    srv = drip_server(interval=2.0)
     cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=5.0,
                        max_retries=8, max_retry_seconds=10.0)
     client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))
@@ -110,7 +66,7 @@ def test_dripping_server_fails_within_timeout_plus_retry_budget():
 def test_deadline_cuts_a_drip_without_content_length():
     """Issue 20 #1: without Content-Length the socket belongs to the response, not the connection; the
     deadline still cuts it, and the cut (EOF-terminated, complete-looking) body is a timeout, not an answer."""
-    srv = DripServer(interval=2.0, max_seconds=30.0, framed=False)
+    srv = drip_server(interval=2.0, max_seconds=30.0, framed=False)
     cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=3.0,
                        max_retries=0, max_retry_seconds=1.0)
     client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))
@@ -171,43 +127,14 @@ def test_what_counts_as_outage():
     assert not CircuitBreaker(failures=0).enabled
 
 
-class EndlessServer:
-    """Answers 200 and streams bytes as fast as the client reads them, without end (issue 20 #2)."""
-
-    def __init__(self, *, declared: int | None = None, max_bytes: int = 200 * 1024 * 1024) -> None:
-        self.declared, self.max_bytes, self.sent = declared, max_bytes, 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            length = f"Content-Length: {self.declared}\r\n" if self.declared else "Connection: close\r\n"
-            conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}\r\n".encode())
-            block = b"[" * 65536
-            try:
-                while self.sent < self.max_bytes:
-                    conn.sendall(block)
-                    self.sent += len(block)
-            except OSError:
-                pass  # the client stopped reading: what the cap is for
-
-    def stop(self) -> None:
-        self.sock.close()
+def endless_server(*, declared: int | None = None) -> HostileServer:
+    """200 and ``[`` bytes as fast as the client reads them, up to 200 MB (issue 20 #2)."""
+    return HostileServer("endless", content_length=declared, max_bytes=200 * 1024 * 1024, fill=b"[")
 
 
 @pytest.mark.parametrize("declared", [None, 50 * 1024 * 1024])
 def test_an_endless_answer_stops_at_the_byte_cap(declared):
-    srv = EndlessServer(declared=declared)
+    srv = endless_server(declared=declared)
     cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=20.0,
                        max_retries=3, max_retry_seconds=5.0)
     client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))

@@ -1,24 +1,23 @@
 """Hostile sources (issue 20 #3, #4, #5, #9): bounded downloads, size and signature checked before the
 body, globs that do not follow directory links into loops, and the operator's own outputs left out.
 
-Servers are on 127.0.0.1 and written here; every case is bounded to seconds.
+Servers are on 127.0.0.1 (tests/fixtures/hostile.py); every case is bounded to seconds.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 from PIL import Image
 
 from airflow_provider_qwenocr.runs.sources import expand_sources
+from tests.fixtures.hostile import HostileServer
 
 
 def _png() -> bytes:
@@ -27,41 +26,10 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
-class Server:
-    """One kind of hostile answer per instance: ``drip`` (1 byte / interval, no Content-Length) or ``endless``."""
-
-    def __init__(self, mode: str, interval: float = 2.0, max_bytes: int = 200 * 1024 * 1024) -> None:
-        self.mode, self.interval, self.max_bytes, self.sent = mode, interval, max_bytes, 0
-        self._stop = threading.Event()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/scan.png"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n\x89PNG\r\n\x1a\n")
-            block = b"\0" * 65536 if self.mode == "endless" else b"\0"
-            try:
-                while self.sent < self.max_bytes and not self._stop.is_set():
-                    conn.sendall(block)
-                    self.sent += len(block)
-                    if self.mode == "drip":
-                        time.sleep(self.interval)
-            except OSError:
-                pass
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.sock.close()
+def server(mode: str, interval: float = 2.0, max_bytes: int = 200 * 1024 * 1024) -> HostileServer:
+    """A PNG signature, then ``drip`` (1 zero byte / interval) or ``endless`` zeros; no Content-Length."""
+    return HostileServer(mode, interval=interval, max_bytes=max_bytes, content_type="image/png",
+                         prefix=b"\x89PNG\r\n\x1a\n", fill=b"\0")
 
 
 def _read_error(src) -> Exception:
@@ -71,9 +39,9 @@ def _read_error(src) -> Exception:
 
 
 def test_a_dripping_fetched_source_ends_within_the_fetch_timeout():
-    srv = Server("drip", max_bytes=30)
+    srv = server("drip", max_bytes=30)
     try:
-        (src,) = expand_sources(srv.url, fetch=True, fetch_timeout=2.0)
+        (src,) = expand_sources(srv.url("/scan.png"), fetch=True, fetch_timeout=2.0)
         started = time.monotonic()
         err = _read_error(src)
         elapsed = time.monotonic() - started
@@ -85,9 +53,9 @@ def test_a_dripping_fetched_source_ends_within_the_fetch_timeout():
 
 @pytest.mark.parametrize("model, cap_mb", [(None, 10), ("qwen3.5-ocr", 20)])  # None: the default model
 def test_an_endless_fetched_source_stops_at_the_model_image_limit(model, cap_mb):
-    srv = Server("endless")
+    srv = server("endless")
     try:
-        (src,) = expand_sources(srv.url, fetch=True, **({"model": model} if model else {}))
+        (src,) = expand_sources(srv.url("/scan.png"), fetch=True, **({"model": model} if model else {}))
         started = time.monotonic()
         err = _read_error(src)
         elapsed = time.monotonic() - started
