@@ -20,64 +20,26 @@ The parent samples the child's RSS every 50 ms and kills it at :data:`MAX_SECOND
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the parent's own imports
+
+from tests.fixtures.hostile import HostileServer
 
 MAX_SECONDS = 60.0
 MAX_RSS_MB = 1536
 
-# -- servers (parent process) -----------------------------------------------------------------------
+# -- servers (parent process): tests/fixtures/hostile.py, the tests' own hostile server -----------------
 
 
-class Server:
-    """``drip``: the head then 1 byte every 2 s; ``endless``: 64 KiB blocks without end. No Content-Length."""
-
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
-                block = b" " * 65536
-                while not self._stop.is_set():
-                    if self.mode == "drip":
-                        conn.sendall(b" ")
-                        time.sleep(2.0)
-                    else:
-                        conn.sendall(block)
-            except OSError:
-                pass
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.sock.close()
+def hostile_server(mode: str) -> HostileServer:
+    """``drip``: the head then 1 byte every 2 s; ``endless``: 64 KiB blocks, more than the child may hold
+    (4 GiB > :data:`MAX_RSS_MB`) and longer than it may run, so the caps here decide. No Content-Length."""
+    return HostileServer(mode, interval=2.0, max_seconds=MAX_SECONDS + 10, max_bytes=4 * 1024**3)
 
 
 # -- cases (child process) --------------------------------------------------------------------------
@@ -209,9 +171,9 @@ def main(selected: list[str]) -> None:
         for name, (mode, body, consts) in cases.items():
             if selected and name not in selected:
                 continue
-            server = Server(mode) if mode else None
+            server = hostile_server(mode) if mode else None
             if server:
-                consts = {**consts, "BASE": repr(server.base)}
+                consts = {**consts, "BASE": repr(server.base_url)}
             prelude = "".join(f"{k} = {v}\n" for k, v in consts.items())
             try:
                 results[name] = run_case(name, prelude + textwrap.dedent(body), work)
