@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 openai = pytest.importorskip("openai")
-pdfium = pytest.importorskip("pypdfium2")
+pytest.importorskip("pypdfium2")
 
-from tests.fixtures.emulator import StaticServer  # noqa: E402
+from tests.fixtures.pdfs import blank_pdf, pdf_of  # noqa: E402
 
 pytestmark = pytest.mark.integration
 MODEL = "qwen3.5-ocr"
@@ -34,37 +34,6 @@ def norm(text) -> str:
 
 def client(srv):
     return openai.OpenAI(api_key="sk-test-emulator", base_url=srv.compatible_base, max_retries=0, timeout=120)
-
-
-def pdf_of(docs_dir, *names: str) -> bytes:
-    """A PDF whose pages are the given test documents (Pillow, 72 dpi: one pixel per point)."""
-    pages = [Image.open(docs_dir / f"{n}.png").convert("RGB") for n in names]
-    buf = io.BytesIO()
-    pages[0].save(buf, "PDF", resolution=72, save_all=True, append_images=pages[1:])
-    return buf.getvalue()
-
-
-def blank_pdf(n: int) -> bytes:
-    doc = pdfium.PdfDocument.new()
-    for _ in range(n):
-        doc.new_page(300, 200).close()
-    buf = io.BytesIO()
-    doc.save(buf)
-    doc.close()
-    return buf.getvalue()
-
-
-@pytest.fixture
-def files(tmp_path):
-    srv = StaticServer(tmp_path)
-    srv.dir = tmp_path
-    yield srv
-    srv.stop()
-
-
-def serve(files, name: str, data: bytes) -> str:
-    (files.dir / name).write_bytes(data)
-    return files.url(name)
 
 
 def file_input(url: str, text: str | None = None) -> list[dict]:
@@ -88,8 +57,8 @@ def refused(call, status: int = 400, code: str = "invalid_parameter_error") -> s
 
 
 # -- a whole PDF, read by the real engine ------------------------------------------------------------------
-def test_pdf_by_url_with_document_parsing_gives_per_page_layouts(emulator, docs_dir, files):
-    url = serve(files, "three.pdf", pdf_of(docs_dir, "paragraph_en", "mixed_notice", "table_zh_en"))
+def test_pdf_by_url_with_document_parsing_gives_per_page_layouts(emulator, docs_dir, file_server):
+    url = file_server.put("three.pdf", pdf_of(docs_dir, "paragraph_en", "mixed_notice", "table_zh_en"))
     before = emulator.stats()
     resp = client(emulator).responses.create(model=MODEL, input=file_input(url),
                                              extra_body={"ocr_options": {"task": "document_parsing"}})
@@ -111,8 +80,8 @@ def test_pdf_by_url_with_document_parsing_gives_per_page_layouts(emulator, docs_
     assert after["pdf_pages"] - before["pdf_pages"] == 3 and after["ocr_calls"] - before["ocr_calls"] == 3
 
 
-def test_custom_prompt_is_combined_with_the_task(emulator, docs_dir, files):
-    url = serve(files, "invoice.pdf", pdf_of(docs_dir, "paragraph_en", "invoice_zh_en"))
+def test_custom_prompt_is_combined_with_the_task(emulator, docs_dir, file_server):
+    url = file_server.put("invoice.pdf", pdf_of(docs_dir, "paragraph_en", "invoice_zh_en"))
     c = client(emulator)
     task_only = c.responses.create(model=MODEL, input=file_input(url),
                                    extra_body={"ocr_options": {"task": "document_parsing"}})
@@ -125,8 +94,8 @@ def test_custom_prompt_is_combined_with_the_task(emulator, docs_dir, files):
     assert both.usage.input_tokens_details.text_tokens > task_only.usage.input_tokens_details.text_tokens
 
 
-def test_key_information_over_a_whole_pdf_is_one_answer(emulator, docs_dir, files):
-    url = serve(files, "two.pdf", pdf_of(docs_dir, "paragraph_en", "invoice_zh_en"))
+def test_key_information_over_a_whole_pdf_is_one_answer(emulator, docs_dir, file_server):
+    url = file_server.put("two.pdf", pdf_of(docs_dir, "paragraph_en", "invoice_zh_en"))
     schema = {"乘车日期": "", "Total Amount": "", "Phone": ""}
     resp = client(emulator).responses.create(model=MODEL, input=file_input(url), extra_body={
         "ocr_options": {"task": "key_information_extraction", "task_config": {"result_schema": schema}}})
@@ -155,32 +124,32 @@ def echo(make_emulator):
     return make_emulator(engine="echo")
 
 
-def test_51_pages_refused_50_accepted(echo, files):
+def test_51_pages_refused_50_accepted(echo, file_server):
     c = client(echo)
-    ok = c.responses.create(model=MODEL, input=file_input(serve(files, "p50.pdf", blank_pdf(50))))
+    ok = c.responses.create(model=MODEL, input=file_input(file_server.put("p50.pdf", blank_pdf(50))))
     assert sorted({b["pageNum"] for b in ocr_result(ok)["layouts"]}) == list(range(1, 51))
     assert echo.stats()["pdf_pages"] == 50
     message = refused(lambda: c.responses.create(model=MODEL, input=file_input(
-        serve(files, "p51.pdf", blank_pdf(51)))))
+        file_server.put("p51.pdf", blank_pdf(51)))))
     assert "51 pages" in message and "at most 50" in message
     stats = echo.stats()
     assert stats["pdf_pages"] == 50 and stats["requests"]["responses"] == 2 and stats["by_status"][400] == 1
 
 
-def test_pdf_over_100_mb_refused(echo, files):
+def test_pdf_over_100_mb_refused(echo, file_server):
     big = blank_pdf(1) + b"%" + b"0" * (100 * MB)  # a comment after %%EOF: a valid PDF of 100 MB + a few KB
     message = refused(lambda: client(echo).responses.create(model=MODEL, input=file_input(
-        serve(files, "big.pdf", big))))
+        file_server.put("big.pdf", big))))
     assert f"the limit is {100 * MB}" in message
     assert echo.stats()["ocr_calls"] == 0
 
 
-def test_image_limit_is_20_mb_for_qwen35(echo, docs_dir, files):
+def test_image_limit_is_20_mb_for_qwen35(echo, docs_dir, file_server):
     png = (docs_dir / "paragraph_en.png").read_bytes()
     c = client(echo)
 
     def ask(name, size):
-        url = serve(files, name, png + b"\0" * (size - len(png)))  # bytes after IEND: still the same PNG
+        url = file_server.put(name, png + b"\0" * (size - len(png)))  # bytes after IEND: still the same PNG
         return c.responses.create(model=MODEL, input=[{"role": "user", "content": [
             {"type": "input_image", "image_url": url}]}])
 
@@ -188,9 +157,9 @@ def test_image_limit_is_20_mb_for_qwen35(echo, docs_dir, files):
     assert str(20 * MB) in refused(lambda: ask("21mb.png", 20 * MB + 1)), "the limit is named"
 
 
-def test_older_and_unknown_models_refused(echo, files):
+def test_older_and_unknown_models_refused(echo, file_server):
     c = client(echo)
-    url = serve(files, "one.pdf", blank_pdf(1))
+    url = file_server.put("one.pdf", blank_pdf(1))
     message = refused(lambda: c.responses.create(model="qwen-vl-ocr", input=file_input(url)))
     assert "qwen3.5-ocr" in message
     refused(lambda: c.responses.create(model="qwen-vl-ocr-2025-11-20", input=file_input(url)))
@@ -219,9 +188,9 @@ def test_pdf_through_the_temporary_upload(echo):
     assert "X-DashScope-OssResourceResolve" in message
 
 
-def test_inputs_the_documentation_does_not_show_are_refused(echo, files):
+def test_inputs_the_documentation_does_not_show_are_refused(echo, file_server):
     c = client(echo)
-    png_url = serve(files, "x.png", _png())
+    png_url = file_server.put("x.png", _png())
     assert "not a PDF" in refused(lambda: c.responses.create(model=MODEL, input=file_input(png_url)))
     inline = {"type": "input_file", "filename": "a.pdf",
               "file_data": "data:application/pdf;base64," + base64.b64encode(blank_pdf(1)).decode()}
@@ -229,8 +198,8 @@ def test_inputs_the_documentation_does_not_show_are_refused(echo, files):
     assert "input_image or input_file" in refused(lambda: c.responses.create(model=MODEL, input="hello"))
 
 
-def test_a_follow_up_question_reads_the_earlier_document(echo, files):
-    url = serve(files, "two.pdf", blank_pdf(2))
+def test_a_follow_up_question_reads_the_earlier_document(echo, file_server):
+    url = file_server.put("two.pdf", blank_pdf(2))
     c = client(echo)
     first = c.responses.create(model=MODEL, input=file_input(url))
     follow = c.responses.create(model=MODEL, input=[
@@ -241,8 +210,8 @@ def test_a_follow_up_question_reads_the_earlier_document(echo, files):
     assert ocr_result(follow)["layouts"] == ocr_result(first)["layouts"]
 
 
-def test_max_output_tokens_cuts_the_answer(echo, files):
-    url = serve(files, "five.pdf", blank_pdf(5))
+def test_max_output_tokens_cuts_the_answer(echo, file_server):
+    url = file_server.put("five.pdf", blank_pdf(5))
     c = client(echo)
     full = c.responses.create(model=MODEL, input=file_input(url))
     cut = c.responses.create(model=MODEL, input=file_input(url), max_output_tokens=16)

@@ -146,19 +146,12 @@ def test_limits_are_inclusive_where_the_documentation_says_so(echo):
         assert post(echo, native(data_url(encoded(size)))).status_code == 200, size
 
 
-def test_file_size_limit_is_10mb_and_20mb_for_qwen35(echo, tmp_path):
+def test_file_size_limit_is_10mb_and_20mb_for_qwen35(echo, file_server):
     """A URL image over 10 MB is refused; qwen3.5-ocr takes up to 20 MB (an 11.4-MB BMP here)."""
-    from tests.fixtures.emulator import StaticServer
-
-    (tmp_path / "big.bmp").write_bytes(encoded((2000, 2000), "BMP"))  # 12,000,054 bytes
-    srv = StaticServer(tmp_path)
-    try:
-        url = srv.url("big.bmp")
-        _refused(post(echo, native(url)), compat=False)
-        _refused(post(echo, chat(url), path=CHAT), compat=True)
-        assert post(echo, chat(url, model="qwen3.5-ocr"), path=CHAT).status_code == 200
-    finally:
-        srv.stop()
+    url = file_server.put("big.bmp", encoded((2000, 2000), "BMP"))  # 12,000,054 bytes
+    _refused(post(echo, native(url)), compat=False)
+    _refused(post(echo, chat(url), path=CHAT), compat=True)
+    assert post(echo, chat(url, model="qwen3.5-ocr"), path=CHAT).status_code == 200
 
 
 # -- the official KIE prompts -------------------------------------------------------------------------------

@@ -11,12 +11,10 @@ skips, saying so (a probe of the route), and the temporary-upload test runs on i
 
 from __future__ import annotations
 
-import io
 import unicodedata
 
 import pytest
 import requests
-from PIL import Image
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import PermanentError
@@ -24,7 +22,8 @@ from airflow_provider_qwenocr.dashscope.responses import FileInput, ResponsesCli
 from airflow_provider_qwenocr.dashscope.uploads import temporary_upload
 from airflow_provider_qwenocr.ocr.images import prepare_image
 from airflow_provider_qwenocr.ocr.models import get_model
-from tests.fixtures.emulator import EMULATOR_KEY, StaticServer
+from tests.fixtures.emulator import EMULATOR_KEY
+from tests.fixtures.pdfs import blank_pdf, pdf_of
 
 pytestmark = pytest.mark.integration
 MODEL = "qwen3.5-ocr"
@@ -54,26 +53,6 @@ def client(srv, **kw) -> ResponsesClient:
     return ResponsesClient(cfg, sleep=lambda s: None, **kw)
 
 
-def pdf_of(docs_dir, *names: str) -> bytes:
-    pages = [Image.open(docs_dir / f"{n}.png").convert("RGB") for n in names]
-    buf = io.BytesIO()
-    pages[0].save(buf, "PDF", resolution=72, save_all=True, append_images=pages[1:])
-    return buf.getvalue()
-
-
-@pytest.fixture
-def files(tmp_path):
-    srv = StaticServer(tmp_path)
-    srv.dir = tmp_path
-    yield srv
-    srv.stop()
-
-
-def serve(files, name: str, data: bytes) -> str:
-    (files.dir / name).write_bytes(data)
-    return files.url(name)
-
-
 def test_temporary_upload_gives_an_oss_url_the_service_can_read(make_emulator, tmp_path):
     srv = make_emulator(engine="echo")
     path = tmp_path / "contract.pdf"
@@ -85,9 +64,9 @@ def test_temporary_upload_gives_an_oss_url_the_service_can_read(make_emulator, t
         temporary_upload(cfg, tmp_path / "missing.pdf", model=MODEL)
 
 
-def test_a_3_page_pdf_by_url_gives_page_results_and_a_document(emulator, docs_dir, files):
+def test_a_3_page_pdf_by_url_gives_page_results_and_a_document(emulator, docs_dir, file_server):
     need_route(emulator)
-    url = serve(files, "three.pdf", pdf_of(docs_dir, *PAGES))
+    url = file_server.put("three.pdf", pdf_of(docs_dir, *PAGES))
     with client(emulator) as c:
         doc = c.recognize_document([FileInput(url, pages=3)], task="document_parsing", source="three.pdf")
     assert doc.ok and doc.document.page is None and doc.document.source == "three.pdf"
@@ -98,9 +77,9 @@ def test_a_3_page_pdf_by_url_gives_page_results_and_a_document(emulator, docs_di
     assert all(p.usage.total_tokens == 0 for p in doc.pages)
 
 
-def test_task_combined_with_a_prompt(emulator, docs_dir, files):
+def test_task_combined_with_a_prompt(emulator, docs_dir, file_server):
     need_route(emulator)
-    url = serve(files, "invoice.pdf", pdf_of(docs_dir, "invoice_zh_en", "paragraph_en"))
+    url = file_server.put("invoice.pdf", pdf_of(docs_dir, "invoice_zh_en", "paragraph_en"))
     schema = {"invoice_number": "", "total": ""}
     with client(emulator) as c:
         doc = c.recognize_document([FileInput(url, pages=2)], task="key_information_extraction",
@@ -129,17 +108,11 @@ def test_a_local_pdf_goes_through_the_temporary_upload(emulator, docs_dir, tmp_p
     assert doc.ok and doc.document.source.startswith("oss://") and doc.page_count == 2
 
 
-def test_a_51_page_pdf_is_refused_with_the_services_error(make_emulator, files):
+def test_a_51_page_pdf_is_refused_with_the_services_error(make_emulator, file_server):
     srv = make_emulator(engine="echo")
     need_route(srv)
-    pdf = pytest.importorskip("pypdfium2")
-    document = pdf.PdfDocument.new()
-    for _ in range(51):
-        document.new_page(300, 200).close()
-    buf = io.BytesIO()
-    document.save(buf)
-    document.close()
-    url = serve(files, "long.pdf", buf.getvalue())
+    pytest.importorskip("pypdfium2")
+    url = file_server.put("long.pdf", blank_pdf(51))
     with client(srv) as c, pytest.raises(PermanentError) as ei:
         c.recognize_document([FileInput(url)], task="text_recognition")  # page count unknown client-side
     assert ei.value.status_code == 400 and c.calls == 1

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from airflow_provider_qwenocr.ocr.layouts import page_key
 from airflow_provider_qwenocr.ocr.plan import Send, document_key, plan_document
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
+from tests.fixtures.pdfs import blank_pdf
 
-pdfium = pytest.importorskip("pypdfium2")
-
-
-def pdf(n: int) -> bytes:
-    doc = pdfium.PdfDocument.new()
-    for _ in range(n):
-        doc.new_page(300, 400).close()
-    buf = io.BytesIO()
-    doc.save(buf)
-    doc.close()
-    return buf.getvalue()
+pytest.importorskip("pypdfium2")
 
 
 NAMES = ["d.pdf#page=1", "d.pdf#page=2"]
@@ -28,7 +17,7 @@ NAMES = ["d.pdf#page=1", "d.pdf#page=2"]
 
 def test_a_pdf_goes_whole_to_a_model_that_reads_pdfs_and_is_never_rendered():
     request = build_ocr_request(model="qwen3.5-ocr", task="document_parsing")
-    data = pdf(2)
+    data = blank_pdf(2, size=(300, 400))
 
     def never():
         raise AssertionError("pages must not be read")
@@ -44,7 +33,7 @@ def test_a_pdf_goes_whole_to_a_model_that_reads_pdfs_and_is_never_rendered():
 
 def test_older_models_get_the_pages_as_images_keyed_on_the_file():
     request = build_ocr_request(model="qwen-vl-ocr")
-    data = pdf(2)
+    data = blank_pdf(2, size=(300, 400))
     plan = plan_document("d.pdf", request, NAMES, whole=data, read_pages=lambda: [b"page-1", b"page-2"])
     assert plan.send is Send.INLINE and plan.data is None and [p.data for p in plan.pages] == [b"page-1", b"page-2"]
     assert all(p.identity.sha256 for p in plan.pages)
