@@ -42,22 +42,28 @@ def _image():
     return prepare_image(buf.getvalue(), get_model("qwen-vl-ocr"))
 
 
-def test_dripping_server_fails_within_timeout_plus_retry_budget():
-    srv = drip_server(interval=2.0)
-    cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=5.0,
-                       max_retries=8, max_retry_seconds=10.0)
-    client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))
+def _failed_call(srv: HostileServer, error: type[Exception], **config) -> tuple[Exception, float, RealtimeClient]:
+    """One recognize call to ``srv`` that must raise ``error``: (that error, the seconds the call took, the
+    client); the server is stopped and the client closed whatever happens."""
+    client = RealtimeClient(ClientConfig(api_key=KEY, base_url=srv.base_url, **config),
+                            breaker=CircuitBreaker(failures=0))
     started = time.monotonic()
     try:
-        with pytest.raises(RetryableError) as ei:
+        with pytest.raises(error) as ei:
             client.recognize(_image(), task="text_recognition")
     finally:
         elapsed = time.monotonic() - started
         srv.stop()
         client.close()
+    return ei.value, elapsed, client
+
+
+def test_dripping_server_fails_within_timeout_plus_retry_budget():
+    srv = drip_server(interval=2.0)
+    err, elapsed, _ = _failed_call(srv, RetryableError, timeout=5.0, max_retries=8, max_retry_seconds=10.0)
     print(f"dripping server: failed after {elapsed:.1f} s, {srv.requests} attempt(s)")
-    assert ei.value.code == "RequestTimeOut"
-    assert "deadline" in ei.value.message
+    assert err.code == "RequestTimeOut"
+    assert "deadline" in err.message
     # each attempt is cut at 5 s; retries stop once 10 s are spent: ≤ 15 s plus scheduling slack
     assert 4.5 <= elapsed <= 20.0, elapsed
     assert srv.requests >= 2  # it did retry, within the budget
@@ -67,18 +73,8 @@ def test_deadline_cuts_a_drip_without_content_length():
     """Issue 20 #1: without Content-Length the socket belongs to the response, not the connection; the
     deadline still cuts it, and the cut (EOF-terminated, complete-looking) body is a timeout, not an answer."""
     srv = drip_server(interval=2.0, max_seconds=30.0, framed=False)
-    cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=3.0,
-                       max_retries=0, max_retry_seconds=1.0)
-    client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))
-    started = time.monotonic()
-    try:
-        with pytest.raises(RetryableError) as ei:
-            client.recognize(_image(), task="text_recognition")
-    finally:
-        elapsed = time.monotonic() - started
-        srv.stop()
-        client.close()
-    assert ei.value.code == "RequestTimeOut"
+    err, elapsed, _ = _failed_call(srv, RetryableError, timeout=3.0, max_retries=0, max_retry_seconds=1.0)
+    assert err.code == "RequestTimeOut"
     assert 2.5 <= elapsed <= 12.0, elapsed  # 3-s deadline; the drip would go on for 30 s
 
 
@@ -135,18 +131,8 @@ def endless_server(*, declared: int | None = None) -> HostileServer:
 @pytest.mark.parametrize("declared", [None, 50 * 1024 * 1024])
 def test_an_endless_answer_stops_at_the_byte_cap(declared):
     srv = endless_server(declared=declared)
-    cfg = ClientConfig(api_key=KEY, base_url=f"http://127.0.0.1:{srv.port}", timeout=20.0,
-                       max_retries=3, max_retry_seconds=5.0)
-    client = RealtimeClient(cfg, breaker=CircuitBreaker(failures=0))
-    started = time.monotonic()
-    try:
-        with pytest.raises(PermanentError) as ei:
-            client.recognize(_image(), task="text_recognition")
-    finally:
-        elapsed = time.monotonic() - started
-        srv.stop()
-        client.close()
-    assert ei.value.code == "ResponseTooLarge"
+    err, elapsed, client = _failed_call(srv, PermanentError, timeout=20.0, max_retries=3, max_retry_seconds=5.0)
+    assert err.code == "ResponseTooLarge"
     assert client.calls == 1  # never retried: the same answer would be as large
     assert elapsed < 20.0, elapsed
     # read up to the cap (plus socket buffers), not the 200 MB the server had to give
