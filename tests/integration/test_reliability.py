@@ -220,11 +220,11 @@ def test_outage_stops_the_task_fast_and_rerun_sends_only_the_rest(make_emulator,
 
 
 def test_dripping_server_fails_the_task_in_time(monkeypatch, tmp_path):
-    from tests.unit.test_client_deadline_breaker import DripServer
+    from tests.fixtures.hostile import HostileServer
 
-    srv = DripServer(interval=2.0)
+    srv = HostileServer("drip", interval=2.0, content_length=10000, prefix=b"{")  # 10 kB promised, 1 byte / 2 s
     try:
-        _conn(monkeypatch, "qwen_drip", f"http://127.0.0.1:{srv.port}", timeout=5, max_retry_seconds=10)
+        _conn(monkeypatch, "qwen_drip", srv.base_url, timeout=5, max_retry_seconds=10)
         (tmp_path / "a.png").write_bytes((DOCS / "paragraph_en.png").read_bytes())
         started = time.monotonic()
         with pytest.raises(QwenOcrFailedImagesError, match="1 of 1"):

@@ -27,8 +27,8 @@ from airflow_provider_qwenocr.dashscope.responses import FileInput, ResponsesCli
 from airflow_provider_qwenocr.ocr.images import prepare_image
 from airflow_provider_qwenocr.ocr.models import get_model
 from airflow_provider_qwenocr.ocr.request import build_ocr_request
+from tests.fixtures.hostile import HostileServer
 from tests.unit.dashscope_stub import StubServer
-from tests.unit.test_client_deadline_breaker import DripServer
 from tests.unit.test_client_realtime import png
 
 KEY = "sk-unit-test-secret-0123456789"
@@ -202,8 +202,9 @@ def test_the_limiter_is_charged_and_refunded(stub):
 
 
 def test_the_wall_clock_deadline_cuts_a_dripping_peer():
-    srv = DripServer(interval=0.4)  # a byte every 0.4 s: a per-read timeout of 1.5 s never fires
-    client = client_for(f"http://127.0.0.1:{srv.port}", timeout=1.5, max_retries=0,
+    # a byte every 0.4 s after headers promising 10 kB: a per-read timeout of 1.5 s never fires
+    srv = HostileServer("drip", interval=0.4, content_length=10000, prefix=b"{")
+    client = client_for(srv.base_url, timeout=1.5, max_retries=0,
                         breaker=CircuitBreaker(failures=0))
     started = time.monotonic()
     try:
