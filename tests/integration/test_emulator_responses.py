@@ -33,7 +33,12 @@ def norm(text) -> str:
 
 
 def client(srv):
-    return openai.OpenAI(api_key="sk-test-emulator", base_url=srv.compatible_base, max_retries=0, timeout=120)
+    sdk = openai.OpenAI(api_key="sk-test-emulator", base_url=srv.compatible_base, max_retries=0, timeout=120)
+    if not hasattr(sdk, "responses"):  # the lowest-versions job: openai 1.40, the provider's floor
+        pytest.skip(f"openai {openai.__version__} has no client.responses (it arrived in 1.66); the provider does "
+                    "not use it (dashscope/responses.py posts itself), so these SDK checks of the emulator run in "
+                    "the newest-version suites only")
+    return sdk
 
 
 def file_input(url: str, text: str | None = None) -> list[dict]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
-import requests
 
 from airflow_provider_qwenocr.dashscope.config import ClientConfig
 from airflow_provider_qwenocr.dashscope.errors import PermanentError
@@ -32,19 +31,6 @@ PAGES = ("paragraph_en", "table_zh_en", "mixed_notice")
 
 def norm(text) -> str:
     return "".join(unicodedata.normalize("NFKC", str(text or "")).split())
-
-
-def has_responses_route(srv) -> bool:
-    """A request without inputs: the route answers 400 (needs an image or file); no route answers 404/405."""
-    r = requests.post(srv.compatible_base + "/responses", json={"model": MODEL, "input": "x"},
-                      headers={"Authorization": f"Bearer {EMULATOR_KEY}"}, timeout=30)
-    return r.status_code not in (404, 405)
-
-
-def need_route(srv) -> None:
-    if not has_responses_route(srv):
-        pytest.skip("this emulator has no /compatible-mode/v1/responses route yet (it lands with the emulator "
-                    "branch 'emu'); these tests run once it is merged")
 
 
 def client(srv, **kw) -> ResponsesClient:
@@ -65,7 +51,6 @@ def test_temporary_upload_gives_an_oss_url_the_service_can_read(make_emulator, t
 
 
 def test_a_3_page_pdf_by_url_gives_page_results_and_a_document(emulator, docs_dir, file_server):
-    need_route(emulator)
     url = file_server.put("three.pdf", pdf_of(docs_dir, *PAGES))
     with client(emulator) as c:
         doc = c.recognize_document([FileInput(url, pages=3)], task="document_parsing", source="three.pdf")
@@ -78,7 +63,6 @@ def test_a_3_page_pdf_by_url_gives_page_results_and_a_document(emulator, docs_di
 
 
 def test_task_combined_with_a_prompt(emulator, docs_dir, file_server):
-    need_route(emulator)
     url = file_server.put("invoice.pdf", pdf_of(docs_dir, "invoice_zh_en", "paragraph_en"))
     schema = {"invoice_number": "", "total": ""}
     with client(emulator) as c:
@@ -90,7 +74,6 @@ def test_task_combined_with_a_prompt(emulator, docs_dir, file_server):
 
 
 def test_several_page_images_in_one_request(emulator, docs_dir):
-    need_route(emulator)
     spec = get_model(MODEL)
     images = [prepare_image((docs_dir / f"{n}.png").read_bytes(), spec) for n in PAGES[:2]]
     with client(emulator) as c:
@@ -100,7 +83,6 @@ def test_several_page_images_in_one_request(emulator, docs_dir):
 
 
 def test_a_local_pdf_goes_through_the_temporary_upload(emulator, docs_dir, tmp_path):
-    need_route(emulator)
     path = tmp_path / "local.pdf"
     path.write_bytes(pdf_of(docs_dir, *PAGES[:2]))
     with client(emulator) as c:
@@ -110,7 +92,6 @@ def test_a_local_pdf_goes_through_the_temporary_upload(emulator, docs_dir, tmp_p
 
 def test_a_51_page_pdf_is_refused_with_the_services_error(make_emulator, file_server):
     srv = make_emulator(engine="echo")
-    need_route(srv)
     pytest.importorskip("pypdfium2")
     url = file_server.put("long.pdf", blank_pdf(51))
     with client(srv) as c, pytest.raises(PermanentError) as ei:
@@ -120,7 +101,6 @@ def test_a_51_page_pdf_is_refused_with_the_services_error(make_emulator, file_se
 
 def test_an_unknown_model_is_model_not_found(make_emulator):
     srv = make_emulator(engine="echo")
-    need_route(srv)
     with client(srv) as c, pytest.raises(PermanentError) as ei:
         c.recognize("https://127.0.0.1:9/a.png", model="qwen9-ocr-unknown")
     assert (ei.value.status_code, ei.value.code) == (404, "model_not_found") and c.calls == 1
